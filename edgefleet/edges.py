@@ -1,0 +1,100 @@
+"""Edges: register, list, show, change and remove the Docker engines we drive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from edgefleet.db import session_scope
+from edgefleet.engine import connection_of, ping
+from edgefleet.errors import AlreadyExists, InvalidInput, NotFound
+from edgefleet.validation import validated
+from models.inputs import EdgeCreate
+from models.records import Deployment, Edge, as_dict
+
+
+def get_edge(session: Session, *, name: str) -> Edge:
+    edge = session.exec(select(Edge).where(Edge.name == name)).first()
+    if edge is None:
+        raise NotFound(f"no edge named {name!r} (see `edgefleet edge list`)")
+    return edge
+
+
+def add_edge(
+    name: str,
+    docker_host: str,
+    *,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    telemetry_interval: int = 60,
+    heartbeat_interval: int = 20,
+    check: bool = True,
+) -> Edge:
+    """Register an edge; with ``check`` (the default) its engine must answer first."""
+    spec = validated(
+        EdgeCreate,
+        name=name,
+        docker_host=docker_host,
+        tls_ca=tls_ca,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        telemetry_interval=telemetry_interval,
+        heartbeat_interval=heartbeat_interval,
+    )
+    with session_scope() as session:
+        if session.exec(select(Edge).where(Edge.name == spec.name)).first():
+            raise AlreadyExists(f"an edge named {spec.name!r} already exists")
+    edge = Edge(**spec.model_dump())
+    if check:
+        ping(connection_of(edge))
+        edge.status = "ONLINE"
+    with session_scope() as session:
+        session.add(edge)
+    return edge
+
+
+def set_edge(
+    name: str, *, telemetry_interval: int | None = None, heartbeat_interval: int | None = None
+) -> Edge:
+    """Change an edge's telemetry and heartbeat intervals (seconds)."""
+    for label, value in (("telemetry interval", telemetry_interval),
+                         ("heartbeat interval", heartbeat_interval)):
+        if value is not None and not 1 <= value <= 86400:
+            raise InvalidInput(f"{label} {value} is outside 1-86400 seconds")
+    with session_scope() as session:
+        edge = get_edge(session, name=name)
+        if telemetry_interval is not None:
+            edge.telemetry_interval = telemetry_interval
+        if heartbeat_interval is not None:
+            edge.heartbeat_interval = heartbeat_interval
+        session.add(edge)
+    return edge
+
+
+def list_edges() -> list[Edge]:
+    with session_scope() as session:
+        return list(session.exec(select(Edge).order_by(Edge.name)).all())
+
+
+def show_edge(name: str) -> Edge:
+    with session_scope() as session:
+        return get_edge(session, name=name)
+
+
+def remove_edge(name: str) -> None:
+    """Forget an edge; refused while deployments still point at it."""
+    with session_scope() as session:
+        edge = get_edge(session, name=name)
+        used = session.exec(select(Deployment).where(Deployment.edge_id == edge.id)).all()
+        if used:
+            raise InvalidInput(
+                f"edge {name!r} still has {len(used)} deployment(s); delete them first "
+                f"(`edgefleet deployments`)"
+            )
+        session.delete(edge)
+
+
+def edge_public(edge: Edge) -> dict[str, Any]:
+    return as_dict(edge)

@@ -1,0 +1,62 @@
+"""One exception base for edgefleet, so callers (CLI, flows, API users) catch one thing.
+
+    EdgefleetError
+    ├── InvalidInput          bad input from the user; nothing was changed
+    ├── NotFound              a named record does not exist
+    ├── AlreadyExists         a record with that name already exists
+    ├── InvalidTransition     the deployment's state does not allow the action
+    ├── EdgeUnreachable       the edge's Docker engine did not answer
+    ├── RegistryError         the image registry refused or did not answer
+    ├── ImagePullError        an image could not be pulled onto an edge
+    ├── DeploymentFailed      containers did not reach running/healthy in time
+    ├── ComposeError          the compose binary exited non-zero
+    └── LabError              the local lab could not be set up or torn down
+
+SDK, httpx and subprocess errors are converted at the boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class EdgefleetError(Exception):
+    """Base of every error edgefleet raises on purpose."""
+
+
+class InvalidInput(EdgefleetError):
+    """Input that fails validation; the records are unchanged."""
+
+
+class NotFound(EdgefleetError):
+    """A named record does not exist."""
+
+
+class AlreadyExists(EdgefleetError):
+    """A record with the same unique name already exists."""
+
+
+class InvalidTransition(EdgefleetError):
+    """The deployment's current state does not allow the requested action."""
+
+
+class EdgeUnreachable(EdgefleetError):
+    """The edge's Docker engine did not answer (down, wrong address, or TLS refused)."""
+
+
+class RegistryError(EdgefleetError):
+    """The image registry refused a request or could not be reached."""
+
+
+class ImagePullError(EdgefleetError):
+    """An image could not be pulled onto an edge."""
+
+
+class DeploymentFailed(EdgefleetError):
+    """Containers did not run (or become healthy) within the deploy timeout."""
+
+
+class ComposeError(EdgefleetError):
+    """The Docker Compose binary exited with an error."""
+
+
+class LabError(EdgefleetError):
+    """The local lab (dockerd edges, registry, images) could not be set up or torn down."""

@@ -1,0 +1,42 @@
+"""Settings read from the environment (prefix ``EDGEFLEET_``), so one process tree shares them."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGEFLEET_", extra="ignore")
+
+    home: Path = Field(default=Path.home() / ".edgefleet", description="where state lives")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in home")
+    lab_dir: Path | None = Field(default=None, description="lab state; default <home>/lab")
+    engine_timeout: float = Field(default=30.0, gt=0, description="seconds per Docker API call")
+    deploy_timeout: float = Field(default=120.0, gt=0, description="seconds to reach STARTED")
+    pull_timeout: float = Field(default=600.0, gt=0, description="seconds for one image pull")
+    compose_binary: str = Field(default="", description="docker-compose binary; found if empty")
+    prefect_port: int = Field(default=4200, gt=0, lt=65536)
+    log_lines: int = Field(default=200, gt=0, description="log lines per service per fetch")
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'edgefleet.db'}"
+        if self.lab_dir is None:
+            self.lab_dir = self.home / "lab"
+        return self
+
+    @property
+    def lab_path(self) -> Path:
+        assert self.lab_dir is not None
+        return self.lab_dir
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()

@@ -1,0 +1,22 @@
+"""edgefleet's records (SQLModel tables), validated inputs and deployment states."""
+
+from models.records import (
+    Application,
+    ApplicationVersion,
+    ContainerStatus,
+    Deployment,
+    Edge,
+    LogCursor,
+)
+from models.states import Action, DeploymentState
+
+__all__ = [
+    "Action",
+    "Application",
+    "ApplicationVersion",
+    "ContainerStatus",
+    "Deployment",
+    "DeploymentState",
+    "Edge",
+    "LogCursor",
+]

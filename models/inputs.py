@@ -1,0 +1,214 @@
+"""Validated input at the boundary: every CLI and API call builds one of these first.
+
+A ``pydantic.ValidationError`` here means nothing has been written; the API turns it into
+``InvalidInput`` with a message that names the field and what to do.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+import semver
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+# [registry[:port]/]path[:tag][@sha256:hex] — the reference grammar of distribution, simplified.
+IMAGE_RE = re.compile(
+    r"^(?:(?P<registry>[a-zA-Z0-9.-]+(?::[0-9]+)?)/)?"
+    r"(?P<path>[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+PORT_RE = re.compile(r"^(?:(?P<host>\d{1,5}):)?(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp))?$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class AppKind(StrEnum):
+    IMAGE = "image"
+    COMPOSE = "compose"
+    SWARM = "swarm"
+
+
+def check_name(value: str, what: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(
+            f"{what} name {value!r} is not valid: use 1-63 lowercase letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def check_semver(value: str) -> str:
+    text = value[1:] if value.startswith("v") else value
+    try:
+        semver.Version.parse(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"version {value!r} is not a semantic version (expected MAJOR.MINOR.PATCH, "
+            "e.g. 1.2.3 or 1.2.3-rc.1)"
+        ) from exc
+    return text
+
+
+def check_image(value: str) -> str:
+    if not IMAGE_RE.match(value):
+        raise ValueError(
+            f"image reference {value!r} is not valid (expected [registry/]name[:tag][@sha256:...])"
+        )
+    return value
+
+
+def check_port(value: str) -> str:
+    match = PORT_RE.match(value)
+    if not match:
+        raise ValueError(f"port {value!r} is not valid (expected [HOST:]CONTAINER[/tcp|/udp])")
+    for part in ("host", "container"):
+        number = match.group(part)
+        if number is not None and not 1 <= int(number) <= 65535:
+            raise ValueError(f"port {value!r}: {number} is outside 1-65535")
+    return value
+
+
+def parse_env(pairs: list[str] | dict[str, str] | None) -> dict[str, str]:
+    """``["K=V", ...]`` (the CLI form) or a mapping, checked key by key."""
+    if not pairs:
+        return {}
+    items: list[tuple[str, str]] = []
+    if isinstance(pairs, dict):
+        items = [(str(k), str(v)) for k, v in pairs.items()]
+    else:
+        for pair in pairs:
+            if "=" not in pair:
+                raise ValueError(f"environment entry {pair!r} is not KEY=VALUE")
+            key, _, val = pair.partition("=")
+            items.append((key, val))
+    env: dict[str, str] = {}
+    for key, val in items:
+        if not ENV_KEY_RE.match(key):
+            raise ValueError(f"environment name {key!r} is not valid (letters, digits, '_')")
+        env[key] = val
+    return env
+
+
+def parse_compose(text: str) -> dict[str, Any]:
+    """Parse a compose/stack file far enough to know it is a mapping of services with images.
+
+    Full validation and interpolation stay the compose binary's job.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"compose file is not valid YAML: {exc}".splitlines()[0]) from exc
+    if not isinstance(data, dict):
+        raise ValueError("compose file must be a mapping with a 'services' key")
+    services = data.get("services")
+    if not isinstance(services, dict) or not services:
+        raise ValueError("compose file must have 'services': a mapping of service names")
+    for name, spec in services.items():
+        if not isinstance(spec, dict):
+            raise ValueError(f"compose service {name!r} must be a mapping")
+        if "image" not in spec:
+            raise ValueError(
+                f"compose service {name!r} has no 'image': edgefleet deploys published images, "
+                "build them and push them to a registry first"
+            )
+        check_image(str(spec["image"]))
+    return data
+
+
+class EdgeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    docker_host: str
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    telemetry_interval: int = Field(default=60, ge=1, le=86400)
+    heartbeat_interval: int = Field(default=20, ge=1, le=86400)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v, "edge")
+
+    @field_validator("docker_host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not re.match(r"^(tcp|unix|ssh)://.+", v):
+            raise ValueError(
+                f"docker host {v!r} is not a URL: use tcp://HOST:PORT or unix:///path/docker.sock"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> EdgeCreate:
+        given = [self.tls_ca, self.tls_cert, self.tls_key]
+        if any(given) and not all(given):
+            raise ValueError("TLS needs all three of --tls-ca, --tls-cert and --tls-key")
+        return self
+
+
+class VersionCreate(BaseModel):
+    """A new application version; exactly one of image / compose text, per kind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str
+    kind: AppKind
+    image: str | None = None
+    compose: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    ports: list[str] = Field(default_factory=list)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        return check_semver(v)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, v: Any) -> dict[str, str]:
+        return parse_env(v)
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, v: list[str]) -> list[str]:
+        return [check_port(p) for p in v]
+
+    @model_validator(mode="after")
+    def _spec_matches_kind(self) -> VersionCreate:
+        if self.kind is AppKind.IMAGE:
+            if not self.image or self.compose:
+                raise ValueError("an image application needs --image REF (and no compose file)")
+            check_image(self.image)
+        else:
+            if not self.compose or self.image:
+                flag = "--compose" if self.kind is AppKind.COMPOSE else "--stack"
+                raise ValueError(f"a {self.kind.value} application needs {flag} FILE (no --image)")
+            if self.ports:
+                raise ValueError("--port is for image applications; put ports in the compose file")
+            parse_compose(self.compose)
+        return self
+
+
+class DeploymentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    application: str
+    edge: str
+    version: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str | None) -> str | None:
+        return None if v is None else check_semver(v)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, v: Any) -> dict[str, str]:
+        return parse_env(v)

@@ -1,0 +1,127 @@
+"""The records edgefleet keeps (SQLModel tables), one family per concept.
+
+Edge, Application, ApplicationVersion, Deployment, ContainerStatus and LogCursor. Input
+validation lives in ``models.inputs``; tables hold only what was already validated.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from models.states import DeploymentState
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Edge(SQLModel, table=True):
+    """A Docker engine we drive (push mode: TCP + mutual TLS)."""
+
+    __tablename__ = "edge"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    docker_host: str
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    telemetry_interval: int = 60
+    heartbeat_interval: int = 20
+    status: str = "UNKNOWN"
+    last_contact: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Application(SQLModel, table=True):
+    __tablename__ = "application"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApplicationVersion(SQLModel, table=True):
+    """One version of an application: what to run (an image, a compose file or a stack)."""
+
+    __tablename__ = "application_version"
+    __table_args__ = (UniqueConstraint("application_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    version: str
+    kind: str  # image | compose | swarm
+    image: str | None = None
+    compose: str | None = Field(default=None, sa_column=Column(Text))
+    env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    ports: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    published: bool = False
+    published_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Deployment(SQLModel, table=True):
+    """An application version running (or meant to run) on one edge."""
+
+    __tablename__ = "deployment"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    version_id: int = Field(foreign_key="application_version.id")
+    edge_id: int = Field(foreign_key="edge.id", index=True)
+    env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    state: str = DeploymentState.CREATED.value
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    flow_run_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ContainerStatus(SQLModel, table=True):
+    """What we last observed of one container (or swarm task) of a deployment."""
+
+    __tablename__ = "container_status"
+
+    id: int | None = Field(default=None, primary_key=True)
+    deployment_id: str = Field(foreign_key="deployment.id", index=True)
+    service: str
+    container_id: str
+    image: str
+    digest: str | None = None
+    state: str
+    health: str | None = None
+    restart_count: int = 0
+    ports: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    urls: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class LogCursor(SQLModel, table=True):
+    """Where the last log fetch of a deployment's service stopped, so the next one resumes."""
+
+    __tablename__ = "log_cursor"
+    __table_args__ = (UniqueConstraint("deployment_id", "service"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    deployment_id: str = Field(foreign_key="deployment.id", index=True)
+    service: str
+    last_timestamp: str
+    lines_at_timestamp: int = 0
+
+
+def as_dict(row: Any) -> dict[str, Any]:
+    """A record as JSON-ready data."""
+    data: dict[str, Any] = row.model_dump()
+    for key, value in data.items():
+        if isinstance(value, datetime):
+            data[key] = value.isoformat()
+    return data
