@@ -15,7 +15,7 @@ from rich.table import Table
 from edgefleet.errors import EdgefleetError
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,0 +1,1 @@
+"""Prefect deployment definitions of edgefleet's flows (served by `edgefleet up`)."""

@@ -1,0 +1,44 @@
+"""edgefleet: deploy, update and watch container applications on fleets of edge devices.
+
+The public Python API: the same operations the CLI runs.
+"""
+
+from edgefleet.applications import (
+    add_version,
+    create_application,
+    list_applications,
+    publish_version,
+    show_application,
+)
+from edgefleet.deployments import (
+    create_deployment,
+    delete_deployment,
+    deploy,
+    deployment_status,
+    list_deployments,
+    start_deployment,
+    stop_deployment,
+)
+from edgefleet.edges import add_edge, list_edges, remove_edge, set_edge, show_edge
+from edgefleet.errors import EdgefleetError
+
+__all__ = [
+    "EdgefleetError",
+    "add_edge",
+    "add_version",
+    "create_application",
+    "create_deployment",
+    "delete_deployment",
+    "deploy",
+    "deployment_status",
+    "list_applications",
+    "list_deployments",
+    "list_edges",
+    "publish_version",
+    "remove_edge",
+    "set_edge",
+    "show_application",
+    "show_edge",
+    "start_deployment",
+    "stop_deployment",
+]

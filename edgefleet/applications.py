@@ -1,0 +1,170 @@
+"""Applications and their versions: what vendors define and publish."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import semver
+from sqlmodel import Session, select
+
+from edgefleet.db import session_scope
+from edgefleet.errors import AlreadyExists, InvalidInput, NotFound
+from edgefleet.validation import validated
+from models.inputs import AppKind, VersionCreate, check_name, check_semver
+from models.records import Application, ApplicationVersion, as_dict
+
+
+def get_application(session: Session, *, name: str) -> Application:
+    app = session.exec(select(Application).where(Application.name == name)).first()
+    if app is None:
+        raise NotFound(f"no application named {name!r} (see `edgefleet app list`)")
+    return app
+
+
+def get_version(session: Session, *, application: Application, version: str) -> ApplicationVersion:
+    row = session.exec(
+        select(ApplicationVersion).where(
+            ApplicationVersion.application_id == application.id,
+            ApplicationVersion.version == version,
+        )
+    ).first()
+    if row is None:
+        known = ", ".join(v.version for v in versions_of(session, application=application))
+        raise NotFound(
+            f"application {application.name!r} has no version {version!r} (known: {known or '-'})"
+        )
+    return row
+
+
+def versions_of(session: Session, *, application: Application) -> list[ApplicationVersion]:
+    rows = session.exec(
+        select(ApplicationVersion).where(ApplicationVersion.application_id == application.id)
+    ).all()
+    return sorted(rows, key=lambda v: semver.Version.parse(v.version))
+
+
+def latest_published(session: Session, *, application: Application) -> ApplicationVersion | None:
+    published = [v for v in versions_of(session, application=application) if v.published]
+    return published[-1] if published else None
+
+
+def _version_spec(
+    version: str,
+    *,
+    image: str | None,
+    compose: str | None,
+    stack: str | None,
+    env: list[str] | dict[str, str] | None,
+    ports: list[str] | None,
+) -> VersionCreate:
+    given = [k for k, v in (("image", image), ("compose", compose), ("stack", stack)) if v]
+    if len(given) != 1:
+        raise InvalidInput("give exactly one of --image REF, --compose FILE or --stack FILE")
+    kind = {"image": AppKind.IMAGE, "compose": AppKind.COMPOSE, "stack": AppKind.SWARM}[given[0]]
+    return validated(
+        VersionCreate,
+        version=version,
+        kind=kind,
+        image=image,
+        compose=compose or stack,
+        env=env or {},
+        ports=ports or [],
+    )
+
+
+def create_application(
+    name: str,
+    version: str,
+    *,
+    image: str | None = None,
+    compose: str | None = None,
+    stack: str | None = None,
+    env: list[str] | dict[str, str] | None = None,
+    ports: list[str] | None = None,
+) -> ApplicationVersion:
+    """Create an application with its first version (compose/stack given as file text)."""
+    try:
+        check_name(name, "application")
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    spec = _version_spec(version, image=image, compose=compose, stack=stack, env=env, ports=ports)
+    with session_scope() as session:
+        if session.exec(select(Application).where(Application.name == name)).first():
+            raise AlreadyExists(
+                f"an application named {name!r} already exists; add a version with "
+                f"`edgefleet app version {name} V ...`"
+            )
+        app = Application(name=name)
+        session.add(app)
+        session.flush()
+        assert app.id is not None
+        row = ApplicationVersion(application_id=app.id, **spec.model_dump())
+        session.add(row)
+    return row
+
+
+def add_version(
+    name: str,
+    version: str,
+    *,
+    image: str | None = None,
+    compose: str | None = None,
+    stack: str | None = None,
+    env: list[str] | dict[str, str] | None = None,
+    ports: list[str] | None = None,
+) -> ApplicationVersion:
+    """Add a (not yet published) version to an existing application."""
+    spec = _version_spec(version, image=image, compose=compose, stack=stack, env=env, ports=ports)
+    with session_scope() as session:
+        app = get_application(session, name=name)
+        assert app.id is not None
+        try:
+            get_version(session, application=app, version=spec.version)
+        except NotFound:
+            pass
+        else:
+            raise AlreadyExists(f"application {name!r} already has version {spec.version}")
+        row = ApplicationVersion(application_id=app.id, **spec.model_dump())
+        session.add(row)
+    return row
+
+
+def publish_version(name: str, version: str) -> ApplicationVersion:
+    """Mark a version published (idempotent: publishing again changes nothing)."""
+    version = _semver_or_invalid(version)
+    with session_scope() as session:
+        app = get_application(session, name=name)
+        row = get_version(session, application=app, version=version)
+        if not row.published:
+            row.published = True
+            row.published_at = datetime.now(UTC)
+            session.add(row)
+    return row
+
+
+def list_applications() -> list[dict[str, Any]]:
+    with session_scope() as session:
+        apps = session.exec(select(Application).order_by(Application.name)).all()
+        return [_application_public(session, app) for app in apps]
+
+
+def show_application(name: str) -> dict[str, Any]:
+    with session_scope() as session:
+        return _application_public(session, get_application(session, name=name))
+
+
+def _application_public(session: Session, app: Application) -> dict[str, Any]:
+    versions = versions_of(session, application=app)
+    latest = latest_published(session, application=app)
+    data = as_dict(app)
+    data["latest_published"] = latest.version if latest else None
+    data["versions"] = [as_dict(v) for v in versions]
+    return data
+
+
+def _semver_or_invalid(version: str) -> str:
+    try:
+        return check_semver(version)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc

@@ -1,0 +1,108 @@
+"""`edgefleet app ...`: define applications, add versions, publish them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgefleet import applications
+from edgefleet.cli.common import console, handle_errors, print_json, print_table
+from edgefleet.errors import InvalidInput
+from models.records import as_dict
+
+app_app = typer.Typer(help="Define applications and their versions; publish them to operators.",
+                      no_args_is_help=True)
+
+IMAGE = typer.Option(None, "--image", help="image reference (single-container application)")
+COMPOSE = typer.Option(None, "--compose", help="a Docker Compose file")
+STACK = typer.Option(None, "--stack", help="a swarm stack file (compose format)")
+ENV = typer.Option(None, "--env", help="default environment, KEY=VALUE (repeatable)")
+PORT = typer.Option(None, "--port", help="[HOST:]CONTAINER port to publish (image kind)")
+
+
+def _read(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+
+
+@app_app.command("create")
+@handle_errors
+def create(
+    name: str = typer.Argument(..., help="application name"),
+    version: str = typer.Option(..., "--version", help="semantic version of this definition"),
+    image: str | None = IMAGE,
+    compose: Path | None = COMPOSE,
+    stack: Path | None = STACK,
+    env: list[str] | None = ENV,
+    port: list[str] | None = PORT,
+    json_out: bool = typer.Option(False, "--json", help="print the version as JSON"),
+) -> None:
+    """Create an application with its first version (not published yet)."""
+    row = applications.create_application(
+        name, version, image=image, compose=_read(compose), stack=_read(stack), env=env,
+        ports=port,
+    )
+    if json_out:
+        print_json(as_dict(row))
+    else:
+        console.print(f"application [bold]{name}[/] created with version {row.version} "
+                      f"({row.kind}); publish it with `edgefleet app publish {name} {row.version}`")
+
+
+@app_app.command("version")
+@handle_errors
+def version(
+    name: str = typer.Argument(..., help="application name"),
+    version: str = typer.Argument(..., help="new semantic version"),
+    image: str | None = IMAGE,
+    compose: Path | None = COMPOSE,
+    stack: Path | None = STACK,
+    env: list[str] | None = ENV,
+    port: list[str] | None = PORT,
+) -> None:
+    """Add a version to an application (publish it when it is ready for operators)."""
+    row = applications.add_version(
+        name, version, image=image, compose=_read(compose), stack=_read(stack), env=env,
+        ports=port,
+    )
+    console.print(f"application {name}: version {row.version} added ({row.kind})")
+
+
+@app_app.command("publish")
+@handle_errors
+def publish(name: str, version: str) -> None:
+    """Publish a version: operators running older versions are told an update exists."""
+    row = applications.publish_version(name, version)
+    console.print(f"application {name} {row.version} is published")
+
+
+@app_app.command("list")
+@handle_errors
+def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """List applications with their newest published version."""
+    rows = applications.list_applications()
+    if json_out:
+        print_json(rows)
+        return
+    print_table("applications", ["name", "kind", "versions", "latest published"],
+                [(a["name"], a["versions"][-1]["kind"] if a["versions"] else "",
+                  ", ".join(v["version"] for v in a["versions"]), a["latest_published"])
+                 for a in rows])
+
+
+@app_app.command("show")
+@handle_errors
+def show(name: str, json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Show an application and its versions."""
+    data = applications.show_application(name)
+    if json_out:
+        print_json(data)
+        return
+    print_table(f"application {name}", ["version", "kind", "image", "published"],
+                [(v["version"], v["kind"], v["image"] or "(compose file)",
+                  v["published_at"] or "no") for v in data["versions"]])

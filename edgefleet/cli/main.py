@@ -1,0 +1,24 @@
+"""The `edgefleet` command: one typer app with a sub-command group per concept."""
+
+from __future__ import annotations
+
+import typer
+
+from edgefleet.cli.app import app_app
+from edgefleet.cli.edge import edge_app
+
+app = typer.Typer(
+    help="edgefleet: deploy, update and watch container applications on fleets of edge "
+    "devices. Every workflow is a Prefect flow of small retried tasks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(edge_app, name="edge")
+app.add_typer(app_app, name="app")
+
+try:  # the lab group is optional while it is being built
+    from edgefleet.cli.lab import lab_app
+except ImportError:  # pragma: no cover
+    pass
+else:
+    app.add_typer(lab_app, name="lab", help="A local lab of real dockerd edges and a registry.")

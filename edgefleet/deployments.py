@@ -1,0 +1,179 @@
+"""Deployments: create, run (as a job), inspect, stop and delete, plus their logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from edgefleet import jobs
+from edgefleet.applications import get_application, get_version, latest_published
+from edgefleet.db import session_scope
+from edgefleet.edges import get_edge
+from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
+from edgefleet.validation import validated
+from models.inputs import DeploymentCreate
+from models.records import (
+    Application,
+    ApplicationVersion,
+    ContainerStatus,
+    Deployment,
+    Edge,
+    LogCursor,
+)
+from models.states import DELETABLE, Action, DeploymentState, IllegalTransition, transition
+from tasks.records import containers_of
+
+
+def find_deployment(session: Session, ref: str) -> Deployment:
+    """A deployment by its id or a unique prefix of it (at least 4 characters)."""
+    row = session.get(Deployment, ref)
+    if row is not None:
+        return row
+    if len(ref) >= 4:
+        rows = session.exec(select(Deployment).where(col(Deployment.id).startswith(ref))).all()
+        if len(rows) == 1:
+            return rows[0]
+        if len(rows) > 1:
+            raise InvalidInput(f"deployment id prefix {ref!r} is ambiguous; give more characters")
+    raise NotFound(f"no deployment {ref!r} (see `edgefleet deployments`)")
+
+
+def create_deployment(
+    application: str,
+    edge: str,
+    *,
+    version: str | None = None,
+    env: list[str] | dict[str, str] | None = None,
+    allow_unpublished: bool = False,
+) -> Deployment:
+    """A CREATED deployment of ``application`` (newest published version by default)."""
+    spec = validated(DeploymentCreate, application=application, edge=edge, version=version,
+                     env=env or {})
+    with session_scope() as session:
+        app = get_application(session, name=spec.application)
+        target = get_edge(session, name=spec.edge)
+        if spec.version is None:
+            row = latest_published(session, application=app)
+            if row is None:
+                raise InvalidInput(
+                    f"application {app.name!r} has no published version: publish one "
+                    f"(`edgefleet app publish {app.name} V`) or pass --version"
+                )
+        else:
+            row = get_version(session, application=app, version=spec.version)
+            if not row.published and not allow_unpublished:
+                raise InvalidInput(
+                    f"version {row.version} of {app.name!r} is not published: publish it or "
+                    "pass --allow-unpublished"
+                )
+        assert app.id is not None and row.id is not None and target.id is not None
+        dep = Deployment(application_id=app.id, version_id=row.id, edge_id=target.id,
+                         env=spec.env)
+        session.add(dep)
+    return dep
+
+
+def start_deployment(ref: str, *, wait: bool = True) -> dict[str, Any]:
+    """Run flow `deploy-application` for a CREATED or STOPPED deployment."""
+    dep_id = _check_action(ref, Action.START)
+    jobs.run_flow("deploy-application", {"deployment_id": dep_id}, wait=wait,
+                  deployment_id=dep_id)
+    return deployment_status(dep_id)
+
+
+def deploy(
+    application: str,
+    edge: str,
+    *,
+    version: str | None = None,
+    env: list[str] | dict[str, str] | None = None,
+    allow_unpublished: bool = False,
+    wait: bool = True,
+) -> dict[str, Any]:
+    """Create a deployment and start it: the CLI's `edgefleet deploy`."""
+    dep = create_deployment(application, edge, version=version, env=env,
+                            allow_unpublished=allow_unpublished)
+    return start_deployment(dep.id, wait=wait)
+
+
+def stop_deployment(ref: str, *, remove_volumes: bool = False, wait: bool = True
+                    ) -> dict[str, Any]:
+    dep_id = _check_action(ref, Action.STOP)
+    jobs.run_flow("stop-application", {"deployment_id": dep_id,
+                                       "remove_volumes": remove_volumes},
+                  wait=wait, deployment_id=dep_id)
+    return deployment_status(dep_id)
+
+
+def delete_deployment(ref: str, *, force: bool = False) -> None:
+    """Delete a CREATED or STOPPED deployment; ``force`` stops a running one first."""
+    with session_scope() as session:
+        dep = find_deployment(session, ref)
+        dep_id, state = dep.id, DeploymentState(dep.state)
+    if state not in DELETABLE:
+        if not force:
+            allowed = ", ".join(sorted(s.value for s in DELETABLE))
+            raise InvalidTransition(
+                f"deployment {dep_id[:12]} is {state.value}; delete is allowed from {allowed}. "
+                "Stop it first, or pass --force to stop and delete"
+            )
+        stop_deployment(dep_id, remove_volumes=True, wait=True)
+        with session_scope() as session:
+            if find_deployment(session, dep_id).state not in DELETABLE:
+                raise InvalidTransition(f"deployment {dep_id[:12]} did not stop; not deleted")
+    with session_scope() as session:
+        for model in (ContainerStatus, LogCursor):
+            for row in session.exec(select(model).where(model.deployment_id == dep_id)).all():
+                session.delete(row)
+        session.delete(find_deployment(session, dep_id))
+
+
+def _check_action(ref: str, action: Action) -> str:
+    with session_scope() as session:
+        dep = find_deployment(session, ref)
+        try:
+            transition(dep.state, action)
+        except IllegalTransition as exc:
+            raise InvalidTransition(f"deployment {dep.id[:12]}: {exc}") from exc
+        return dep.id
+
+
+def deployment_status(ref: str) -> dict[str, Any]:
+    with session_scope() as session:
+        return _public(session, find_deployment(session, ref))
+
+
+def list_deployments() -> list[dict[str, Any]]:
+    with session_scope() as session:
+        rows = session.exec(select(Deployment).order_by(col(Deployment.created_at))).all()
+        return [_public(session, d) for d in rows]
+
+
+def _public(session: Session, dep: Deployment) -> dict[str, Any]:
+    app = session.get(Application, dep.application_id)
+    version = session.get(ApplicationVersion, dep.version_id)
+    edge = session.get(Edge, dep.edge_id)
+    assert app is not None and version is not None and edge is not None
+    containers = [
+        {"service": c.service, "container_id": c.container_id, "image": c.image,
+         "digest": c.digest, "state": c.state, "health": c.health,
+         "restart_count": c.restart_count, "ports": c.ports, "urls": c.urls,
+         "updated_at": c.updated_at.isoformat()}
+        for c in containers_of(session, dep.id)
+    ]
+    return {
+        "id": dep.id,
+        "state": dep.state,
+        "application": app.name,
+        "version": version.version,
+        "kind": version.kind,
+        "edge": edge.name,
+        "env": dep.env,
+        "last_error": dep.last_error,
+        "flow_run_id": dep.flow_run_id,
+        "created_at": dep.created_at.isoformat(),
+        "updated_at": dep.updated_at.isoformat(),
+        "containers": containers,
+        "urls": [u for c in containers_of(session, dep.id) for u in c.urls],
+    }

@@ -1,0 +1,83 @@
+"""Jobs: a flow run submitted to the served deployment, or run in this process.
+
+While `edgefleet up` runs, a job is a flow run of the served Prefect deployment (the
+reference's job queue: visible in the UI, retried, auditable). Otherwise the flow runs here.
+Either way the deployment record is the source of truth for the outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any
+from uuid import UUID
+
+from prefect.client.schemas.objects import FlowRun
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from edgefleet import server
+from edgefleet.db import session_scope
+from edgefleet.errors import EdgefleetError
+from models.records import Deployment
+from models.states import DeploymentState
+
+FLOWS = {
+    "deploy-application": "flows.deploy:deploy_application",
+    "stop-application": "flows.stop:stop_application",
+}
+TRANSIENT = {DeploymentState.STARTING, DeploymentState.UPDATING, DeploymentState.STOPPING}
+
+
+def load_flow(name: str) -> Any:
+    module, _, attr = FLOWS[name].partition(":")
+    return getattr(import_module(module), attr)
+
+
+def run_flow(
+    name: str,
+    parameters: dict[str, Any],
+    *,
+    wait: bool = True,
+    deployment_id: str,
+    progress: Callable[[str], None] | None = None,
+    timeout: float = 900,
+) -> str | None:
+    """Run flow ``name``; returns the flow run id when submitted to the served deployment."""
+    api_url = server.served_api_url()
+    if api_url is None:
+        load_flow(name)(**parameters, return_state=True)
+        return None
+    from prefect.deployments import run_deployment
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        flow_run = run_deployment(name=f"{name}/{name}", parameters=parameters, timeout=0)
+    assert isinstance(flow_run, FlowRun)
+    if progress:
+        progress(f"submitted flow run {flow_run.name} ({flow_run.id})")
+    if wait:
+        wait_for_record(deployment_id, str(flow_run.id), api_url, progress, timeout)
+    return str(flow_run.id)
+
+
+def wait_for_record(deployment_id: str, flow_run_id: str, api_url: str,
+                    progress: Callable[[str], None] | None, timeout: float) -> None:
+    """Until the flow run is final (and the record has left its transient state)."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    last = None
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(UUID(flow_run_id))
+            with session_scope() as session:
+                row = session.get(Deployment, deployment_id)
+                state = row.state if row else None
+            if progress and (run.state_name, state) != last:
+                progress(f"flow run {run.state_name}; deployment {state}")
+                last = (run.state_name, state)
+            if run.state and run.state.is_final() and state not in TRANSIENT:
+                return
+            time.sleep(0.5)
+    raise EdgefleetError(f"flow run {flow_run_id} did not finish within {timeout:.0f}s; "
+                         "it goes on in the background (see `edgefleet status`)")

@@ -1,0 +1,57 @@
+"""Labels are the record of what we deployed: observed state is rebuilt from them.
+
+Every container (and swarm service) edgefleet creates carries these namespaced labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+PREFIX = "io.edgefleet"
+DEPLOYMENT = f"{PREFIX}.deployment"
+APPLICATION = f"{PREFIX}.application"
+VERSION = f"{PREFIX}.version"
+SERVICE = f"{PREFIX}.service"
+CONFIG_HASH = f"{PREFIX}.config-hash"
+IMAGE_DIGEST = f"{PREFIX}.image-digest"
+MANAGED = f"{PREFIX}.managed"
+
+
+def config_hash(spec: Any) -> str:
+    """A stable hash of a service's desired spec (canonical JSON), to see what changed."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def service_labels(
+    *,
+    deployment_id: str,
+    application: str,
+    version: str,
+    service: str,
+    spec: Any,
+    digest: str | None,
+) -> dict[str, str]:
+    labels = {
+        MANAGED: "true",
+        DEPLOYMENT: deployment_id,
+        APPLICATION: application,
+        VERSION: version,
+        SERVICE: service,
+        CONFIG_HASH: config_hash(spec),
+    }
+    if digest:
+        labels[IMAGE_DIGEST] = digest
+    return labels
+
+
+def deployment_filter(deployment_id: str) -> dict[str, list[str]]:
+    """A Docker API filter selecting everything of one deployment."""
+    return {"label": [f"{DEPLOYMENT}={deployment_id}"]}
+
+
+def project_name(deployment_id: str) -> str:
+    """Compose project / stack / network name derived from the deployment id."""
+    return f"ef-{deployment_id[:12]}"

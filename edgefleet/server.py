@@ -1,0 +1,180 @@
+"""`edgefleet up` / `down`: a local Prefect server plus one process serving our flows.
+
+Both are started in the background with their PIDs recorded under ``<home>/run``; ``down``
+stops exactly those. While they run, jobs are submitted as flow runs of the served
+deployments (visible in the UI, runnable with ``prefect deployment run``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edgefleet.errors import EdgefleetError
+from edgefleet.settings import get_settings
+
+SERVED_FLOWS = ("deploy-application", "stop-application")
+
+
+def run_dir() -> Path:
+    path = get_settings().home / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def state_file() -> Path:
+    return run_dir() / "prefect.json"
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+
+
+def read_state() -> dict[str, Any]:
+    path = state_file()
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def served_api_url() -> str | None:
+    """The API URL when `edgefleet up` runs (server and serving process alive), else None."""
+    state = read_state()
+    if state and pid_alive(state.get("server_pid")) and pid_alive(state.get("serve_pid")):
+        return str(state["api_url"])
+    return None
+
+
+def prefect_env(api_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "PREFECT_HOME": str(get_settings().home / "prefect"),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_UI_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    })
+    return env
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        return httpx.get(f"{api_url}/health", timeout=2, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _spawn(args: list[str], log: Path, env: dict[str, str]) -> int:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, stdin=subprocess.DEVNULL)
+    return proc.pid
+
+
+def _wait(check: Any, what: str, log: Path, timeout: float, pid: int) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if not pid_alive(pid):
+            break
+        time.sleep(0.5)
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
+    raise EdgefleetError(f"{what} did not come up within {timeout:.0f}s; see {log}:\n{tail}")
+
+
+def up(progress: Any = print) -> dict[str, Any]:
+    """Start (or reuse) the Prefect server and the serving process; idempotent."""
+    state = read_state()
+    port = get_settings().prefect_port
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = prefect_env(api_url)
+    folder = run_dir()
+    server_pid = state.get("server_pid") if pid_alive(state.get("server_pid")) else None
+    if server_pid is None:
+        if _healthy(api_url):
+            raise EdgefleetError(
+                f"another Prefect server already answers on port {port}; stop it or set "
+                "EDGEFLEET_PREFECT_PORT to a free port"
+            )
+        progress(f"starting Prefect server on {api_url}")
+        server_pid = _spawn([sys.executable, "-m", "prefect", "server", "start", "--host",
+                             "127.0.0.1", "--port", str(port)], folder / "prefect-server.log", env)
+        _write({"api_url": api_url, "server_pid": server_pid})
+    _wait(lambda: _healthy(api_url), "the Prefect server", folder / "prefect-server.log", 90,
+          server_pid)
+    serve_pid = state.get("serve_pid") if pid_alive(state.get("serve_pid")) else None
+    if serve_pid is None:
+        progress("serving edgefleet flows as Prefect deployments")
+        serve_pid = _spawn([sys.executable, "-m", "deployments.serve"], folder / "serve.log",
+                           env)
+        _write({"api_url": api_url, "server_pid": server_pid, "serve_pid": serve_pid})
+    _wait(lambda: _deployments_ready(api_url), "the served deployments", folder / "serve.log",
+          90, serve_pid)
+    state = {"api_url": api_url, "ui_url": api_url.removesuffix("/api"),
+             "server_pid": server_pid, "serve_pid": serve_pid}
+    _write(state)
+    return state
+
+
+def _deployments_ready(api_url: str) -> bool:
+    try:
+        resp = httpx.post(f"{api_url}/deployments/filter", json={"limit": 50}, timeout=5,
+                          trust_env=False)
+        names = {d["name"] for d in resp.json()}
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return False
+    return all(name in names for name in SERVED_FLOWS)
+
+
+def _write(state: dict[str, Any]) -> None:
+    state_file().write_text(json.dumps(state, indent=2))
+
+
+def down(progress: Any = print) -> None:
+    """Stop the serving process and the server by their recorded PIDs."""
+    state = read_state()
+    for key in ("serve_pid", "server_pid"):
+        pid = state.get(key)
+        if pid is not None and pid_alive(pid):
+            progress(f"stopping {key.removesuffix('_pid')} (pid {pid})")
+            _terminate(int(pid))
+    state_file().unlink(missing_ok=True)
+
+
+def _terminate(pid: int, grace: float = 15) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.2)
+    if pid_alive(pid):
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def status() -> dict[str, Any]:
+    state = read_state()
+    return {
+        "api_url": state.get("api_url"),
+        "server_pid": state.get("server_pid"),
+        "serve_pid": state.get("serve_pid"),
+        "server_running": pid_alive(state.get("server_pid")),
+        "serving": pid_alive(state.get("serve_pid")),
+    }

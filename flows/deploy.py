@@ -1,0 +1,112 @@
+"""Flow `deploy-application`: launch → pull → create and start → wait → STARTED (or ERROR).
+
+The reference marks a deployment started when its command exits; we mark it STARTED only
+once every container runs, and is healthy where a healthcheck exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prefect import flow, get_run_logger, runtime
+
+from edgefleet import labels as L
+from edgefleet.settings import get_settings
+from models.inputs import AppKind
+from models.plans import DeployPlan, ObservedContainer
+from models.states import Action
+from tasks.compose import (
+    compose_down,
+    compose_logs_tail,
+    compose_up,
+    resolve_compose,
+    service_images,
+    stack_deploy,
+    stack_remove,
+)
+from tasks.containers import (
+    create_network,
+    observe_containers,
+    remove_containers,
+    start_container,
+    wait_for_containers,
+)
+from tasks.images import pull_image
+from tasks.records import load_plan, move_state, record_containers
+
+
+@flow(name="deploy-application", flow_run_name="deploy {deployment_id}", log_prints=True)
+def deploy_application(deployment_id: str) -> str:
+    """Deploy one Deployment record to its edge; returns the final state."""
+    logger = get_run_logger()
+    plan = load_plan(deployment_id)
+    fresh = move_state(deployment_id, Action.START, flow_run_id=_flow_run_id()) == "STARTING"
+    timeout = get_settings().deploy_timeout
+    try:
+        observed = _start(plan, timeout)
+    except Exception as exc:
+        reason = str(exc) or type(exc).__name__
+        logger.error("deploy of %s failed: %s", deployment_id, reason)
+        _clean_up(plan, remove_volumes=fresh)
+        record_containers(deployment_id, [])
+        move_state(deployment_id, Action.FAIL, error=reason)
+        raise
+    record_containers(deployment_id, observed)
+    state = move_state(deployment_id, Action.STARTED)
+    urls = [u for o in observed for u in o.urls]
+    logger.info("%s %s is %s on %s %s", plan.application, plan.version, state, plan.edge.name,
+                " ".join(urls))
+    return state
+
+
+def _start(plan: DeployPlan, timeout: float) -> list[ObservedContainer]:
+    conn = plan.edge
+    if plan.kind is AppKind.IMAGE:
+        assert plan.image is not None
+        digest = pull_image(conn, plan.image)
+        spec = {"image": plan.image, "env": plan.env, "ports": plan.ports}
+        labels = L.service_labels(deployment_id=plan.deployment_id, application=plan.application,
+                                  version=plan.version, service=plan.application, spec=spec,
+                                  digest=digest)
+        network = create_network(conn, plan.project, {L.DEPLOYMENT: plan.deployment_id,
+                                                      L.MANAGED: "true"})
+        start_container(conn, name=f"{plan.project}-{plan.application}", image=plan.image,
+                        env=plan.env, ports=plan.ports, network=network, labels=labels)
+        return wait_for_containers(conn, plan.deployment_id, timeout, expected=1)
+
+    model = resolve_compose(plan)
+    images = sorted(set(service_images(model).values()))
+    futures = {ref: pull_image.submit(conn, ref) for ref in images}
+    digests = {ref: fut.result() for ref, fut in futures.items()}
+    if plan.kind is AppKind.COMPOSE:
+        try:
+            compose_up(plan, model, digests, timeout)
+        except Exception as exc:
+            tail = compose_logs_tail(conn, plan.project, plan.deployment_id)
+            raise type(exc)(f"{exc}\nlast log lines:\n{tail}" if tail else str(exc)) from exc
+        return observe_containers(conn, plan.deployment_id)
+    stack_deploy(plan, model, digests)
+    return wait_for_containers(conn, plan.deployment_id, timeout, expected=len(model["services"]))
+
+
+def _clean_up(plan: DeployPlan, *, remove_volumes: bool) -> None:
+    """Best effort: leave no stray containers or networks behind a failed deploy."""
+    logger = get_run_logger()
+    steps: list[Callable[[], object]] = []
+    if plan.kind is AppKind.COMPOSE:
+        steps.append(lambda: compose_down(plan.edge, plan.project, plan.deployment_id,
+                                          remove_volumes=remove_volumes))
+    elif plan.kind is AppKind.SWARM:
+        steps.append(lambda: stack_remove(plan.edge, plan.project))
+    steps.append(lambda: remove_containers(plan.edge, plan.deployment_id,
+                                           remove_volumes=remove_volumes))
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:  # the edge may be unreachable: report, keep the real reason
+            logger.warning("clean-up after failed deploy did not finish: %s", exc)
+
+
+def _flow_run_id() -> str | None:
+    value = runtime.flow_run.id
+    return str(value) if value else None

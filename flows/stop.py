@@ -1,0 +1,29 @@
+"""Flow `stop-application`: STOPPING → remove containers (volumes only if asked) → STOPPED."""
+
+from __future__ import annotations
+
+from prefect import flow, runtime
+
+from models.inputs import AppKind
+from models.states import Action
+from tasks.compose import compose_down, stack_remove
+from tasks.containers import remove_containers
+from tasks.records import load_plan, move_state, record_containers
+
+
+@flow(name="stop-application", flow_run_name="stop {deployment_id}")
+def stop_application(deployment_id: str, remove_volumes: bool = False) -> str:
+    plan = load_plan(deployment_id)
+    run_id = runtime.flow_run.id
+    move_state(deployment_id, Action.STOP, flow_run_id=str(run_id) if run_id else None)
+    try:
+        if plan.kind is AppKind.COMPOSE:
+            compose_down(plan.edge, plan.project, deployment_id, remove_volumes=remove_volumes)
+        elif plan.kind is AppKind.SWARM:
+            stack_remove(plan.edge, plan.project)
+        remove_containers(plan.edge, deployment_id, remove_volumes=remove_volumes)
+    except Exception as exc:
+        move_state(deployment_id, Action.FAIL, error=f"stop failed: {exc}")
+        raise
+    record_containers(deployment_id, [])
+    return move_state(deployment_id, Action.STOPPED)

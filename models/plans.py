@@ -1,0 +1,49 @@
+"""Data the flows pass between tasks: what to deploy (a plan) and what was observed.
+
+Plain pydantic models, so task inputs are serialisable and visible in the Prefect UI.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from edgefleet.engine import EngineConnection
+from models.inputs import AppKind
+
+
+class DeployPlan(BaseModel):
+    """Everything a deploy needs, resolved from the records once at the start of a run."""
+
+    deployment_id: str
+    application: str
+    version: str
+    kind: AppKind
+    edge: EngineConnection
+    project: str
+    image: str | None = None
+    ports: list[str] = Field(default_factory=list)
+    compose: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ObservedContainer(BaseModel):
+    """One container of a deployment as the engine reports it."""
+
+    service: str
+    container_id: str
+    name: str
+    image: str
+    digest: str | None = None
+    state: str
+    health: str | None = None
+    restart_count: int = 0
+    exit_code: int | None = None
+    ports: list[str] = Field(default_factory=list)
+    urls: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    started_at: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Running, and healthy where a healthcheck exists."""
+        return self.state == "running" and self.health in (None, "healthy")

@@ -1,0 +1,1 @@
+"""Prefect tasks: one side effect each, retries declared on the decorator."""

@@ -1,0 +1,136 @@
+"""Compose and swarm-stack applications, applied with the official binaries.
+
+We render the file (adding our labels) and let compose do interpolation, ordering,
+health waiting and recreation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import get_run_logger, task
+from prefect.cache_policies import NONE
+
+from edgefleet import compose_cli
+from edgefleet import labels as L
+from edgefleet.engine import EngineConnection
+from edgefleet.errors import DeploymentFailed
+from edgefleet.settings import get_settings
+from models.plans import DeployPlan
+
+
+def work_dir(deployment_id: str) -> Path:
+    """Where a deployment's rendered files live (so stop and logs can use them again)."""
+    path = get_settings().home / "deployments" / deployment_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def merge_labels(service: dict[str, Any], extra: dict[str, str], key: str = "labels") -> None:
+    """Add labels to a service mapping; compose accepts a list or a mapping of labels."""
+    current = service.get(key) or {}
+    if isinstance(current, list):
+        current = dict(item.split("=", 1) if "=" in item else (item, "") for item in current)
+    service[key] = {**current, **extra}
+
+
+def with_labels(
+    model: dict[str, Any], plan: DeployPlan, digests: dict[str, str | None], *, stack: bool
+) -> dict[str, Any]:
+    """A copy of the compose model with our labels on every service (and its swarm service)."""
+    rendered = json.loads(json.dumps(model))
+    for name, service in rendered["services"].items():
+        spec = model["services"][name]
+        labels = L.service_labels(
+            deployment_id=plan.deployment_id, application=plan.application,
+            version=plan.version, service=name, spec=spec, digest=digests.get(spec["image"]),
+        )
+        merge_labels(service, labels)
+        if stack:
+            deploy = service.setdefault("deploy", {})
+            merge_labels(deploy, labels)
+    return rendered
+
+
+@task(name="resolve-compose", retries=1, cache_policy=NONE,
+      task_run_name="resolve compose of {plan.project}")
+def resolve_compose(plan: DeployPlan) -> dict[str, Any]:
+    """The compose model after compose's own interpolation and validation (``config``)."""
+    assert plan.compose is not None
+    folder = work_dir(plan.deployment_id)
+    source = folder / "source.yaml"
+    source.write_text(plan.compose)
+    proc = compose_cli.compose(plan.edge, plan.project, source, "config", "--format", "json",
+                               env=plan.env, timeout=60)
+    model: dict[str, Any] = json.loads(proc.stdout)
+    return model
+
+
+def service_images(model: dict[str, Any]) -> dict[str, str]:
+    return {name: str(svc["image"]) for name, svc in model["services"].items()}
+
+
+@task(name="compose-up", retries=1, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="compose up {plan.project} on {plan.edge.name}")
+def compose_up(plan: DeployPlan, model: dict[str, Any], digests: dict[str, str | None],
+               timeout: float) -> None:
+    """``up -d --wait``: returns once every service runs and is healthy, else fails."""
+    path = work_dir(plan.deployment_id) / "compose.yaml"
+    path.write_text(json.dumps(with_labels(model, plan, digests, stack=False), indent=2))
+    try:
+        compose_cli.compose(
+            plan.edge, plan.project, path, "up", "-d", "--wait", "--wait-timeout",
+            str(int(timeout)), "--pull", "never", "--remove-orphans",
+            env=plan.env, timeout=timeout + 60,
+        )
+    except compose_cli.ComposeError as exc:
+        raise DeploymentFailed(f"compose up failed: {exc}") from exc
+
+
+@task(name="compose-down", retries=2, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="compose down {project} on {conn.name}")
+def compose_down(conn: EngineConnection, project: str, deployment_id: str,
+                 remove_volumes: bool = False) -> None:
+    path = work_dir(deployment_id) / "compose.yaml"
+    if not path.exists():
+        get_run_logger().info("no rendered compose file for %s; nothing to bring down", project)
+        return
+    args = ["down", "--remove-orphans", "--timeout", "10"] + (["--volumes"] if remove_volumes
+                                                                else [])
+    compose_cli.compose(conn, project, path, *args, timeout=120)
+
+
+@task(name="compose-logs-tail", cache_policy=NONE)
+def compose_logs_tail(conn: EngineConnection, project: str, deployment_id: str) -> str:
+    path = work_dir(deployment_id) / "compose.yaml"
+    try:
+        proc = compose_cli.compose(conn, project, path, "logs", "--tail", "10", "--no-color",
+                                   timeout=30)
+    except compose_cli.ComposeError as exc:
+        return f"(logs unavailable: {exc})"
+    return proc.stdout.strip()
+
+
+@task(name="stack-deploy", retries=1, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="stack deploy {plan.project} on {plan.edge.name}")
+def stack_deploy(plan: DeployPlan, model: dict[str, Any], digests: dict[str, str | None]) -> None:
+    """``docker stack deploy`` of the vendor's file with our labels (interpolation: ours env)."""
+    assert plan.compose is not None
+    raw = yaml.safe_load(plan.compose)
+    rendered = with_labels(raw, plan, {}, stack=True)
+    for name, service in rendered["services"].items():
+        resolved_image = model["services"][name]["image"]
+        service["labels"][L.IMAGE_DIGEST] = digests.get(resolved_image) or ""
+    path = work_dir(plan.deployment_id) / "stack.yaml"
+    path.write_text(yaml.safe_dump(rendered, sort_keys=False))
+    compose_cli.stack(plan.edge, "deploy", "--compose-file", str(path), "--prune",
+                      "--resolve-image", "never", plan.project, env=plan.env, timeout=120)
+
+
+@task(name="stack-remove", retries=2, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="stack rm {project} on {conn.name}")
+def stack_remove(conn: EngineConnection, project: str) -> None:
+    compose_cli.stack(conn, "rm", project, timeout=60)

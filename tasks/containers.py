@@ -1,0 +1,180 @@
+"""Containers and networks of a deployment on an edge, found by their labels."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import docker.errors
+from prefect import get_run_logger, task
+from prefect.cache_policies import NONE
+
+from edgefleet import labels as L
+from edgefleet.engine import EngineConnection, engine_client
+from edgefleet.errors import DeploymentFailed
+from models.plans import ObservedContainer
+
+
+def observe(client: Any, conn: EngineConnection, deployment_id: str) -> list[ObservedContainer]:
+    """Every container of the deployment (stopped ones too), rebuilt from labels."""
+    found = client.containers.list(all=True, filters=L.deployment_filter(deployment_id))
+    return sorted((to_observed(c.attrs, conn.host) for c in found), key=lambda o: o.name)
+
+
+def to_observed(attrs: dict[str, Any], host: str) -> ObservedContainer:
+    state = attrs.get("State", {})
+    config = attrs.get("Config", {})
+    labels = config.get("Labels") or {}
+    ports: list[str] = []
+    urls: list[str] = []
+    for container_port, bindings in sorted((attrs.get("NetworkSettings", {}).get("Ports")
+                                            or {}).items()):
+        for host_port in sorted({b["HostPort"] for b in bindings or [] if b.get("HostPort")}):
+            ports.append(f"{host_port}:{container_port}")
+            if container_port.endswith("/tcp"):
+                urls.append(f"http://{host}:{host_port}")
+    service = (labels.get(L.SERVICE) or labels.get("com.docker.compose.service")
+               or labels.get("com.docker.swarm.service.name") or attrs.get("Name", "").lstrip("/"))
+    return ObservedContainer(
+        service=service,
+        container_id=attrs["Id"][:12],
+        name=attrs.get("Name", "").lstrip("/"),
+        image=config.get("Image", ""),
+        digest=labels.get(L.IMAGE_DIGEST),
+        state=state.get("Status", "unknown"),
+        health=(state.get("Health") or {}).get("Status"),
+        restart_count=int(attrs.get("RestartCount", 0)),
+        exit_code=state.get("ExitCode"),
+        ports=ports,
+        urls=urls,
+        labels=labels,
+        started_at=state.get("StartedAt"),
+    )
+
+
+def parse_port(spec: str) -> tuple[str, int | None]:
+    """``[HOST:]CONTAINER[/proto]`` → (``CONTAINER/proto``, host port or None for any)."""
+    proto = "tcp"
+    if "/" in spec:
+        spec, proto = spec.split("/", 1)
+    host, _, container = spec.rpartition(":")
+    return f"{container}/{proto}", int(host) if host else None
+
+
+@task(name="create-network", retries=2, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="network {name} on {conn.name}")
+def create_network(conn: EngineConnection, name: str, labels: dict[str, str]) -> str:
+    """The deployment's own bridge network (created once; reused on retry)."""
+    with engine_client(conn) as client:
+        existing = client.networks.list(names=[name])
+        if existing:
+            return str(existing[0].id)
+        return str(client.networks.create(name, driver="bridge", labels=labels).id)
+
+
+@task(name="start-container", retries=1, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="start {name} on {conn.name}")
+def start_container(
+    conn: EngineConnection,
+    *,
+    name: str,
+    image: str,
+    env: dict[str, str],
+    ports: list[str],
+    network: str,
+    labels: dict[str, str],
+) -> str:
+    """Create and start one container; a leftover of the same name from a failed try goes."""
+    with engine_client(conn) as client:
+        try:
+            old = client.containers.get(name)
+        except docker.errors.NotFound:
+            pass
+        else:
+            if old.labels.get(L.DEPLOYMENT) != labels[L.DEPLOYMENT]:
+                raise DeploymentFailed(
+                    f"a container named {name} that edgefleet did not create exists on edge "
+                    f"{conn.name}; remove or rename it"
+                )
+            old.remove(force=True)
+        port_map = dict(parse_port(p) for p in ports)
+        container = client.containers.run(
+            image, name=name, environment=env, ports=port_map, labels=labels, network=network,
+            detach=True, restart_policy={"Name": "unless-stopped"},
+        )
+        return str(container.id)[:12]
+
+
+@task(name="wait-for-containers", cache_policy=NONE,
+      task_run_name="wait for {deployment_id} on {conn.name}")
+def wait_for_containers(
+    conn: EngineConnection, deployment_id: str, timeout: float, expected: int = 1
+) -> list[ObservedContainer]:
+    """Wait until every container runs (healthy where a healthcheck exists).
+
+    Fails early on a container that exited or restarts, with its last log lines.
+    """
+    logger = get_run_logger()
+    deadline = time.monotonic() + timeout
+    with engine_client(conn) as client:
+        while True:
+            seen = observe(client, conn, deployment_id)
+            bad = [o for o in seen if o.state in ("exited", "dead") or o.restart_count > 0
+                   or o.health == "unhealthy"]
+            if bad:
+                raise DeploymentFailed(describe_failure(client, bad[0]))
+            if len(seen) >= expected and all(o.ready for o in seen):
+                logger.info("all %d container(s) ready on %s", len(seen), conn.name)
+                return seen
+            if time.monotonic() > deadline:
+                waiting = [o for o in seen if not o.ready]
+                if waiting:
+                    raise DeploymentFailed(describe_failure(client, waiting[0], timeout=timeout))
+                raise DeploymentFailed(f"no container of the deployment appeared in {timeout:.0f}s")
+            time.sleep(0.5)
+
+
+def describe_failure(client: Any, bad: ObservedContainer, timeout: float | None = None) -> str:
+    """A reason a person can act on: what went wrong, then the last log lines."""
+    if bad.state in ("exited", "dead") or bad.restart_count > 0:
+        what = (f"service {bad.service} exited with code {bad.exit_code}"
+                if bad.state in ("exited", "dead")
+                else f"service {bad.service} is crash-looping ({bad.restart_count} restarts)")
+    elif bad.health in ("unhealthy", "starting"):
+        what = f"service {bad.service} did not become healthy (health: {bad.health})"
+        if timeout is not None:
+            what += f" within {timeout:.0f}s"
+    else:
+        what = f"service {bad.service} is {bad.state}"
+        if timeout is not None:
+            what += f" after {timeout:.0f}s"
+    try:
+        raw = client.api.logs(bad.container_id, tail=10, stdout=True, stderr=True)
+        tail = raw.decode(errors="replace").strip()
+    except docker.errors.DockerException:
+        tail = ""
+    return f"{what}; last log lines:\n{tail}" if tail else f"{what} (no log output)"
+
+
+@task(name="observe-containers", retries=2, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="observe {deployment_id} on {conn.name}")
+def observe_containers(conn: EngineConnection, deployment_id: str) -> list[ObservedContainer]:
+    with engine_client(conn) as client:
+        return observe(client, conn, deployment_id)
+
+
+@task(name="remove-containers", retries=2, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="remove {deployment_id} from {conn.name}")
+def remove_containers(conn: EngineConnection, deployment_id: str, remove_volumes: bool = False
+                      ) -> int:
+    """Remove every container and network labelled with the deployment (volumes if asked)."""
+    with engine_client(conn) as client:
+        found = client.containers.list(all=True, filters=L.deployment_filter(deployment_id))
+        for container in found:
+            container.remove(force=True, v=remove_volumes)
+        for network in client.networks.list(filters=L.deployment_filter(deployment_id)):
+            network.remove()
+        if remove_volumes:
+            for volume in client.volumes.list(filters=L.deployment_filter(deployment_id)):
+                volume.remove(force=True)
+        return len(found)

@@ -1,0 +1,101 @@
+"""The Python API on records alone (no engine): duplicates and bad input change nothing."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import edgefleet
+from edgefleet.db import get_engine
+from edgefleet.errors import AlreadyExists, EdgeUnreachable, InvalidInput, NotFound
+from edgefleet.settings import get_settings
+
+
+@pytest.fixture(autouse=True)
+def own_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test gets an empty database of its own."""
+    monkeypatch.setenv("EDGEFLEET_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+
+COMPOSE = "services:\n  web:\n    image: 127.0.0.1:5000/edgefleet/hello:1.0.0\n"
+
+
+def test_application_lifecycle_and_duplicates() -> None:
+    edgefleet.create_application("shop", "1.0.0", image="registry.local/shop:1.0.0",
+                                 ports=["8080"], env=["MODE=prod"])
+    with pytest.raises(AlreadyExists):
+        edgefleet.create_application("shop", "1.0.0", image="registry.local/shop:1.0.0")
+    edgefleet.add_version("shop", "1.1.0", image="registry.local/shop:1.1.0")
+    with pytest.raises(AlreadyExists):
+        edgefleet.add_version("shop", "1.1.0", image="registry.local/shop:1.1.0")
+    edgefleet.publish_version("shop", "1.1.0")
+    edgefleet.publish_version("shop", "1.1.0")  # idempotent
+    shown = edgefleet.show_application("shop")
+    assert [v["version"] for v in shown["versions"]] == ["1.0.0", "1.1.0"]
+    assert shown["latest_published"] == "1.1.0"
+    assert shown["versions"][0]["env"] == {"MODE": "prod"}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"version": "1.0", "image": "x:1"},
+        {"version": "1.0.0"},
+        {"version": "1.0.0", "image": "x:1", "compose": COMPOSE},
+        {"version": "1.0.0", "compose": "services: ["},
+        {"version": "1.0.0", "compose": "[1, 2]"},
+        {"version": "1.0.0", "image": "x:1", "ports": ["abc"]},
+        {"version": "1.0.0", "image": "x:1", "env": ["nokey"]},
+    ],
+)
+def test_bad_application_input_writes_nothing(kwargs: dict[str, object]) -> None:
+    before = edgefleet.list_applications()
+    with pytest.raises(InvalidInput):
+        edgefleet.create_application("bad-app", **kwargs)  # type: ignore[arg-type]
+    assert edgefleet.list_applications() == before
+
+
+def test_unknown_names_are_not_found() -> None:
+    with pytest.raises(NotFound, match="no application named 'ghost'"):
+        edgefleet.publish_version("ghost", "1.0.0")
+    edgefleet.create_application("solo", "1.0.0", image="x:1")
+    with pytest.raises(NotFound, match="has no version '9.9.9'"):
+        edgefleet.publish_version("solo", "9.9.9")
+    with pytest.raises(NotFound, match="no edge named"):
+        edgefleet.show_edge("ghost")
+
+
+def test_unreachable_docker_host_writes_no_edge() -> None:
+    with pytest.raises(EdgeUnreachable, match="did not answer"):
+        edgefleet.add_edge("far-away", "tcp://127.0.0.1:1")
+    assert [e.name for e in edgefleet.list_edges()] == []
+
+
+def test_bad_edge_input_writes_no_edge() -> None:
+    with pytest.raises(InvalidInput, match="not a URL"):
+        edgefleet.add_edge("e1", "localhost:2375")
+    with pytest.raises(InvalidInput, match="all three"):
+        edgefleet.add_edge("e1", "tcp://127.0.0.1:2376", tls_ca="/nope.pem")
+    assert edgefleet.list_edges() == []
+
+
+def test_deploy_requires_a_published_version_and_known_edge() -> None:
+    edgefleet.add_edge("e-unchecked", "tcp://127.0.0.1:1", check=False)
+    edgefleet.create_application("draft", "1.0.0", image="x:1")
+    with pytest.raises(InvalidInput, match="no published version"):
+        edgefleet.create_deployment("draft", "e-unchecked")
+    with pytest.raises(InvalidInput, match="not published"):
+        edgefleet.create_deployment("draft", "e-unchecked", version="1.0.0")
+    with pytest.raises(NotFound, match="no edge named"):
+        edgefleet.create_deployment("draft", "nowhere", version="1.0.0")
+    assert edgefleet.list_deployments() == []
+    dep = edgefleet.create_deployment("draft", "e-unchecked", version="1.0.0",
+                                      allow_unpublished=True)
+    assert edgefleet.deployment_status(dep.id)["state"] == "CREATED"
+    edgefleet.delete_deployment(dep.id[:8])
+    assert edgefleet.list_deployments() == []
