@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from edgefleet.cli import deployments, prefect_server
 from edgefleet.cli.app import app_app
 from edgefleet.cli.edge import edge_app
 
@@ -15,6 +16,8 @@ app = typer.Typer(
 )
 app.add_typer(edge_app, name="edge")
 app.add_typer(app_app, name="app")
+deployments.register(app)
+prefect_server.register(app)
 
 try:  # the lab group is optional while it is being built
     from edgefleet.cli.lab import lab_app

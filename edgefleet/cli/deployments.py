@@ -1,0 +1,128 @@
+"""Top-level commands on deployments: deploy, deployments, status, start, stop, delete, logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from edgefleet import deployments, logs
+from edgefleet.cli.common import console, handle_errors, print_json, print_table
+
+WAIT = typer.Option(True, "--wait/--no-wait", help="wait for the final state, showing progress")
+JSON = typer.Option(False, "--json", help="print the deployment record as JSON")
+
+
+def show_deployment(data: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        print_json(data)
+        return
+    colour = {"STARTED": "green", "ERROR": "red", "STOPPED": "yellow"}.get(data["state"], "cyan")
+    console.print(f"deployment [bold]{data['id']}[/]: {data['application']} {data['version']} "
+                  f"on {data['edge']} is [{colour}]{data['state']}[/]")
+    if data["last_error"]:
+        console.print(f"[red]last error:[/] {data['last_error']}", highlight=False)
+    if data["containers"]:
+        print_table("containers", ["service", "container", "image", "state", "health",
+                                   "restarts", "urls"],
+                    [(c["service"], c["container_id"], c["image"], c["state"], c["health"] or "",
+                      c["restart_count"], " ".join(c["urls"])) for c in data["containers"]])
+    if data["flow_run_id"]:
+        console.print(f"last flow run: {data['flow_run_id']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the deployment commands at the top level of ``app``."""
+
+    @app.command("deploy")
+    @handle_errors
+    def deploy(
+        application: str = typer.Argument(..., help="application name"),
+        edge: str = typer.Option(..., "--edge", help="edge to deploy to"),
+        version: str | None = typer.Option(None, help="version (default: newest published)"),
+        env: list[str] | None = typer.Option(None, "--env", help="override KEY=VALUE"),
+        allow_unpublished: bool = typer.Option(False, help="allow a version not published yet"),
+        wait: bool = WAIT,
+        json_out: bool = JSON,
+    ) -> None:
+        """Create a deployment and run flow deploy-application (STARTED once containers run)."""
+        dep = deployments.create_deployment(application, edge, version=version, env=env,
+                                            allow_unpublished=allow_unpublished)
+        if not json_out:
+            console.print(f"deployment {dep.id} created; deploying to {edge} ...")
+        with console.status("deploying", spinner="dots") if not json_out else _nothing():
+            data = deployments.start_deployment(dep.id, wait=wait)
+        show_deployment(data, json_out)
+        if wait and data["state"] == "ERROR":
+            raise typer.Exit(1)
+
+    @app.command("start")
+    @handle_errors
+    def start(deployment: str, wait: bool = WAIT, json_out: bool = JSON) -> None:
+        """Start a CREATED or STOPPED deployment again."""
+        data = deployments.start_deployment(deployment, wait=wait)
+        show_deployment(data, json_out)
+        if wait and data["state"] == "ERROR":
+            raise typer.Exit(1)
+
+    @app.command("deployments")
+    @handle_errors
+    def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+        """List deployments with their state and URLs."""
+        rows = deployments.list_deployments()
+        if json_out:
+            print_json(rows)
+            return
+        print_table("deployments", ["id", "application", "version", "edge", "state", "urls"],
+                    [(d["id"][:12], d["application"], d["version"], d["edge"], d["state"],
+                      " ".join(d["urls"])) for d in rows])
+
+    @app.command("status")
+    @handle_errors
+    def status(deployment: str = typer.Argument(..., help="deployment id (or unique prefix)"),
+               json_out: bool = JSON) -> None:
+        """State, containers, URLs, last error and last flow run of a deployment."""
+        show_deployment(deployments.deployment_status(deployment), json_out)
+
+    @app.command("stop")
+    @handle_errors
+    def stop(deployment: str,
+             remove_volumes: bool = typer.Option(False, help="also remove its volumes"),
+             wait: bool = WAIT, json_out: bool = JSON) -> None:
+        """Stop a deployment: its containers are removed (volumes only when asked)."""
+        show_deployment(deployments.stop_deployment(deployment, remove_volumes=remove_volumes,
+                                                    wait=wait), json_out)
+
+    @app.command("delete")
+    @handle_errors
+    def delete(deployment: str,
+               force: bool = typer.Option(False, help="stop it first if it still runs")) -> None:
+        """Delete a CREATED or STOPPED deployment (--force stops a running one first)."""
+        deployments.delete_deployment(deployment, force=force)
+        console.print(f"deployment {deployment} deleted")
+
+    @app.command("logs")
+    @handle_errors
+    def logs_(
+        deployment: str,
+        service: str | None = typer.Option(None, help="only this service"),
+        lines: int = typer.Option(200, help="at most this many lines per service"),
+        since: str | None = typer.Option(None, help="from this RFC 3339 time (else resume)"),
+        json_out: bool = typer.Option(False, "--json", help="print JSON"),
+    ) -> None:
+        """Log lines with timestamps; each call resumes where the previous one stopped."""
+        result = logs.fetch_logs(deployment, service=service, lines=lines, since=since)
+        if json_out:
+            print_json(result)
+            return
+        for name, page in result.items():
+            for line in page:
+                console.print(f"[dim]{name}[/] {line}", highlight=False, markup=True)
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
