@@ -3,7 +3,12 @@
 The public Python API: the same operations the CLI runs.
 """
 
-from edgefleet.applications import (
+import os
+
+# No internet here or on many edge sites: Prefect's usage telemetry would only log errors.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from edgefleet.applications import (  # noqa: E402
     add_version,
     create_application,
     list_applications,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -23,6 +24,8 @@ from models.records import (
 )
 from models.states import DELETABLE, Action, DeploymentState, IllegalTransition, transition
 from tasks.records import containers_of
+
+Progress = Callable[[str], None]
 
 
 def find_deployment(session: Session, ref: str) -> Deployment:
@@ -74,11 +77,12 @@ def create_deployment(
     return dep
 
 
-def start_deployment(ref: str, *, wait: bool = True) -> dict[str, Any]:
+def start_deployment(ref: str, *, wait: bool = True, progress: Progress | None = None
+                     ) -> dict[str, Any]:
     """Run flow `deploy-application` for a CREATED or STOPPED deployment."""
     dep_id = _check_action(ref, Action.START)
     jobs.run_flow("deploy-application", {"deployment_id": dep_id}, wait=wait,
-                  deployment_id=dep_id)
+                  deployment_id=dep_id, progress=progress)
     return deployment_status(dep_id)
 
 
@@ -90,19 +94,21 @@ def deploy(
     env: list[str] | dict[str, str] | None = None,
     allow_unpublished: bool = False,
     wait: bool = True,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Create a deployment and start it: the CLI's `edgefleet deploy`."""
     dep = create_deployment(application, edge, version=version, env=env,
                             allow_unpublished=allow_unpublished)
-    return start_deployment(dep.id, wait=wait)
+    return start_deployment(dep.id, wait=wait, progress=progress)
 
 
-def stop_deployment(ref: str, *, remove_volumes: bool = False, wait: bool = True
-                    ) -> dict[str, Any]:
+def stop_deployment(ref: str, *, remove_volumes: bool = False, wait: bool = True,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Run flow `stop-application`: containers removed, volumes only when asked."""
     dep_id = _check_action(ref, Action.STOP)
     jobs.run_flow("stop-application", {"deployment_id": dep_id,
                                        "remove_volumes": remove_volumes},
-                  wait=wait, deployment_id=dep_id)
+                  wait=wait, deployment_id=dep_id, progress=progress)
     return deployment_status(dep_id)
 
 

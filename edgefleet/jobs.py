@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from importlib import import_module
 from typing import Any
 from uuid import UUID
@@ -19,6 +20,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from edgefleet import server
 from edgefleet.db import session_scope
 from edgefleet.errors import EdgefleetError
+from edgefleet.settings import get_settings
 from models.records import Deployment
 from models.states import DeploymentState
 
@@ -44,9 +46,15 @@ def run_flow(
     timeout: float = 900,
 ) -> str | None:
     """Run flow ``name``; returns the flow run id when submitted to the served deployment."""
+    mode = get_settings().run_mode
     api_url = server.served_api_url()
-    if api_url is None:
-        load_flow(name)(**parameters, return_state=True)
+    if mode == "served" and api_url is None:
+        raise EdgefleetError("run mode is 'served' but `edgefleet up` is not running; start it")
+    if api_url is None or mode == "local":
+        local_api = server.running_api_url()
+        context = temporary_settings({PREFECT_API_URL: local_api}) if local_api else nullcontext()
+        with context:
+            load_flow(name)(**parameters, return_state=True)
         return None
     from prefect.deployments import run_deployment
 

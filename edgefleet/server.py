@@ -51,6 +51,12 @@ def read_state() -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def running_api_url() -> str | None:
+    """The API URL while the server started by `edgefleet up` runs."""
+    state = read_state()
+    return str(state["api_url"]) if state and pid_alive(state.get("server_pid")) else None
+
+
 def served_api_url() -> str | None:
     """The API URL when `edgefleet up` runs (server and serving process alive), else None."""
     state = read_state()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,8 @@ class Settings(BaseSettings):
     pull_timeout: float = Field(default=600.0, gt=0, description="seconds for one image pull")
     compose_binary: str = Field(default="", description="docker-compose binary; found if empty")
     prefect_port: int = Field(default=4200, gt=0, lt=65536)
+    run_mode: Literal["auto", "local", "served"] = Field(
+        default="auto", description="auto: served flow runs while `edgefleet up` runs")
     log_lines: int = Field(default=200, gt=0, description="log lines per service per fetch")
 
     @model_validator(mode="after")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import typer
 
 from edgefleet import deployments, logs
-from edgefleet.cli.common import console, handle_errors, print_json, print_table
+from edgefleet.cli.common import console, err_console, handle_errors, print_json, print_table
 
 WAIT = typer.Option(True, "--wait/--no-wait", help="wait for the final state, showing progress")
 JSON = typer.Option(False, "--json", help="print the deployment record as JSON")
@@ -27,6 +28,8 @@ def show_deployment(data: dict[str, Any], json_out: bool) -> None:
                                    "restarts", "urls"],
                     [(c["service"], c["container_id"], c["image"], c["state"], c["health"] or "",
                       c["restart_count"], " ".join(c["urls"])) for c in data["containers"]])
+    if data["urls"]:
+        console.print("URLs: " + " ".join(data["urls"]), highlight=False, soft_wrap=True)
     if data["flow_run_id"]:
         console.print(f"last flow run: {data['flow_run_id']}")
 
@@ -50,8 +53,7 @@ def register(app: typer.Typer) -> None:
                                             allow_unpublished=allow_unpublished)
         if not json_out:
             console.print(f"deployment {dep.id} created; deploying to {edge} ...")
-        with console.status("deploying", spinner="dots") if not json_out else _nothing():
-            data = deployments.start_deployment(dep.id, wait=wait)
+        data = deployments.start_deployment(dep.id, wait=wait, progress=_progress(json_out))
         show_deployment(data, json_out)
         if wait and data["state"] == "ERROR":
             raise typer.Exit(1)
@@ -60,7 +62,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def start(deployment: str, wait: bool = WAIT, json_out: bool = JSON) -> None:
         """Start a CREATED or STOPPED deployment again."""
-        data = deployments.start_deployment(deployment, wait=wait)
+        data = deployments.start_deployment(deployment, wait=wait,
+                                            progress=_progress(json_out))
         show_deployment(data, json_out)
         if wait and data["state"] == "ERROR":
             raise typer.Exit(1)
@@ -91,7 +94,8 @@ def register(app: typer.Typer) -> None:
              wait: bool = WAIT, json_out: bool = JSON) -> None:
         """Stop a deployment: its containers are removed (volumes only when asked)."""
         show_deployment(deployments.stop_deployment(deployment, remove_volumes=remove_volumes,
-                                                    wait=wait), json_out)
+                                                    wait=wait, progress=_progress(json_out)),
+                        json_out)
 
     @app.command("delete")
     @handle_errors
@@ -120,9 +124,6 @@ def register(app: typer.Typer) -> None:
                 console.print(f"[dim]{name}[/] {line}", highlight=False, markup=True)
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+def _progress(json_out: bool) -> Callable[[str], None] | None:
+    """Progress lines on stderr, so --json output stays clean."""
+    return None if json_out else (lambda msg: err_console.print(f"[dim]{msg}[/]"))

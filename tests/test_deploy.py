@@ -1,0 +1,223 @@
+"""The deployment workflow on the real lab: every kind, failures, stop, delete, logs."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+import edgefleet
+from edgefleet import labels as L
+from edgefleet import server
+from edgefleet.errors import InvalidTransition
+from edgefleet.logs import fetch_logs
+from edgefleet.settings import get_settings
+from tests.lab_helpers import containers_of, get_page, networks_of, remove_managed, unique
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def edges(lab: Any, prefect_api: str) -> Iterator[dict[str, Any]]:
+    """The lab's edges by name; everything edgefleet created on them is removed afterwards."""
+    by_name = {e.name: e for e in lab.edges}
+    yield by_name
+    for edge in by_name.values():
+        remove_managed(edge.connection)
+
+
+@pytest.fixture
+def local_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Run flows in this process (still reporting to the lab's Prefect server)."""
+    monkeypatch.setenv("EDGEFLEET_RUN_MODE", "local")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def task_runs(flow_run_id: str, api_url: str) -> list[Any]:
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        return list(client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]})))  # type: ignore[arg-type]
+
+
+def test_image_app_reaches_started_serves_its_page_and_is_labelled(
+        lab: Any, edges: dict[str, Any], local_runs: None) -> None:
+    app = unique("img")
+    edgefleet.create_application(app, "1.0.0", image=f"{lab.registry}/edgefleet/hello:1.0.0",
+                                 ports=["8080"])
+    edgefleet.publish_version(app, "1.0.0")
+    status = edgefleet.deploy(app, "lab-2")
+    assert status["state"] == "STARTED", status["last_error"]
+    (container,) = status["containers"]
+    assert container["state"] == "running" and container["health"] == "healthy"
+    assert container["digest"] and container["digest"].startswith("sha256:")
+    assert "hello from edgefleet/hello 1.0.0" in get_page(container["urls"][0])
+    (live,) = containers_of(edges["lab-2"].connection, status["id"])
+    assert live.labels[L.DEPLOYMENT] == status["id"]
+    assert live.labels[L.APPLICATION] == app
+    assert live.labels[L.VERSION] == "1.0.0"
+    assert live.labels[L.IMAGE_DIGEST] == container["digest"]
+    assert len(live.labels[L.CONFIG_HASH]) == 16
+
+    with pytest.raises(InvalidTransition, match="delete is allowed from"):
+        edgefleet.delete_deployment(status["id"])
+    stopped = edgefleet.stop_deployment(status["id"])
+    assert stopped["state"] == "STOPPED" and stopped["containers"] == []
+    assert containers_of(edges["lab-2"].connection, status["id"]) == []
+    assert networks_of(edges["lab-2"].connection, status["id"]) == []
+    edgefleet.delete_deployment(status["id"])
+    assert status["id"] not in [d["id"] for d in edgefleet.list_deployments()]
+
+
+COMPOSE = """
+services:
+  web:
+    image: {registry}/edgefleet/hello:1.1.0
+    ports: ["8080"]
+  worker:
+    image: {registry}/edgefleet/ticker:1.0.0
+    depends_on:
+      web:
+        condition: service_healthy
+"""
+
+
+def test_compose_app_waits_for_health_and_logs_resume(
+        lab: Any, edges: dict[str, Any], local_runs: None) -> None:
+    app = unique("cmp")
+    edgefleet.create_application(app, "1.0.0", compose=COMPOSE.format(registry=lab.registry))
+    edgefleet.publish_version(app, "1.0.0")
+    status = edgefleet.deploy(app, "lab-2")
+    assert status["state"] == "STARTED", status["last_error"]
+    by_service = {c["service"]: c for c in status["containers"]}
+    assert set(by_service) == {"web", "worker"}
+    # STARTED only after web's healthcheck passed (the worker depends on it being healthy).
+    assert by_service["web"]["health"] == "healthy"
+    assert by_service["worker"]["state"] == "running"
+    assert "hello from edgefleet/hello 1.1.0" in get_page(by_service["web"]["urls"][0])
+    for live in containers_of(edges["lab-2"].connection, status["id"]):
+        assert live.labels[L.APPLICATION] == app
+        assert live.labels[L.IMAGE_DIGEST].startswith("sha256:")
+
+    time.sleep(3)
+    first = fetch_logs(status["id"], service="worker", lines=2)["worker"]
+    time.sleep(1.5)
+    second = fetch_logs(status["id"], service="worker")["worker"]
+    numbers = [int(line.rsplit(" ", 1)[-1]) for line in first + second]
+    assert len(first) == 2 and len(second) >= 2
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+    third = fetch_logs(status["id"], service="worker")["worker"]
+    assert all(line not in first + second for line in third)
+
+    edgefleet.delete_deployment(status["id"], force=True)
+    assert containers_of(edges["lab-2"].connection, status["id"]) == []
+
+
+def test_swarm_stack_reaches_started(lab: Any, edges: dict[str, Any], local_runs: None) -> None:
+    swarm_edge = next(e for e in lab.edges if e.swarm)
+    port = free_port()
+    stack = f"""
+services:
+  web:
+    image: {lab.registry}/edgefleet/hello:2.0.0
+    ports:
+      - target: 8080
+        published: {port}
+        mode: host
+"""
+    app = unique("stk")
+    edgefleet.create_application(app, "1.0.0", stack=stack)
+    edgefleet.publish_version(app, "1.0.0")
+    status = edgefleet.deploy(app, swarm_edge.name)
+    assert status["state"] == "STARTED", status["last_error"]
+    assert "hello from edgefleet/hello 2.0.0" in get_page(f"http://127.0.0.1:{port}/")
+    (live,) = containers_of(swarm_edge.connection, status["id"])
+    assert live.labels[L.APPLICATION] == app
+    stopped = edgefleet.stop_deployment(status["id"])
+    assert stopped["state"] == "STOPPED"
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("missing-image", "cannot pull"),
+        ("crash", "exited with code 1"),
+        ("unhealthy", "did not become healthy"),
+    ],
+)
+def test_failures_end_in_error_with_a_reason_and_nothing_left(
+        lab: Any, edges: dict[str, Any], prefect_api: str, local_runs: None,
+        monkeypatch: pytest.MonkeyPatch, case: str, reason: str) -> None:
+    monkeypatch.setenv("EDGEFLEET_DEPLOY_TIMEOUT", "15")
+    get_settings.cache_clear()
+    app = unique(case)
+    image = f"{lab.registry}/edgefleet/hello:1.0.0"
+    env: list[str] = []
+    if case == "missing-image":
+        image = f"{lab.registry}/edgefleet/does-not-exist:9.9.9"
+    elif case == "crash":
+        env = ["HELLO_CRASH=1"]
+    else:
+        env = ["HELLO_UNHEALTHY=1"]
+    edgefleet.create_application(app, "1.0.0", image=image, ports=["8080"], env=env)
+    edgefleet.publish_version(app, "1.0.0")
+    status = edgefleet.deploy(app, "lab-2")
+    assert status["state"] == "ERROR"
+    assert reason in status["last_error"]
+    assert containers_of(edges["lab-2"].connection, status["id"]) == []
+    assert networks_of(edges["lab-2"].connection, status["id"]) == []
+    assert status["containers"] == []
+    if case == "missing-image":
+        pulls = [t for t in task_runs(status["flow_run_id"], prefect_api)
+                 if t.name.startswith("pull ")]
+        assert pulls and pulls[0].run_count == 3  # two retries, visible as task runs
+    edgefleet.delete_deployment(status["id"])
+
+
+def test_unreachable_edge_ends_in_error(lab: Any, prefect_api: str, local_runs: None) -> None:
+    edge = unique("gone")
+    edgefleet.add_edge(edge, f"tcp://127.0.0.1:{free_port()}", check=False)
+    app = unique("far")
+    edgefleet.create_application(app, "1.0.0", image=f"{lab.registry}/edgefleet/hello:1.0.0")
+    edgefleet.publish_version(app, "1.0.0")
+    status = edgefleet.deploy(app, edge)
+    assert status["state"] == "ERROR"
+    assert "did not answer" in status["last_error"]
+    pulls = [t for t in task_runs(status["flow_run_id"], prefect_api)
+             if t.name.startswith("pull ")]
+    assert pulls and pulls[0].run_count == 3
+    edgefleet.delete_deployment(status["id"])
+    edgefleet.remove_edge(edge)
+
+
+def test_served_deployment_runs_the_job(lab: Any, edges: dict[str, Any], prefect_api: str
+                                        ) -> None:
+    """While `edgefleet up` runs, a deploy is a flow run of the served Prefect deployment."""
+    assert server.served_api_url() == prefect_api
+    app = unique("srv")
+    edgefleet.create_application(app, "1.0.0", image=f"{lab.registry}/edgefleet/hello:1.1.0",
+                                 ports=["8080"])
+    edgefleet.publish_version(app, "1.0.0")
+    status = edgefleet.deploy(app, "lab-1")
+    assert status["state"] == "STARTED", status["last_error"]
+    with temporary_settings({PREFECT_API_URL: prefect_api}), \
+            get_client(sync_client=True) as client:
+        run = client.read_flow_run(status["flow_run_id"])
+        assert run.deployment_id is not None
+        assert run.state is not None and run.state.is_completed()
+    assert "1.1.0" in get_page(status["urls"][0])
+    edgefleet.delete_deployment(status["id"], force=True)
