@@ -1,0 +1,315 @@
+"""The lab: a registry and N real dockerd edges on this machine, reached over mutual TLS.
+
+``lab_up`` installs what is missing (Debian packages), makes certificates, starts the
+registry and the edges, turns the first M edges into single-node swarms, builds and pushes
+the sample images and registers the edges in edgefleet's records. It is idempotent: what
+already runs and answers is reused. ``lab_down`` undoes exactly that, by the recorded PIDs.
+
+Modules, one concept each: ``packages`` (apt), ``certs`` (CA and certificates), ``daemons``
+(processes), ``engines`` (talking to an edge), ``images`` (sample images), ``records``
+(edgefleet's edge records), ``state`` (the JSON state file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from edgefleet.engine import EngineConnection
+from edgefleet.errors import EdgefleetError, LabError
+from edgefleet.lab import certs, daemons, engines, images, packages, records
+from edgefleet.lab.state import EdgeState, LabState, load_state, run_dir_for, save_state
+from edgefleet.settings import get_settings
+
+__all__ = ["LabEdge", "LabStatus", "lab_down", "lab_status", "lab_up"]
+
+MAX_EDGES = 50
+Progress = Callable[[str], None]
+
+
+class LabEdge(BaseModel):
+    """One lab edge as ``lab status`` reports it."""
+
+    name: str
+    pid: int | None
+    docker_host: str
+    swarm: bool
+    answering: bool
+    tls_ca: str
+    tls_cert: str
+    tls_key: str
+
+    @property
+    def connection(self) -> EngineConnection:
+        """How edgefleet reaches this edge (mTLS with the edge's client certificate)."""
+        return EngineConnection(
+            name=self.name, docker_host=self.docker_host,
+            tls_ca=self.tls_ca, tls_cert=self.tls_cert, tls_key=self.tls_key,
+        )
+
+
+class LabStatus(BaseModel):
+    """The lab as it is now: registry address (``host:port``) and each edge."""
+
+    lab_dir: str
+    registry: str | None = None
+    registry_pid: int | None = None
+    registry_answering: bool = False
+    edges: list[LabEdge] = []
+
+    @property
+    def running(self) -> bool:
+        return self.registry_answering and bool(self.edges) and all(
+            e.answering for e in self.edges
+        )
+
+    def edge(self, name: str) -> LabEdge:
+        for edge in self.edges:
+            if edge.name == name:
+                return edge
+        raise LabError(f"the lab has no edge {name!r} (edges: "
+                       f"{', '.join(e.name for e in self.edges) or 'none'})")
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _locked(lab_dir: Path) -> Iterator[None]:
+    """One ``up``/``down`` at a time per lab dir (the lock lives beside it, it survives down)."""
+    lab_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(lab_dir.parent / f".{lab_dir.name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def lab_up(edges: int = 2, swarm_edges: int = 0, progress: Progress | None = None) -> LabStatus:
+    """Bring the lab up (or complete it) and return its status."""
+    say = progress or _quiet
+    if not 1 <= edges <= MAX_EDGES:
+        raise LabError(f"--edges {edges}: the lab runs 1 to {MAX_EDGES} edges")
+    if not 0 <= swarm_edges <= edges:
+        raise LabError(f"--swarm-edges {swarm_edges}: must be between 0 and --edges ({edges})")
+    if os.geteuid() != 0:
+        raise LabError("the lab starts dockerd, which needs root: run `edgefleet lab up` as root")
+    packages.ensure_packages(say)
+    lab_dir = get_settings().lab_path.expanduser().resolve()
+    with _locked(lab_dir):
+        state = load_state(lab_dir) or LabState(
+            lab_dir=str(lab_dir), run_dir=str(run_dir_for(lab_dir))
+        )
+        save_state(state)
+        taken = _ports_of(state)
+        registry = _ensure_registry(state, taken, say)
+        _ensure_edges(state, edges, taken, say)
+        for edge in state.edges[:swarm_edges]:
+            _ensure_swarm(state, edge, taken, say)
+        state.samples = images.ensure_sample_images(
+            engines.connection(state.edges[0]), registry, say, built=state.samples
+        )
+        save_state(state)
+        for edge in state.edges:
+            outcome = records.register_edge(edge)
+            say(f"{edge.name}: {outcome} in edgefleet's edges ({edge.docker_host})")
+    return lab_status()
+
+
+def _ports_of(state: LabState) -> set[int]:
+    ports = {state.registry.port} if state.registry else set()
+    for edge in state.edges:
+        ports.update(p for p in (edge.port, edge.swarm_port) if p)
+    return ports
+
+
+def _ensure_registry(state: LabState, taken: set[int], say: Progress) -> str:
+    reg = state.registry
+    if reg and daemons.pid_running(reg.pid, reg.config) and daemons.registry_answers(reg.port):
+        say(f"registry: running on 127.0.0.1:{reg.port} (pid {reg.pid})")
+        return f"127.0.0.1:{reg.port}"
+    if reg:
+        daemons.stop_process(reg.pid, reg.config)
+    port = reg.port if reg and daemons.port_free(reg.port) else daemons.free_port(taken)
+    state.registry = daemons.start_registry(Path(state.lab_dir), port)
+    save_state(state)
+    say(f"registry: started on 127.0.0.1:{port} (pid {state.registry.pid})")
+    return f"127.0.0.1:{port}"
+
+
+def _new_edge(state: LabState, index: int, taken: set[int]) -> EdgeState:
+    lab_dir, run_dir = Path(state.lab_dir), Path(state.run_dir)
+    name = f"lab-{index}"
+    folder, run = lab_dir / "edges" / name, run_dir / name
+    return EdgeState(
+        name=name,
+        index=index,
+        port=daemons.free_port(taken),
+        data_root=str(folder / "data"),
+        exec_root=str(run),
+        socket=str(run / "docker.sock"),
+        pidfile=str(run / "dockerd.pid"),
+        log=str(lab_dir / "logs" / f"{name}.log"),
+        config_file=str(folder / "daemon.json"),
+        server_certs=str(lab_dir / "certs" / name / "server"),
+        client_certs=str(lab_dir / "certs" / name / "client"),
+        address_pool=engines.allocate_pool(engines.pools_in_use(state)),
+    )
+
+
+def _ensure_edges(state: LabState, count: int, taken: set[int], say: Progress) -> None:
+    """Reuse running edges; start the missing ones together, then wait for each."""
+    certs_dir = Path(state.lab_dir) / "certs"
+    starting: list[EdgeState] = []
+    for index in range(1, count + 1):
+        edge = state.edge(f"lab-{index}")
+        if edge is None:
+            edge = _new_edge(state, index, taken)
+            state.edges.append(edge)
+            state.edges.sort(key=lambda e: e.index)
+            save_state(state)
+        certs.ensure_edge_certs(certs_dir, edge.name)
+        if daemons.pid_running(edge.pid, edge.data_root):
+            if _answers_soon(edge):
+                say(f"{edge.name}: running at {edge.docker_host} (pid {edge.pid})")
+                continue
+            say(f"{edge.name}: pid {edge.pid} does not answer; restarting it")
+            daemons.stop_process(edge.pid, edge.data_root)
+        if not daemons.port_free(edge.port):
+            taken.discard(edge.port)
+            edge.port = daemons.free_port(taken)
+        edge.pid = daemons.spawn(daemons.dockerd_command(_prepared(edge)), Path(edge.log))
+        save_state(state)
+        starting.append(edge)
+    for edge in starting:
+        assert edge.pid is not None
+        daemons.wait_until(
+            functools.partial(engines.answers, edge), pid=edge.pid, marker=edge.data_root,
+            what=f"dockerd of {edge.name} ({edge.docker_host})", log=edge.log,
+        )
+        say(f"{edge.name}: started at {edge.docker_host} (pid {edge.pid})")
+
+
+def _answers_soon(edge: EdgeState, tries: int = 3) -> bool:
+    return any(engines.answers(edge) for _ in range(tries))
+
+
+def _prepared(edge: EdgeState) -> EdgeState:
+    """Create the edge's folders and its own (empty) daemon.json before dockerd starts.
+
+    The config file keeps a host's /etc/docker/daemon.json from applying to lab edges.
+    """
+    for folder in (edge.data_root, edge.exec_root):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    config = Path(edge.config_file)
+    if not config.is_file():
+        config.write_text("{}\n")
+    Path(edge.pidfile).unlink(missing_ok=True)
+    return edge
+
+
+def _ensure_swarm(state: LabState, edge: EdgeState, taken: set[int], say: Progress) -> None:
+    if not edge.swarm_port:
+        edge.swarm_port = daemons.free_port(taken)
+    if not edge.swarm_data_port:
+        edge.swarm_data_port = engines.free_data_path_port(
+            {e.swarm_data_port for e in state.edges if e.swarm_data_port}
+        )
+    if not edge.swarm_pool:
+        edge.swarm_pool = engines.allocate_pool(engines.pools_in_use(state))
+    save_state(state)
+    if engines.ensure_swarm(edge, edge.swarm_pool):
+        say(f"{edge.name}: swarm initialised (advertise 127.0.0.1, port {edge.swarm_port})")
+    else:
+        say(f"{edge.name}: swarm already active")
+    edge.swarm = True
+    save_state(state)
+
+
+def lab_status() -> LabStatus:
+    """What runs and answers now (an empty status when no lab was started)."""
+    lab_dir = get_settings().lab_path.expanduser().resolve()
+    state = load_state(lab_dir)
+    status = LabStatus(lab_dir=str(lab_dir))
+    if state is None:
+        return status
+    if state.registry:
+        reg = state.registry
+        status.registry = f"127.0.0.1:{reg.port}"
+        status.registry_pid = reg.pid
+        status.registry_answering = daemons.pid_running(
+            reg.pid, reg.config
+        ) and daemons.registry_answers(reg.port)
+    for edge in state.edges:
+        alive = daemons.pid_running(edge.pid, edge.data_root)
+        swarm = engines.swarm_active(edge) if alive else None
+        status.edges.append(
+            LabEdge(
+                name=edge.name, pid=edge.pid, docker_host=edge.docker_host,
+                swarm=edge.swarm if swarm is None else swarm,
+                answering=swarm is not None,
+                tls_ca=edge.tls_ca, tls_cert=edge.tls_cert, tls_key=edge.tls_key,
+            )
+        )
+    return status
+
+
+def lab_down(progress: Progress | None = None) -> None:
+    """Stop what the lab started (containers first), forget its edges, delete its state."""
+    say = progress or _quiet
+    lab_dir = get_settings().lab_path.expanduser().resolve()
+    with _locked(lab_dir):
+        state = load_state(lab_dir)
+        run_dir = Path(state.run_dir) if state else run_dir_for(lab_dir)
+        if state is None:
+            busy = daemons.processes_with(str(lab_dir)) + daemons.processes_with(str(run_dir))
+            if busy:
+                raise LabError(
+                    f"no lab state in {lab_dir}, yet processes {busy} use it: stop them by "
+                    "hand, then run `edgefleet lab down` again"
+                )
+            say("no lab is recorded here; nothing to stop")
+        else:
+            _stop_lab(state, say)
+        for path in (run_dir, lab_dir):
+            daemons.unmount_under(path)
+            shutil.rmtree(path, ignore_errors=True)
+            if path.exists():
+                raise LabError(f"could not delete {path}; check `grep {path} /proc/mounts`")
+    say(f"lab state removed ({lab_dir})")
+
+
+def _stop_lab(state: LabState, say: Progress) -> None:
+    for edge in state.edges:
+        if daemons.pid_running(edge.pid, edge.data_root):
+            try:
+                removed = engines.clear_edge(edge)
+                say(f"{edge.name}: removed {removed} container(s)")
+            except EdgefleetError as exc:
+                say(f"{edge.name}: could not list its containers ({exc}); stopping it anyway")
+            except Exception as exc:  # any SDK failure: still stop the daemon
+                say(f"{edge.name}: clearing containers failed ({exc}); stopping it anyway")
+        daemons.stop_process(edge.pid, edge.data_root)
+        # dockerd's own containerd and any shim it left carry the exec root on their command
+        # line: they are the lab's too.
+        for pid in daemons.processes_with(edge.exec_root):
+            daemons.stop_process(pid, edge.exec_root)
+        say(f"{edge.name}: stopped")
+    if state.registry:
+        daemons.stop_process(state.registry.pid, state.registry.config)
+        say("registry: stopped")
+    for edge in state.edges:
+        try:
+            outcome = records.unregister_edge(edge)
+        except EdgefleetError as exc:
+            outcome = f"kept: {exc}"
+        say(f"{edge.name}: {outcome} from edgefleet's edges")
