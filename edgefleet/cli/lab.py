@@ -1,0 +1,78 @@
+"""``edgefleet lab up|status|down``: a registry and real dockerd edges on this machine."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from edgefleet.cli.common import console, handle_errors, print_json, print_table
+from edgefleet.lab import LabStatus, lab_down, lab_status, lab_up
+
+lab_app = typer.Typer(
+    help="A local lab: an image registry and real dockerd edges reached over mutual TLS.",
+    no_args_is_help=True,
+)
+
+
+def _progress(line: str) -> None:
+    console.print(f"[cyan]lab[/] {line}", highlight=False, soft_wrap=True)
+
+
+def _show(status: LabStatus) -> None:
+    if status.registry is None:
+        console.print(f"no lab is running (state dir {status.lab_dir}); start one with "
+                      "`edgefleet lab up`")
+        return
+    reg = "answering" if status.registry_answering else "NOT answering"
+    console.print(f"registry {status.registry} (pid {status.registry_pid}): {reg}")
+    print_table(
+        "lab edges",
+        ["name", "pid", "docker host", "swarm", "answering"],
+        [
+            (e.name, e.pid, e.docker_host, "yes" if e.swarm else "no",
+             "yes" if e.answering else "NO")
+            for e in status.edges
+        ],
+    )
+    if status.edges:
+        folder = str(Path(status.edges[0].tls_cert).parent.parent.parent)
+        console.print(
+            f"client certificates (ca.pem, cert.pem, key.pem): {folder}/<edge>/client",
+            highlight=False, soft_wrap=True,
+        )
+
+
+@lab_app.command("up")
+@handle_errors
+def up(
+    edges: int = typer.Option(2, "--edges", min=1, help="number of dockerd edges (lab-1..N)"),
+    swarm_edges: int = typer.Option(
+        0, "--swarm-edges", min=0, help="the first M edges run a single-node swarm"
+    ),
+) -> None:
+    """Start (or complete) the lab; what already runs is reused."""
+    started = time.monotonic()
+    status = lab_up(edges=edges, swarm_edges=swarm_edges, progress=_progress)
+    _show(status)
+    console.print(f"lab ready in {time.monotonic() - started:.1f} s; the edges are registered "
+                  "(`edgefleet edge list`)")
+
+
+@lab_app.command("status")
+@handle_errors
+def status(json_: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Whether the registry and each edge answer."""
+    current = lab_status()
+    if json_:
+        print_json(current.model_dump(mode="json"))
+    else:
+        _show(current)
+
+
+@lab_app.command("down")
+@handle_errors
+def down() -> None:
+    """Stop everything the lab started, forget its edges and delete its state."""
+    lab_down(progress=_progress)
