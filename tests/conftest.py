@@ -1,0 +1,81 @@
+"""Shared fixtures: a throw-away EDGEFLEET_HOME for every session, and one real lab.
+
+Tests never touch ``~/.edgefleet``: the whole session runs against a fresh temp home. The
+``lab`` fixture brings up 2 dockerd edges (lab-1 a single-node swarm) and a registry once per
+session, and takes them down at the end. Lab tests are marked ``@pytest.mark.lab``; run the
+rest with ``pytest -m "not lab"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+
+from edgefleet import db
+from edgefleet.lab import LabStatus, lab_down, lab_up
+from edgefleet.settings import get_settings
+
+# Variables that would point a test at real state outside its temp home.
+HOME_VARS = ("EDGEFLEET_HOME", "EDGEFLEET_LAB_DIR", "EDGEFLEET_DATABASE_URL")
+
+
+def _clear_caches() -> None:
+    get_settings.cache_clear()
+    db.get_engine.cache_clear()
+
+
+@contextlib.contextmanager
+def edgefleet_home_at(home: Path) -> Iterator[Path]:
+    """Point edgefleet at ``home`` (records, lab dir) inside the block, then restore."""
+    saved = {name: os.environ.get(name) for name in HOME_VARS}
+    for name in HOME_VARS:
+        os.environ.pop(name, None)
+    os.environ["EDGEFLEET_HOME"] = str(home)
+    _clear_caches()
+    try:
+        yield home
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _clear_caches()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def edgefleet_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh EDGEFLEET_HOME for the whole session (records, lab state, certificates)."""
+    with edgefleet_home_at(tmp_path_factory.mktemp("edgefleet-home")) as home:
+        yield home
+
+
+@pytest.fixture(scope="session")
+def switch_home() -> Callable[[Path], AbstractContextManager[Path]]:
+    """``with switch_home(path):`` runs a block against another home (e.g. a second lab)."""
+    return edgefleet_home_at
+
+
+@pytest.fixture(scope="session")
+def lab(edgefleet_home: Path) -> Iterator[LabStatus]:
+    """The real lab (2 edges, lab-1 in swarm mode), up once per session, down at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab starts dockerd and needs root")
+    os.environ["EDGEFLEET_HOME"] = str(edgefleet_home)
+    _clear_caches()
+    try:
+        status = lab_up(edges=2, swarm_edges=1)
+    except BaseException:
+        lab_down()
+        raise
+    try:
+        yield status
+    finally:
+        os.environ["EDGEFLEET_HOME"] = str(edgefleet_home)
+        _clear_caches()
+        lab_down()
