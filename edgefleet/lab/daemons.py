@@ -120,6 +120,40 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc/*/stat)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rpartition(")")[2].split()
+            if len(fields) > 1 and fields[1] == str(pid):
+                found.append(int(entry.name))
+    return found
+
+
+def stop_tree(pid: int, marker: str) -> None:
+    """Stop ``pid`` after SIGKILLing everything below it.
+
+    For a containerd-shim whose dockerd died: the container processes are its children and
+    would otherwise outlive it (re-parented to init).
+    """
+    if not pid_running(pid, marker):
+        return
+    todo, below = [pid], []
+    while todo:
+        kids = children(todo.pop())
+        below.extend(kids)
+        todo.extend(kids)
+    for child in reversed(below):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
+    stop_process(pid, marker)
+
+
 def spawn(cmd: list[str], log: Path) -> int:
     """Start ``cmd`` detached (own session), output appended to ``log``; return its PID."""
     log.parent.mkdir(parents=True, exist_ok=True)
