@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import ssl
 import subprocess
 import time
@@ -155,6 +156,21 @@ def test_no_lab_means_empty_status_and_clear_errors(
         with pytest.raises(LabError, match="--edges"):
             lab_up(edges=0)
         lab_down()  # nothing recorded: a no-op, not an error
+
+
+def test_missing_packages_give_a_clear_error_without_apt_or_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from edgefleet.lab import packages
+
+    monkeypatch.setattr(packages, "missing_packages", lambda: ["docker.io", "busybox-static"])
+    monkeypatch.setattr(packages.shutil, "which", lambda name: None)
+    with pytest.raises(LabError, match="apt-get is not available"):
+        packages.ensure_packages(lambda _: None)
+    monkeypatch.setattr(packages.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(packages.os, "geteuid", lambda: 1000)
+    with pytest.raises(LabError, match="run as root.*docker.io busybox-static"):
+        packages.ensure_packages(lambda _: None)
 
 
 # ---------------------------------------------------------------- the real lab
@@ -345,20 +361,29 @@ def _lab_processes(marker: str) -> list[int]:
 def test_down_leaves_no_process_of_the_lab(
     lab: LabStatus, tmp_path: Path, switch_home: Callable[[Path], AbstractContextManager[Path]]
 ) -> None:
-    """A separate 1-edge lab in its own home (own ports), so the session lab stays up."""
+    """A separate 2-edge lab in its own home (own ports), so the session lab stays up.
+
+    lab-1 goes down the normal way; lab-2's dockerd is killed first (SIGKILL) with a
+    container running, so ``down`` must also stop its containerd, shim and container.
+    """
     with switch_home(tmp_path / "home"):
-        small = lab_up(edges=1)
+        small = lab_up(edges=2)
         assert small.registry != lab.registry
-        assert small.edges[0].docker_host != lab.edges[0].docker_host
+        assert not {e.docker_host for e in small.edges} & {e.docker_host for e in lab.edges}
         state = load_state(Path(small.lab_dir))
-        assert state is not None
-        pids = [state.registry.pid if state.registry else None] + [e.pid for e in state.edges]
-        with engine_client(small.edges[0].connection, timeout=30) as client:
-            ticker = client.containers.run(f"{small.registry}/edgefleet/ticker:1.0.0",
-                                           detach=True, labels={TEST_LABEL: "down"})
-            ticker.reload()
-            pids.append(ticker.attrs["State"]["Pid"])  # the container's own process
+        assert state is not None and state.registry is not None
+        pids = [state.registry.pid] + [e.pid for e in state.edges]
+        for edge in small.edges:
+            with engine_client(edge.connection, timeout=30) as client:
+                ticker = client.containers.run(f"{small.registry}/edgefleet/ticker:1.0.0",
+                                               detach=True, labels={TEST_LABEL: "down"})
+                ticker.reload()
+                pids.append(ticker.attrs["State"]["Pid"])  # the container's own process
         assert _lab_processes(small.lab_dir) and _lab_processes(state.run_dir)
+        killed = small.edges[1].pid
+        assert killed
+        os.kill(killed, signal.SIGKILL)
+        _wait(lambda: not daemons.pid_running(killed, small.lab_dir), 10, "dockerd to die")
         lab_down()
         for pid in pids:
             assert pid and not daemons.pid_running(pid, ""), pid
