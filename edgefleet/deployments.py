@@ -112,11 +112,16 @@ def stop_deployment(ref: str, *, remove_volumes: bool = False, wait: bool = True
     return deployment_status(dep_id)
 
 
-def delete_deployment(ref: str, *, force: bool = False) -> None:
-    """Delete a CREATED or STOPPED deployment; ``force`` stops a running one first."""
+def delete_deployment(ref: str, *, force: bool = False) -> str | None:
+    """Delete a CREATED or STOPPED deployment; ``force`` stops a running one first.
+
+    When a forced stop fails (say the edge is gone for good) the record is still deleted and
+    the returned warning says what may be left on the edge.
+    """
     with session_scope() as session:
         dep = find_deployment(session, ref)
         dep_id, state = dep.id, DeploymentState(dep.state)
+    warning: str | None = None
     if state not in DELETABLE:
         if not force:
             allowed = ", ".join(sorted(s.value for s in DELETABLE))
@@ -126,13 +131,18 @@ def delete_deployment(ref: str, *, force: bool = False) -> None:
             )
         stop_deployment(dep_id, remove_volumes=True, wait=True)
         with session_scope() as session:
-            if find_deployment(session, dep_id).state not in DELETABLE:
-                raise InvalidTransition(f"deployment {dep_id[:12]} did not stop; not deleted")
+            stopped = find_deployment(session, dep_id)
+            if stopped.state not in DELETABLE:
+                warning = (f"deployment {dep_id[:12]} could not be stopped "
+                           f"({stopped.last_error}); "
+                           f"its containers may remain on the edge (label "
+                           f"io.edgefleet.deployment={dep_id})")
     with session_scope() as session:
         for model in (ContainerStatus, LogCursor):
             for row in session.exec(select(model).where(model.deployment_id == dep_id)).all():
                 session.delete(row)
         session.delete(find_deployment(session, dep_id))
+    return warning
 
 
 def _check_action(ref: str, action: Action) -> str:

@@ -139,7 +139,8 @@ def describe_failure(client: Any, bad: ObservedContainer, timeout: float | None 
     if bad.state in ("exited", "dead") or bad.restart_count > 0:
         what = (f"service {bad.service} exited with code {bad.exit_code}"
                 if bad.state in ("exited", "dead")
-                else f"service {bad.service} is crash-looping ({bad.restart_count} restarts)")
+                else f"service {bad.service} is crash-looping ({bad.restart_count} restarts, "
+                     f"last exit code {bad.exit_code})")
     elif bad.health in ("unhealthy", "starting"):
         what = f"service {bad.service} did not become healthy (health: {bad.health})"
         if timeout is not None:

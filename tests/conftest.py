@@ -79,3 +79,27 @@ def lab(edgefleet_home: Path) -> Iterator[LabStatus]:
         os.environ["EDGEFLEET_HOME"] = str(edgefleet_home)
         _clear_caches()
         lab_down()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def prefect_api(lab: LabStatus, edgefleet_home: Path) -> Iterator[str]:
+    """`edgefleet up` once per session (a real Prefect server + served flows): its API URL."""
+    from edgefleet import server
+
+    os.environ["EDGEFLEET_PREFECT_PORT"] = str(_free_port())
+    _clear_caches()
+    try:
+        state = server.up(progress=lambda _m: None)
+        yield str(state["api_url"])
+    finally:
+        server.down(progress=lambda _m: None)
+        os.environ.pop("EDGEFLEET_PREFECT_PORT", None)
+        _clear_caches()

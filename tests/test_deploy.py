@@ -155,7 +155,7 @@ services:
     ("case", "reason"),
     [
         ("missing-image", "cannot pull"),
-        ("crash", "exited with code 1"),
+        ("crash", "exit code 1"),
         ("unhealthy", "did not become healthy"),
     ],
 )
@@ -185,7 +185,7 @@ def test_failures_end_in_error_with_a_reason_and_nothing_left(
         pulls = [t for t in task_runs(status["flow_run_id"], prefect_api)
                  if t.name.startswith("pull ")]
         assert pulls and pulls[0].run_count == 3  # two retries, visible as task runs
-    edgefleet.delete_deployment(status["id"])
+    edgefleet.delete_deployment(status["id"], force=True)
 
 
 def test_unreachable_edge_ends_in_error(lab: Any, prefect_api: str, local_runs: None) -> None:
@@ -200,7 +200,11 @@ def test_unreachable_edge_ends_in_error(lab: Any, prefect_api: str, local_runs: 
     pulls = [t for t in task_runs(status["flow_run_id"], prefect_api)
              if t.name.startswith("pull ")]
     assert pulls and pulls[0].run_count == 3
-    edgefleet.delete_deployment(status["id"])
+    with pytest.raises(InvalidTransition):
+        edgefleet.delete_deployment(status["id"])
+    warning = edgefleet.delete_deployment(status["id"], force=True)
+    assert warning and "could not be stopped" in warning
+    assert status["id"] not in [d["id"] for d in edgefleet.list_deployments()]
     edgefleet.remove_edge(edge)
 
 

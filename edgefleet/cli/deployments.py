@@ -102,7 +102,9 @@ def register(app: typer.Typer) -> None:
     def delete(deployment: str,
                force: bool = typer.Option(False, help="stop it first if it still runs")) -> None:
         """Delete a CREATED or STOPPED deployment (--force stops a running one first)."""
-        deployments.delete_deployment(deployment, force=force)
+        warning = deployments.delete_deployment(deployment, force=force)
+        if warning:
+            err_console.print(f"[yellow]warning:[/] {warning}")
         console.print(f"deployment {deployment} deleted")
 
     @app.command("logs")

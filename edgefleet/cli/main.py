@@ -7,6 +7,7 @@ import typer
 from edgefleet.cli import deployments, prefect_server
 from edgefleet.cli.app import app_app
 from edgefleet.cli.edge import edge_app
+from edgefleet.cli.lab import lab_app
 
 app = typer.Typer(
     help="edgefleet: deploy, update and watch container applications on fleets of edge "
@@ -18,10 +19,4 @@ app.add_typer(edge_app, name="edge")
 app.add_typer(app_app, name="app")
 deployments.register(app)
 prefect_server.register(app)
-
-try:  # the lab group is optional while it is being built
-    from edgefleet.cli.lab import lab_app
-except ImportError:  # pragma: no cover
-    pass
-else:
-    app.add_typer(lab_app, name="lab", help="A local lab of real dockerd edges and a registry.")
+app.add_typer(lab_app, name="lab", help="A local lab of real dockerd edges and a registry.")
