@@ -21,6 +21,7 @@ from models.records import (
     Deployment,
     Edge,
     LogCursor,
+    Notification,
 )
 from models.states import DELETABLE, Action, DeploymentState, IllegalTransition, transition
 from tasks.records import containers_of
@@ -138,7 +139,7 @@ def delete_deployment(ref: str, *, force: bool = False) -> str | None:
                            f"its containers may remain on the edge (label "
                            f"io.edgefleet.deployment={dep_id})")
     with session_scope() as session:
-        for model in (ContainerStatus, LogCursor):
+        for model in (ContainerStatus, LogCursor, Notification):
             for row in session.exec(select(model).where(model.deployment_id == dep_id)).all():
                 session.delete(row)
         session.delete(find_deployment(session, dep_id))

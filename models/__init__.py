@@ -7,6 +7,7 @@ from models.records import (
     Deployment,
     Edge,
     LogCursor,
+    Notification,
 )
 from models.states import Action, DeploymentState
 
@@ -19,4 +20,5 @@ __all__ = [
     "DeploymentState",
     "Edge",
     "LogCursor",
+    "Notification",
 ]

@@ -82,6 +82,7 @@ class Deployment(SQLModel, table=True):
     state: str = DeploymentState.CREATED.value
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     flow_run_id: str | None = None
+    update_available: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -116,6 +117,30 @@ class LogCursor(SQLModel, table=True):
     service: str
     last_timestamp: str
     lines_at_timestamp: int = 0
+
+
+class Notification(SQLModel, table=True):
+    """An operator is told once that a deployment can be updated (or was rolled back).
+
+    ``key`` is what makes it unique per deployment and reason: the new digest or tag for an
+    image update, the published version for a version update.
+    """
+
+    __tablename__ = "notification"
+    __table_args__ = (UniqueConstraint("deployment_id", "reason", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    deployment_id: str = Field(foreign_key="deployment.id", index=True)
+    application: str
+    from_version: str
+    to_version: str
+    reason: str  # image | version | rollback
+    key: str
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    link: str
+    command: str
+    acknowledged: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 def as_dict(row: Any) -> dict[str, Any]:
