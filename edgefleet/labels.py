@@ -16,6 +16,7 @@ VERSION = f"{PREFIX}.version"
 SERVICE = f"{PREFIX}.service"
 CONFIG_HASH = f"{PREFIX}.config-hash"
 IMAGE_DIGEST = f"{PREFIX}.image-digest"
+IMAGE = f"{PREFIX}.image"
 MANAGED = f"{PREFIX}.managed"
 
 
@@ -33,6 +34,7 @@ def service_labels(
     service: str,
     spec: Any,
     digest: str | None,
+    image: str | None = None,
 ) -> dict[str, str]:
     labels = {
         MANAGED: "true",
@@ -42,9 +44,16 @@ def service_labels(
         SERVICE: service,
         CONFIG_HASH: config_hash(spec),
     }
+    if image:
+        labels[IMAGE] = image
     if digest:
         labels[IMAGE_DIGEST] = digest
     return labels
+
+
+def pinned(image: str, digest: str | None) -> str:
+    """``repo:tag@sha256:...``: a tag can move, a digest cannot (exact rollback)."""
+    return f"{image}@{digest}" if digest and "@" not in image else image
 
 
 def deployment_filter(deployment_id: str) -> dict[str, list[str]]:

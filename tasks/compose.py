@@ -37,21 +37,34 @@ def merge_labels(service: dict[str, Any], extra: dict[str, str], key: str = "lab
     service[key] = {**current, **extra}
 
 
-def with_labels(
-    model: dict[str, Any], plan: DeployPlan, digests: dict[str, str | None], *, stack: bool
+def render_services(
+    model: dict[str, Any],
+    plan: DeployPlan,
+    digests: dict[str, str | None],
+    *,
+    stack: bool,
+    kept_versions: dict[str, str] | None = None,
+    source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A copy of the compose model with our labels on every service (and its swarm service)."""
-    rendered = json.loads(json.dumps(model))
+    """The file to apply: ``source`` (default: the resolved model) with images pinned by
+    digest and our labels on every service (and, for a stack, on its swarm service).
+
+    Services in ``kept_versions`` keep the version label they were created with, so compose
+    sees an identical config and leaves their containers alone.
+    """
+    rendered = json.loads(json.dumps(source if source is not None else model))
     for name, service in rendered["services"].items():
         spec = model["services"][name]
+        image = str(spec["image"])
+        version = (kept_versions or {}).get(name, plan.version)
         labels = L.service_labels(
-            deployment_id=plan.deployment_id, application=plan.application,
-            version=plan.version, service=name, spec=spec, digest=digests.get(spec["image"]),
+            deployment_id=plan.deployment_id, application=plan.application, version=version,
+            service=name, spec=spec, digest=digests.get(image), image=image,
         )
+        service["image"] = L.pinned(image, digests.get(image))
         merge_labels(service, labels)
         if stack:
-            deploy = service.setdefault("deploy", {})
-            merge_labels(deploy, labels)
+            merge_labels(service.setdefault("deploy", {}), labels)
     return rendered
 
 
@@ -79,7 +92,7 @@ def compose_up(plan: DeployPlan, model: dict[str, Any], digests: dict[str, str |
                timeout: float) -> None:
     """``up -d --wait``: returns once every service runs and is healthy, else fails."""
     path = work_dir(plan.deployment_id) / "compose.yaml"
-    path.write_text(json.dumps(with_labels(model, plan, digests, stack=False), indent=2))
+    path.write_text(json.dumps(render_services(model, plan, digests, stack=False), indent=2))
     try:
         compose_cli.compose(
             plan.edge, plan.project, path, "up", "-d", "--wait", "--wait-timeout",
@@ -119,11 +132,8 @@ def compose_logs_tail(conn: EngineConnection, project: str, deployment_id: str) 
 def stack_deploy(plan: DeployPlan, model: dict[str, Any], digests: dict[str, str | None]) -> None:
     """``docker stack deploy`` of the vendor's file with our labels (interpolation: ours env)."""
     assert plan.compose is not None
-    raw = yaml.safe_load(plan.compose)
-    rendered = with_labels(raw, plan, {}, stack=True)
-    for name, service in rendered["services"].items():
-        resolved_image = model["services"][name]["image"]
-        service["labels"][L.IMAGE_DIGEST] = digests.get(resolved_image) or ""
+    rendered = render_services(model, plan, digests, stack=True,
+                               source=yaml.safe_load(plan.compose))
     path = work_dir(plan.deployment_id) / "stack.yaml"
     path.write_text(yaml.safe_dump(rendered, sort_keys=False))
     compose_cli.stack(plan.edge, "deploy", "--compose-file", str(path), "--prune",

@@ -39,7 +39,7 @@ def to_observed(attrs: dict[str, Any], host: str) -> ObservedContainer:
         service=service,
         container_id=attrs["Id"][:12],
         name=attrs.get("Name", "").lstrip("/"),
-        image=config.get("Image", ""),
+        image=labels.get(L.IMAGE) or config.get("Image", ""),
         digest=labels.get(L.IMAGE_DIGEST),
         state=state.get("Status", "unknown"),
         health=(state.get("Health") or {}).get("Status"),
