@@ -11,11 +11,12 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 
 from flows.deploy import deploy_application
 from flows.stop import stop_application
+from flows.update import update_application
 
 
 def build_deployments() -> list[RunnerDeployment]:
     built = []
-    for flow in (deploy_application, stop_application):
+    for flow in (deploy_application, stop_application, update_application):
         deployment = flow.to_deployment(name=flow.name, tags=["edgefleet"],
                                         entrypoint_type=EntrypointType.MODULE_PATH)
         assert isinstance(deployment, RunnerDeployment)

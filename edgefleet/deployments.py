@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import semver
 from sqlmodel import Session, col, select
 
 from edgefleet import jobs
@@ -13,7 +14,7 @@ from edgefleet.db import session_scope
 from edgefleet.edges import get_edge
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
 from edgefleet.validation import validated
-from models.inputs import DeploymentCreate
+from models.inputs import DeploymentCreate, check_semver
 from models.records import (
     Application,
     ApplicationVersion,
@@ -113,6 +114,61 @@ def stop_deployment(ref: str, *, remove_volumes: bool = False, wait: bool = True
     return deployment_status(dep_id)
 
 
+def update_deployment(
+    ref: str,
+    *,
+    to: str | None = None,
+    force: bool = False,
+    allow_unpublished: bool = False,
+    wait: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run flow `update-application` (to ``to``, default the newest published version).
+
+    Refused, with nothing changed: an unknown or unpublished version (unless allowed), a
+    change of application kind, a deployment not STARTED or ERROR (e.g. already updating),
+    and an update to the version already running unless ``force`` (re-pull and restart what
+    changed).
+    """
+    with session_scope() as session:
+        dep = find_deployment(session, ref)
+        try:
+            transition(dep.state, Action.UPDATE)
+        except IllegalTransition as exc:
+            raise InvalidTransition(f"deployment {dep.id[:12]}: {exc}") from exc
+        app = session.get(Application, dep.application_id)
+        current = session.get(ApplicationVersion, dep.version_id)
+        assert app is not None and current is not None
+        if to is None:
+            target = latest_published(session, application=app) or current
+            if semver.Version.parse(target.version) < semver.Version.parse(current.version):
+                target = current
+        else:
+            target = get_version(session, application=app, version=_semver(to))
+            if not target.published and not allow_unpublished:
+                raise InvalidInput(f"version {target.version} of {app.name!r} is not published: "
+                                   "publish it or pass --allow-unpublished")
+        if target.kind != current.kind:
+            raise InvalidInput(f"cannot update a {current.kind} deployment to a {target.kind} "
+                               f"version; deploy {app.name} {target.version} as a new deployment")
+        if target.version == current.version and not force:
+            raise InvalidInput(f"deployment {dep.id[:12]} already runs {app.name} "
+                               f"{current.version}; pass --force to re-pull its images and "
+                               "restart what changed")
+        dep_id, version = dep.id, target.version
+    jobs.run_flow("update-application",
+                  {"deployment_id": dep_id, "version": version, "force": force},
+                  wait=wait, deployment_id=dep_id, progress=progress)
+    return deployment_status(dep_id)
+
+
+def _semver(text: str) -> str:
+    try:
+        return check_semver(text)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
 def delete_deployment(ref: str, *, force: bool = False) -> str | None:
     """Delete a CREATED or STOPPED deployment; ``force`` stops a running one first.
 
@@ -188,6 +244,7 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
         "edge": edge.name,
         "env": dep.env,
         "last_error": dep.last_error,
+        "update_available": dep.update_available,
         "flow_run_id": dep.flow_run_id,
         "created_at": dep.created_at.isoformat(),
         "updated_at": dep.updated_at.isoformat(),

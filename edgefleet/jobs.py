@@ -27,6 +27,7 @@ from models.states import DeploymentState
 FLOWS = {
     "deploy-application": "flows.deploy:deploy_application",
     "stop-application": "flows.stop:stop_application",
+    "update-application": "flows.update:update_application",
 }
 TRANSIENT = {DeploymentState.STARTING, DeploymentState.UPDATING, DeploymentState.STOPPING}
 

@@ -22,7 +22,7 @@ import httpx
 from edgefleet.errors import EdgefleetError
 from edgefleet.settings import get_settings
 
-SERVED_FLOWS = ("deploy-application", "stop-application")
+SERVED_FLOWS = ("deploy-application", "stop-application", "update-application")
 
 
 def run_dir() -> Path:

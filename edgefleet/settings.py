@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     prefect_port: int = Field(default=4200, gt=0, lt=65536)
     run_mode: Literal["auto", "local", "served"] = Field(
         default="auto", description="auto: served flow runs while `edgefleet up` runs")
+    soak_seconds: float = Field(default=30.0, ge=0, description="watch updated containers")
+    update_lock_wait: float = Field(default=600.0, gt=0, description="wait for another update")
     log_lines: int = Field(default=200, gt=0, description="log lines per service per fetch")
 
     @model_validator(mode="after")

@@ -64,13 +64,12 @@ def _start(plan: DeployPlan, timeout: float) -> list[ObservedContainer]:
     if plan.kind is AppKind.IMAGE:
         assert plan.image is not None
         digest = pull_image(conn, plan.image)
-        spec = {"image": plan.image, "env": plan.env, "ports": plan.ports}
         labels = L.service_labels(deployment_id=plan.deployment_id, application=plan.application,
-                                  version=plan.version, service=plan.application, spec=spec,
-                                  digest=digest, image=plan.image)
+                                  version=plan.version, service=plan.application,
+                                  spec=plan.image_spec(), digest=digest, image=plan.image)
         network = create_network(conn, plan.project, {L.DEPLOYMENT: plan.deployment_id,
                                                       L.MANAGED: "true"})
-        start_container(conn, name=f"{plan.project}-{plan.application}",
+        start_container(conn, name=plan.container_name,
                         image=L.pinned(plan.image, digest),
                         env=plan.env, ports=plan.ports, network=network, labels=labels)
         return wait_for_containers(conn, plan.deployment_id, timeout, expected=1)

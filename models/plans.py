@@ -25,6 +25,15 @@ class DeployPlan(BaseModel):
     compose: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
 
+    def image_spec(self) -> dict[str, object]:
+        """The desired spec of an image-kind deployment's one service (hashed for labels)."""
+        return {"image": self.image, "env": self.env, "ports": self.ports}
+
+    @property
+    def container_name(self) -> str:
+        """Name of an image-kind deployment's container."""
+        return f"{self.project}-{self.application}"
+
 
 class ObservedContainer(BaseModel):
     """One container of a deployment as the engine reports it."""

@@ -86,21 +86,51 @@ def service_images(model: dict[str, Any]) -> dict[str, str]:
     return {name: str(svc["image"]) for name, svc in model["services"].items()}
 
 
+def _keep_previous(path: Path) -> None:
+    """The file applied last stays beside the new one: rollback re-applies it exactly."""
+    if path.exists():
+        path.replace(path.with_name(path.stem + ".previous" + path.suffix))
+
+
 @task(name="compose-up", retries=1, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="compose up {plan.project} on {plan.edge.name}")
 def compose_up(plan: DeployPlan, model: dict[str, Any], digests: dict[str, str | None],
-               timeout: float) -> None:
-    """``up -d --wait``: returns once every service runs and is healthy, else fails."""
+               timeout: float, kept_versions: dict[str, str] | None = None) -> None:
+    """``up -d --wait``: returns once every service runs and is healthy, else fails.
+
+    Compose recreates only the services whose rendered config changed.
+    """
     path = work_dir(plan.deployment_id) / "compose.yaml"
-    path.write_text(json.dumps(render_services(model, plan, digests, stack=False), indent=2))
+    rendered = render_services(model, plan, digests, stack=False, kept_versions=kept_versions)
+    text = json.dumps(rendered, indent=2)
+    if not (path.exists() and path.read_text() == text):
+        _keep_previous(path)
+        path.write_text(text)
+    _up(plan.edge, plan.project, path, timeout, plan.env)
+
+
+def _up(conn: EngineConnection, project: str, path: Path, timeout: float,
+        env: dict[str, str] | None = None) -> None:
     try:
         compose_cli.compose(
-            plan.edge, plan.project, path, "up", "-d", "--wait", "--wait-timeout",
-            str(int(timeout)), "--pull", "never", "--remove-orphans",
-            env=plan.env, timeout=timeout + 60,
+            conn, project, path, "up", "-d", "--wait", "--wait-timeout", str(int(timeout)),
+            "--pull", "never", "--remove-orphans", env=env, timeout=timeout + 60,
         )
     except compose_cli.ComposeError as exc:
         raise DeploymentFailed(f"compose up failed: {exc}") from exc
+
+
+@task(name="compose-restore", retries=1, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="compose restore {project} on {conn.name}")
+def compose_restore(conn: EngineConnection, project: str, deployment_id: str,
+                    timeout: float) -> None:
+    """Re-apply the previous rendered file (images pinned by digest: the exact old state)."""
+    folder = work_dir(deployment_id)
+    previous = folder / "compose.previous.yaml"
+    if not previous.exists():
+        raise DeploymentFailed("no previous compose file to roll back to")
+    previous.replace(folder / "compose.yaml")
+    _up(conn, project, folder / "compose.yaml", timeout)
 
 
 @task(name="compose-down", retries=2, retry_delay_seconds=2, cache_policy=NONE,
@@ -129,15 +159,35 @@ def compose_logs_tail(conn: EngineConnection, project: str, deployment_id: str) 
 
 @task(name="stack-deploy", retries=1, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="stack deploy {plan.project} on {plan.edge.name}")
-def stack_deploy(plan: DeployPlan, model: dict[str, Any], digests: dict[str, str | None]) -> None:
-    """``docker stack deploy`` of the vendor's file with our labels (interpolation: ours env)."""
+def stack_deploy(plan: DeployPlan, model: dict[str, Any], digests: dict[str, str | None],
+                 kept_versions: dict[str, str] | None = None) -> None:
+    """``docker stack deploy`` of the vendor's file with our labels and pinned images
+    (the stack CLI interpolates the rest from the environment we pass)."""
     assert plan.compose is not None
-    rendered = render_services(model, plan, digests, stack=True,
+    rendered = render_services(model, plan, digests, stack=True, kept_versions=kept_versions,
                                source=yaml.safe_load(plan.compose))
     path = work_dir(plan.deployment_id) / "stack.yaml"
+    _keep_previous(path)
     path.write_text(yaml.safe_dump(rendered, sort_keys=False))
-    compose_cli.stack(plan.edge, "deploy", "--compose-file", str(path), "--prune",
-                      "--resolve-image", "never", plan.project, env=plan.env, timeout=120)
+    _stack_deploy(plan.edge, plan.project, path, plan.env)
+
+
+def _stack_deploy(conn: EngineConnection, project: str, path: Path, env: dict[str, str]) -> None:
+    compose_cli.stack(conn, "deploy", "--compose-file", str(path), "--prune",
+                      "--resolve-image", "never", project, env=env, timeout=120)
+
+
+@task(name="stack-restore", retries=1, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="stack restore {project} on {conn.name}")
+def stack_restore(conn: EngineConnection, project: str, deployment_id: str,
+                  env: dict[str, str]) -> None:
+    """Re-deploy the previous stack file (pinned digests) with the previous environment."""
+    folder = work_dir(deployment_id)
+    previous = folder / "stack.previous.yaml"
+    if not previous.exists():
+        raise DeploymentFailed("no previous stack file to roll back to")
+    previous.replace(folder / "stack.yaml")
+    _stack_deploy(conn, project, folder / "stack.yaml", env)
 
 
 @task(name="stack-remove", retries=2, retry_delay_seconds=2, cache_policy=NONE,

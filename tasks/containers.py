@@ -108,17 +108,20 @@ def start_container(
 @task(name="wait-for-containers", cache_policy=NONE,
       task_run_name="wait for {deployment_id} on {conn.name}")
 def wait_for_containers(
-    conn: EngineConnection, deployment_id: str, timeout: float, expected: int = 1
+    conn: EngineConnection, deployment_id: str, timeout: float, expected: int = 1,
+    exclude: list[str] | None = None,
 ) -> list[ObservedContainer]:
     """Wait until every container runs (healthy where a healthcheck exists).
 
-    Fails early on a container that exited or restarts, with its last log lines.
+    Fails early on a container that exited or restarts, with its last log lines. Containers
+    named in ``exclude`` (an old one kept stopped for rollback) are not watched.
     """
     logger = get_run_logger()
     deadline = time.monotonic() + timeout
+    skip = set(exclude or [])
     with engine_client(conn) as client:
         while True:
-            seen = observe(client, conn, deployment_id)
+            seen = [o for o in observe(client, conn, deployment_id) if o.name not in skip]
             bad = [o for o in seen if o.state in ("exited", "dead") or o.restart_count > 0
                    or o.health == "unhealthy"]
             if bad:

@@ -8,10 +8,12 @@ from prefect import task
 from prefect.cache_policies import NONE
 from sqlmodel import col, delete, select
 
+from edgefleet.applications import get_version
 from edgefleet.db import session_scope
 from edgefleet.engine import connection_of
 from edgefleet.errors import InvalidTransition, NotFound
 from edgefleet.labels import project_name
+from edgefleet.notifications import notify_once
 from models.inputs import AppKind
 from models.plans import DeployPlan, ObservedContainer
 from models.records import Application, ApplicationVersion, ContainerStatus, Deployment, Edge
@@ -26,27 +28,38 @@ def load_deployment(session, deployment_id: str) -> Deployment:  # type: ignore[
     return row
 
 
-@task(name="load-plan", retries=2, retry_delay_seconds=1, cache_policy=NONE,
-      retry_condition_fn=unless_final)
-def load_plan(deployment_id: str) -> DeployPlan:
-    """Resolve edge, version and environment (version defaults, then the overrides)."""
+def current_state(deployment_id: str) -> str:
+    with session_scope() as session:
+        return load_deployment(session, deployment_id).state
+
+
+@task(name="load-plan", task_run_name="load plan of {deployment_id}", retries=2,
+      retry_delay_seconds=1, cache_policy=NONE, retry_condition_fn=unless_final)
+def load_plan(deployment_id: str, version: str | None = None) -> DeployPlan:
+    """Resolve edge, version (the deployment's, or ``version`` of the same application) and
+    environment (version defaults, then the deployment's overrides)."""
     with session_scope() as session:
         dep = load_deployment(session, deployment_id)
-        version = session.get(ApplicationVersion, dep.version_id)
         app = session.get(Application, dep.application_id)
+        assert app is not None
+        if version is None:
+            row = session.get(ApplicationVersion, dep.version_id)
+        else:
+            row = get_version(session, application=app, version=version)
+        version_row = row
         edge = session.get(Edge, dep.edge_id)
-        assert version is not None and app is not None and edge is not None
+        assert version_row is not None and edge is not None
         return DeployPlan(
             deployment_id=dep.id,
             application=app.name,
-            version=version.version,
-            kind=AppKind(version.kind),
+            version=version_row.version,
+            kind=AppKind(version_row.kind),
             edge=connection_of(edge),
             project=project_name(dep.id),
-            image=version.image,
-            ports=list(version.ports),
-            compose=version.compose,
-            env={**version.env, **dep.env},
+            image=version_row.image,
+            ports=list(version_row.ports),
+            compose=version_row.compose,
+            env={**version_row.env, **dep.env},
         )
 
 
@@ -91,3 +104,37 @@ def record_containers(deployment_id: str, observed: list[ObservedContainer]) -> 
 def containers_of(session, deployment_id: str) -> list[ContainerStatus]:  # type: ignore[no-untyped-def]
     return list(session.exec(select(ContainerStatus).where(
         ContainerStatus.deployment_id == deployment_id).order_by(ContainerStatus.service)).all())
+
+
+@task(name="set-version", retries=2, retry_delay_seconds=1, cache_policy=NONE,
+      task_run_name="{deployment_id} now runs {version}")
+def set_version(deployment_id: str, version: str) -> None:
+    """The deployment now runs ``version``: its update flag is cleared."""
+    with session_scope() as session:
+        dep = load_deployment(session, deployment_id)
+        app = session.get(Application, dep.application_id)
+        assert app is not None
+        row = get_version(session, application=app, version=version)
+        assert row.id is not None
+        dep.version_id = row.id
+        dep.update_available = None
+        session.add(dep)
+
+
+@task(name="notify-operator", retries=2, retry_delay_seconds=1, cache_policy=NONE,
+      task_run_name="notify {reason} for {deployment_id}")
+def notify_operator(deployment_id: str, *, reason: str, key: str, to_version: str,
+                    message: str, command: str, flag: str | None = None) -> bool:
+    """Record one notification (never twice for the same key); optionally flag the update."""
+    with session_scope() as session:
+        dep = load_deployment(session, deployment_id)
+        app = session.get(Application, dep.application_id)
+        current = session.get(ApplicationVersion, dep.version_id)
+        assert app is not None and current is not None
+        if flag is not None:
+            dep.update_available = flag
+            session.add(dep)
+        created = notify_once(session, deployment=dep, application=app.name,
+                              from_version=current.version, to_version=to_version,
+                              reason=reason, key=key, command=command, message=message)
+        return created is not None

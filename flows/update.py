@@ -1,0 +1,201 @@
+"""Flow `update-application`: UPDATING → pull → recreate only what changed → soak → STARTED.
+
+No user of ours loses a running service to an update: every new image is pulled before a
+running container is touched, and if the new containers fail to start, crash-loop or stay
+unhealthy during the soak, the previous spec and digests are restored and the deployment
+ends STARTED on its previous version with the failure as its last error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, runtime
+from prefect.concurrency.sync import concurrency
+
+from edgefleet import labels as L
+from edgefleet.settings import get_settings
+from edgefleet.update_plan import (
+    Operation,
+    desired_services,
+    kept_versions,
+    plan_update,
+    render,
+    running_services,
+)
+from models.inputs import AppKind
+from models.plans import DeployPlan
+from models.states import Action
+from tasks.compose import (
+    compose_restore,
+    compose_up,
+    resolve_compose,
+    service_images,
+    stack_deploy,
+    stack_restore,
+)
+from tasks.containers import observe_containers, wait_for_containers
+from tasks.images import pull_image
+from tasks.records import (
+    current_state,
+    load_plan,
+    move_state,
+    notify_operator,
+    record_containers,
+    set_version,
+)
+from tasks.updates import (
+    confirm_replacement,
+    ensure_update_limit,
+    publish_update_report,
+    replace_container,
+    restore_container,
+    soak_containers,
+)
+
+
+@flow(name="update-application", flow_run_name="update {deployment_id}")
+def update_application(deployment_id: str, version: str | None = None,
+                       force: bool = False) -> str:
+    """Update a deployment to ``version`` (default: its own version, re-checked)."""
+    limit = ensure_update_limit(deployment_id)
+    settings = get_settings()
+    with concurrency(limit, occupy=1, strict=True, timeout_seconds=settings.update_lock_wait):
+        return _update(deployment_id, version, force)
+
+
+def _update(deployment_id: str, version: str | None, force: bool) -> str:
+    logger = get_run_logger()
+    settings = get_settings()
+    current = load_plan(deployment_id)
+    target = load_plan(deployment_id, version=version)
+    run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
+    was_error = current_state(deployment_id) == "ERROR"
+    move_state(deployment_id, Action.UPDATE, flow_run_id=run_id)
+
+    # 1. Pull everything first: nothing running is touched if a pull fails.
+    try:
+        model = resolve_compose(target) if target.kind is not AppKind.IMAGE else None
+        refs = sorted(set(service_images(model).values())) if model else [str(target.image)]
+        futures = {ref: pull_image.submit(target.edge, ref, always=force) for ref in refs}
+        digests = {ref: fut.result() for ref, fut in futures.items()}
+        observed = observe_containers(target.edge, deployment_id)
+    except Exception as exc:
+        reason = f"update to {target.version} not started, nothing was changed: {exc}"
+        _give_up(deployment_id, reason, was_error)
+        publish_update_report(deployment_id, [_row("(all)", "-", None, None, "failed", reason)],
+                              reason)
+        raise
+
+    ops = plan_update(running_services(observed), desired_services(target, model, digests))
+    logger.info("update plan of %s:\n%s", deployment_id, render(ops))
+    changed = [op.service for op in ops if op.changes]
+    if not changed:
+        return _finish(deployment_id, target, ops, "unchanged", "nothing changed")
+
+    # 2. Apply; 3. wait and soak; on any failure, roll back to the previous spec and digests.
+    try:
+        _apply(target, model, digests, ops)
+        wait_for_containers(target.edge, deployment_id, settings.deploy_timeout,
+                            expected=len(ops) - sum(op.action == "remove" for op in ops),
+                            exclude=[current.container_name] if target.kind is AppKind.IMAGE
+                            else None)
+        soak_containers(target.edge, deployment_id, [op.service for op in ops if op.changes],
+                        settings.soak_seconds,
+                        exclude=[current.container_name] if target.kind is AppKind.IMAGE
+                        else None)
+        if target.kind is AppKind.IMAGE:
+            confirm_replacement(target.edge, target.container_name)
+    except Exception as exc:
+        reason = f"update to {target.version} failed and was rolled back: {exc}"
+        logger.error(reason)
+        _roll_back(current, deployment_id, reason, ops, was_error)
+        raise
+    return _finish(deployment_id, target, ops, "updated", "")
+
+
+def _apply(target: DeployPlan, model: dict[str, Any] | None, digests: dict[str, str | None],
+           ops: list[Operation]) -> None:
+    kept = kept_versions(ops)
+    if target.kind is AppKind.COMPOSE:
+        assert model is not None
+        compose_up(target, model, digests, get_settings().deploy_timeout, kept_versions=kept)
+    elif target.kind is AppKind.SWARM:
+        assert model is not None
+        stack_deploy(target, model, digests, kept_versions=kept)
+    else:
+        assert target.image is not None
+        digest = digests.get(target.image)
+        labels = L.service_labels(deployment_id=target.deployment_id,
+                                  application=target.application, version=target.version,
+                                  service=target.application, spec=target.image_spec(),
+                                  digest=digest, image=target.image)
+        replace_container(target.edge, name=target.container_name,
+                          image=L.pinned(target.image, digest), env=target.env,
+                          ports=target.ports, labels=labels)
+
+
+def _roll_back(current: DeployPlan, deployment_id: str, reason: str, ops: list[Operation],
+               was_error: bool) -> None:
+    logger = get_run_logger()
+    try:
+        if current.kind is AppKind.COMPOSE:
+            compose_restore(current.edge, current.project, deployment_id,
+                            get_settings().deploy_timeout)
+        elif current.kind is AppKind.SWARM:
+            stack_restore(current.edge, current.project, deployment_id, current.env)
+        else:
+            restore_container(current.edge, current.container_name)
+        restored = wait_for_containers(current.edge, deployment_id,
+                                       get_settings().deploy_timeout,
+                                       expected=sum(op.action != "create" for op in ops))
+    except Exception as exc:
+        full = f"{reason}; the rollback failed too: {exc}"
+        logger.error(full)
+        record_containers(deployment_id, observe_containers(current.edge, deployment_id))
+        move_state(deployment_id, Action.FAIL, error=full)
+        publish_update_report(deployment_id, _rows(ops, None, "failed", full), full)
+        return
+    record_containers(deployment_id, restored)
+    move_state(deployment_id, Action.FAIL if was_error else Action.UPDATED, error=reason)
+    after = {o.service: o.digest for o in restored}
+    publish_update_report(deployment_id, _rows(ops, after, "rolled back", reason), reason)
+    notify_operator(deployment_id, reason="rollback", key=str(runtime.flow_run.id or reason),
+                    to_version=current.version, message=reason,
+                    command=f"edgefleet status {deployment_id}")
+
+
+def _give_up(deployment_id: str, reason: str, was_error: bool) -> None:
+    """Back to where we were (STARTED, or ERROR) with the reason; nothing was touched."""
+    move_state(deployment_id, Action.FAIL if was_error else Action.UPDATED, error=reason)
+
+
+def _finish(deployment_id: str, target: DeployPlan, ops: list[Operation], outcome: str,
+            note: str) -> str:
+    observed = observe_containers(target.edge, deployment_id)
+    record_containers(deployment_id, observed)
+    set_version(deployment_id, target.version)
+    state = move_state(deployment_id, Action.UPDATED)
+    after = {o.service: o.digest for o in observed}
+    summary = f"update of {deployment_id[:12]} to {target.version}: {outcome}"
+    publish_update_report(deployment_id, _rows(ops, after, outcome, note), summary)
+    return state
+
+
+def _rows(ops: list[Operation], after: dict[str, str | None] | None, outcome: str,
+          reason: str) -> list[dict[str, str]]:
+    """Report rows: changed services get the run's outcome, the others "unchanged"."""
+    return [_row(op.service, op.container_before or "-", op.digest_before,
+                 (after or {}).get(op.service, op.digest_before),
+                 outcome if op.changes else "unchanged",
+                 (reason or op.cause) if op.changes else "unchanged")
+            for op in ops]
+
+
+def _row(service: str, container: str, before: str | None, after: str | None, outcome: str,
+         reason: str) -> dict[str, str]:
+    return {"service": service, "container before": container,
+            "digest before": before or "-", "digest after": after or "-",
+            "outcome": outcome, "reason": reason}
+
+

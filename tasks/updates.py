@@ -1,0 +1,122 @@
+"""Tasks of the update workflow: swap an image-kind container, soak, report, lock."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import docker.errors
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NONE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.exceptions import ObjectNotFound
+
+from edgefleet.engine import EngineConnection, engine_client
+from edgefleet.errors import DeploymentFailed
+from tasks.containers import describe_failure, observe, parse_port
+from tasks.retry import unless_final
+
+NEXT = "-next"
+
+
+def update_limit_name(deployment_id: str) -> str:
+    """The Prefect global concurrency limit that keeps one update per deployment at a time."""
+    return f"edgefleet-update-{deployment_id}"
+
+
+@task(name="ensure-update-limit", retries=2, retry_delay_seconds=1, cache_policy=NONE,
+      task_run_name="update lock of {deployment_id}")
+def ensure_update_limit(deployment_id: str) -> str:
+    """Create the deployment's limit (1 slot) if missing: Prefect skips unknown limits."""
+    name = update_limit_name(deployment_id)
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name,
+                                                                                limit=1))
+    return name
+
+
+@task(name="replace-container", retries=0, cache_policy=NONE,
+      task_run_name="replace {name} on {conn.name}")
+def replace_container(conn: EngineConnection, *, name: str, image: str, env: dict[str, str],
+                      ports: list[str], labels: dict[str, str]) -> str:
+    """Create the new container as ``<name>-next`` (image already pulled), stop the old one,
+    start the new one. The old container is kept, stopped, until the update is confirmed."""
+    with engine_client(conn) as client:
+        old = client.containers.get(name)
+        network = next(iter(old.attrs["NetworkSettings"]["Networks"]), None)
+        with contextlib.suppress(docker.errors.NotFound):
+            client.containers.get(name + NEXT).remove(force=True)
+        new = client.containers.create(
+            image, name=name + NEXT, environment=env, labels=labels, network=network,
+            ports=dict(parse_port(p) for p in ports), detach=True,
+            restart_policy={"Name": "unless-stopped"},
+        )
+        old.stop(timeout=10)
+        new.start()
+        return str(new.id)[:12]
+
+
+@task(name="confirm-replacement", retries=2, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="confirm {name} on {conn.name}")
+def confirm_replacement(conn: EngineConnection, name: str) -> None:
+    """The new container passed: remove the old one and give the new one its name."""
+    with engine_client(conn) as client:
+        client.containers.get(name).remove(force=True)
+        client.containers.get(name + NEXT).rename(name)
+
+
+@task(name="restore-container", retries=2, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="restore {name} on {conn.name}")
+def restore_container(conn: EngineConnection, name: str) -> None:
+    """Roll back an image-kind update: drop the new container, start the old one again."""
+    with engine_client(conn) as client:
+        with contextlib.suppress(docker.errors.NotFound):
+            client.containers.get(name + NEXT).remove(force=True)
+        client.containers.get(name).start()
+
+
+@task(name="soak-containers", cache_policy=NONE, retry_condition_fn=unless_final,
+      task_run_name="soak {deployment_id} for {seconds}s")
+def soak_containers(conn: EngineConnection, deployment_id: str, services: list[str],
+                    seconds: float, exclude: list[str] | None = None) -> None:
+    """Watch the updated services for ``seconds``: running, healthy where checked, no restart.
+
+    ``exclude`` names containers to ignore (the stopped old container kept for rollback).
+    """
+    logger = get_run_logger()
+    skip = set(exclude or [])
+    deadline = time.monotonic() + seconds
+    with engine_client(conn) as client:
+        first: dict[str, int] = {}
+        while True:
+            watched = [o for o in observe(client, conn, deployment_id)
+                       if o.service in services and o.name not in skip]
+            if not watched:
+                raise DeploymentFailed("the updated containers disappeared during the soak")
+            for obs in watched:
+                restarts = first.setdefault(obs.container_id, obs.restart_count)
+                if (obs.state != "running" or obs.health == "unhealthy"
+                        or obs.restart_count > restarts):
+                    raise DeploymentFailed("during the soak period: " +
+                                           describe_failure(client, obs))
+            if time.monotonic() >= deadline:
+                not_ready = [o for o in watched if not o.ready]
+                if not_ready:
+                    raise DeploymentFailed("after the soak period: " +
+                                           describe_failure(client, not_ready[0], seconds))
+                logger.info("services %s held for %.0fs", ", ".join(services), seconds)
+                return
+            time.sleep(1)
+
+
+@task(name="publish-update-report", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def publish_update_report(deployment_id: str, rows: list[dict[str, str]], summary: str) -> str:
+    """One table artifact per update run: per container, digests before/after and outcome."""
+    key = f"update-{deployment_id[:12]}"
+    create_table_artifact(table=rows, key=key, description=summary)
+    return key
