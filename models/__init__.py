@@ -10,6 +10,7 @@ from models.records import (
     Notification,
 )
 from models.states import Action, DeploymentState
+from models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
 
 __all__ = [
     "Action",
@@ -19,6 +20,9 @@ __all__ = [
     "Deployment",
     "DeploymentState",
     "Edge",
+    "EdgeAvailability",
+    "EdgeSample",
+    "EdgeSampleHourly",
     "LogCursor",
     "Notification",
 ]

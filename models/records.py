@@ -39,6 +39,12 @@ class Edge(SQLModel, table=True):
     heartbeat_interval: int = 20
     status: str = "UNKNOWN"
     last_contact: datetime | None = None
+    # telemetry bookkeeping: when the last sample / heartbeat was due and attempted, the
+    # newest sample (its counters give the next CPU %) and the last failed contact
+    last_sample_at: datetime | None = None
+    last_heartbeat_at: datetime | None = None
+    last_sample_id: int | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -83,6 +89,7 @@ class Deployment(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     flow_run_id: str | None = None
     update_available: str | None = None
+    degraded: str | None = Field(default=None, sa_column=Column(Text))  # from telemetry
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
