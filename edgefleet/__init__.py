@@ -23,9 +23,11 @@ from edgefleet.deployments import (
     list_deployments,
     start_deployment,
     stop_deployment,
+    update_deployment,
 )
 from edgefleet.edges import add_edge, list_edges, remove_edge, set_edge, show_edge
 from edgefleet.errors import EdgefleetError
+from edgefleet.notifications import acknowledge, list_notifications
 
 __all__ = [
     "EdgefleetError",
@@ -46,4 +48,7 @@ __all__ = [
     "show_edge",
     "start_deployment",
     "stop_deployment",
+    "update_deployment",
+    "acknowledge",
+    "list_notifications",
 ]

@@ -33,6 +33,7 @@ from tasks.containers import (
 )
 from tasks.images import pull_image
 from tasks.records import load_plan, move_state, record_containers
+from tasks.updates import ensure_update_limit
 
 
 @flow(name="deploy-application", flow_run_name="deploy {deployment_id}", log_prints=True)
@@ -41,6 +42,7 @@ def deploy_application(deployment_id: str) -> str:
     logger = get_run_logger()
     plan = load_plan(deployment_id)
     fresh = move_state(deployment_id, Action.START, flow_run_id=_flow_run_id()) == "STARTING"
+    ensure_update_limit(deployment_id)  # so that two updates of it can never run at once
     timeout = get_settings().deploy_timeout
     try:
         observed = _start(plan, timeout)

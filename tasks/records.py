@@ -76,7 +76,7 @@ def move_state(
             dep.state = transition(dep.state, action).value
         except IllegalTransition as exc:
             raise InvalidTransition(str(exc)) from exc
-        if action in (Action.FAIL, Action.STARTED, Action.STOPPED):
+        if action in (Action.FAIL, Action.STARTED, Action.UPDATED, Action.STOPPED):
             dep.last_error = error
         if flow_run_id:
             dep.flow_run_id = flow_run_id

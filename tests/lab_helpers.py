@@ -50,3 +50,15 @@ def remove_managed(conn: EngineConnection) -> None:
             container.remove(force=True, v=True)
         for network in client.networks.list(filters={"label": f"{L.DEPLOYMENT}"}):
             network.remove()
+
+
+def retag(conn: EngineConnection, registry: str, repo: str, source: str, target: str) -> str:
+    """Push ``repo:source`` again as ``repo:target`` (a tag moving in the registry)."""
+    name = f"{registry}/{repo}"
+    with engine_client(conn) as client:
+        image = client.images.pull(name, tag=source)
+        image.tag(name, tag=target)
+        for chunk in client.api.push(name, tag=target, stream=True, decode=True):
+            if "error" in chunk:
+                raise RuntimeError(chunk["error"])
+        return str(client.images.get_registry_data(f"{name}:{target}").id)
