@@ -244,6 +244,7 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
         "edge": edge.name,
         "env": dep.env,
         "last_error": dep.last_error,
+        "degraded": dep.degraded,
         "update_available": dep.update_available,
         "flow_run_id": dep.flow_run_id,
         "created_at": dep.created_at.isoformat(),

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, delete, select
 
 from edgefleet.db import session_scope
 from edgefleet.engine import connection_of, ping
 from edgefleet.errors import AlreadyExists, InvalidInput, NotFound
+from edgefleet.metrics import availability
 from edgefleet.validation import validated
 from models.inputs import EdgeCreate
 from models.records import Deployment, Edge, as_dict
+from models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
 
 
 def get_edge(session: Session, *, name: str) -> Edge:
@@ -50,6 +53,7 @@ def add_edge(
     if check:
         ping(connection_of(edge))
         edge.status = "ONLINE"
+        edge.last_contact = datetime.now(UTC)
     with session_scope() as session:
         session.add(edge)
     return edge
@@ -93,8 +97,18 @@ def remove_edge(name: str) -> None:
                 f"edge {name!r} still has {len(used)} deployment(s); delete them first "
                 f"(`edgefleet deployments`)"
             )
+        for model in (EdgeSample, EdgeSampleHourly, EdgeAvailability):  # its telemetry
+            session.exec(delete(model).where(col(model.edge_id) == edge.id))  # type: ignore[call-overload]
         session.delete(edge)
 
 
+def edge_status(edge: Edge, now: datetime | None = None) -> str:
+    """ONLINE or OFFLINE by the heartbeat rule now (so a stale record never says ONLINE)."""
+    return availability(edge.last_contact, edge.heartbeat_interval,
+                        now or datetime.now(UTC)).value
+
+
 def edge_public(edge: Edge) -> dict[str, Any]:
-    return as_dict(edge)
+    data = as_dict(edge)
+    data["status"] = edge_status(edge)
+    return data

@@ -26,6 +26,22 @@ class Settings(BaseSettings):
     soak_seconds: float = Field(default=30.0, ge=0, description="watch updated containers")
     update_lock_wait: float = Field(default=600.0, gt=0, description="wait for another update")
     log_lines: int = Field(default=200, gt=0, description="log lines per service per fetch")
+    telemetry_sweep_seconds: int = Field(
+        default=10, gt=0, description="cadence of the served collect-telemetry sweep; each "
+        "edge's own intervals decide whether it is due")
+    telemetry_timeout: float = Field(default=10.0, gt=0,
+                                     description="seconds per Docker API call in a sweep")
+    telemetry_batch_size: int = Field(default=50, gt=0, description="edges per sweep task run")
+    telemetry_max_batches: int = Field(
+        default=8, gt=0, description="at most this many read tasks per sweep (batches grow)")
+    telemetry_workers: int = Field(default=32, gt=0,
+                                   description="edges contacted at once within one batch")
+    telemetry_raw_days: float = Field(default=7, gt=0,
+                                      description="raw samples kept, then hourly averages")
+    telemetry_delete_after_days: float = Field(
+        default=365, gt=0, description="hourly averages and availability history deleted after")
+    fleet_artifact_rows: int = Field(default=500, gt=0,
+                                     description="edges in the fleet-status artifact (worst first)")
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -81,6 +81,7 @@ def move_state(
         if flow_run_id:
             dep.flow_run_id = flow_run_id
         dep.updated_at = datetime.now(UTC)
+        dep.degraded = None  # telemetry judges the new state at its next sample
         session.add(dep)
         return dep.state
 

@@ -23,6 +23,8 @@ def show_deployment(data: dict[str, Any], json_out: bool) -> None:
                   f"on {data['edge']} is [{colour}]{data['state']}[/]")
     if data["last_error"]:
         console.print(f"[red]last error:[/] {data['last_error']}", highlight=False)
+    if data.get("degraded"):
+        console.print(f"[yellow]degraded (telemetry):[/] {data['degraded']}", highlight=False)
     if data["containers"]:
         print_table("containers", ["service", "container", "image", "state", "health",
                                    "restarts", "urls"],

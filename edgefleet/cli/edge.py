@@ -59,7 +59,8 @@ def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> 
         print_json([edges.edge_public(e) for e in rows])
         return
     print_table("edges", ["name", "docker host", "status", "last contact", "TLS"],
-                [(e.name, e.docker_host, e.status, e.last_contact, "yes" if e.tls_ca else "no")
+                [(e.name, e.docker_host, edges.edge_status(e), e.last_contact,
+                  "yes" if e.tls_ca else "no")
                  for e in rows])
 
 

@@ -1,0 +1,70 @@
+"""Flow `collect-telemetry`: one sweep of the fleet (served on an interval by `edgefleet up`).
+
+Each run contacts only the edges that are due (each edge's own telemetry and heartbeat
+intervals), a batch per task run so a sweep of any fleet size stays a bounded number of
+task runs, then records, marks ONLINE/OFFLINE (with events), refreshes deployment status,
+updates the `fleet-status` artifact and applies retention.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from models.telemetry import Work
+from tasks.telemetry import (
+    apply_retention,
+    emit_availability_events,
+    mark_availability,
+    plan_sweep,
+    publish_fleet_status,
+    read_edges,
+    record_readings,
+    refresh_deployments,
+)
+
+# Read and record tasks of every batch at once (the batch count is bounded by a setting).
+PARALLEL_TASKS = 16
+
+
+def _run_name() -> str:
+    return f"sweep-{datetime.now(UTC):%H%M%S}"
+
+
+@flow(name="collect-telemetry", flow_run_name=_run_name,
+      task_runner=ThreadPoolTaskRunner[Any](max_workers=PARALLEL_TASKS))  # type: ignore[arg-type]
+def collect_telemetry(edges: list[str] | None = None, force: bool = False) -> dict[str, Any]:
+    """Sweep the due edges (``edges``: only these; ``force``: sample them even if not due)."""
+    logger = get_run_logger()
+    now = datetime.now(UTC)
+    batches = plan_sweep(now, edges=edges, force=force)
+    reads = [read_edges.submit(batch) for batch in batches]
+    # a future as input: each batch is recorded as soon as it is read
+    records = [record_readings.submit(read, now)  # type: ignore[call-overload]
+               for read in reads]
+    wait(records)
+    readings = [r for read in reads for r in read.result()]
+    for record in records:
+        record.result()  # a failed write fails the sweep (after its retries)
+    changes = mark_availability()
+    if changes:
+        emit_availability_events(changes)
+    degraded = refresh_deployments(readings) if readings else {}
+    publish_fleet_status()
+    retention = apply_retention(now)
+    if retention["rolled_up"]:
+        logger.info("retention: %d raw sample(s) rolled into %d hourly average(s)",
+                    retention["rolled_up"], retention["hours_written"])
+    sampled = sum(1 for r in readings if r.work is Work.SAMPLE)
+    unreachable = sorted(r.name for r in readings if not r.reachable)
+    changed = [f"{c.edge} {c.status.value}" for c in changes]
+    logger.info("sweep: %d sampled, %d heartbeat(s), unreachable: %s, changes: %s", sampled,
+                len(readings) - sampled, ", ".join(unreachable) or "none",
+                ", ".join(changed) or "none")
+    return {"time": now.isoformat(), "sampled": sampled, "heartbeats": len(readings) - sampled,
+            "unreachable": unreachable, "changes": changed, "degraded": degraded,
+            "retention": retention}

@@ -1,0 +1,69 @@
+"""What the telemetry sweep tasks exchange: edges to contact and what each contact read.
+
+Plain pydantic data, so task inputs stay serialisable and nothing holds a live client.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from edgefleet.engine import EngineConnection
+from models.plans import ObservedContainer
+from models.telemetry import Work
+
+
+class EdgeTarget(BaseModel):
+    """An edge due in this sweep, with what it needs for CPU % (the previous counters)."""
+
+    edge_id: int
+    conn: EngineConnection
+    work: Work
+    previous_cpu: dict[str, tuple[int, int]] = Field(default_factory=dict)
+
+
+class ContainerReading(BaseModel):
+    """One container as a sample records it (the JSON in ``EdgeSample.containers``)."""
+
+    id: str
+    name: str
+    deployment_id: str | None = None
+    service: str | None = None
+    image: str = ""
+    state: str
+    health: str | None = None
+    restart_count: int = 0
+    exit_code: int | None = None
+    created: str = ""  # the engine's creation time (tells the newest of a service apart)
+    cpu_percent: float | None = None
+    memory_usage: int | None = None
+    memory_limit: int | None = None
+    net_rx: int | None = None
+    net_tx: int | None = None
+    block_read: int | None = None
+    block_write: int | None = None
+    cpu_total: int | None = None  # cumulative counters, kept for the next sample's CPU %
+    cpu_system: int | None = None
+
+
+class EdgeReading(BaseModel):
+    """What one contact with an edge returned (or why it failed)."""
+
+    edge_id: int
+    name: str
+    work: Work
+    started: datetime
+    finished: datetime
+    reachable: bool
+    error: str | None = None
+    engine_version: str | None = None
+    cpus: int | None = None
+    memory_total: int | None = None
+    containers_running: int | None = None
+    containers_stopped: int | None = None
+    disk_images: int | None = None
+    disk_containers: int | None = None
+    disk_volumes: int | None = None
+    containers: list[ContainerReading] = Field(default_factory=list)
+    observed: list[ObservedContainer] = Field(default_factory=list)

@@ -1,0 +1,534 @@
+"""Telemetry sweep tasks: plan who is due, read edges in batches, record, mark availability,
+emit events, refresh deployments, publish the fleet artifact, apply retention.
+
+Reading an edge is one short conversation with its engine, through ``engine_client``: a ping
+for a heartbeat; for a sample ``info``, ``system df``, the container list, then per
+container ``inspect`` and (running ones) a one-shot ``stats``. Calls within an edge are
+sequential on one connection (a TLS handshake costs more control-plane CPU than a request);
+edges run concurrently. dockerd answers a one-shot stats at its next 1 s collection tick,
+so a sample of an edge takes about a second per running container of wall time and almost
+no CPU: throughput comes from many edges in flight, not from parallel calls per edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import docker.errors
+import requests.exceptions
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NONE
+from prefect.events import emit_event
+from prefect.runtime import task_run
+from pydantic import BaseModel
+from sqlalchemy import func, insert, update
+from sqlmodel import Session, col, delete, select
+
+from edgefleet import labels as L
+from edgefleet import metrics
+from edgefleet.db import session_scope
+from edgefleet.engine import connection_of, engine_client
+from edgefleet.errors import EdgefleetError, NotFound
+from edgefleet.settings import get_settings
+from models.plans import ObservedContainer
+from models.readings import ContainerReading, EdgeReading, EdgeTarget
+from models.records import ContainerStatus, Deployment, Edge
+from models.states import DeploymentState
+from models.telemetry import (
+    Availability,
+    EdgeAvailability,
+    EdgeSample,
+    EdgeSampleHourly,
+    Work,
+)
+from tasks.containers import to_observed
+from tasks.retry import unless_final
+
+FLEET_ARTIFACT = "fleet-status"
+CHUNK = 500  # ids per IN (...) query
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AvailabilityChange(BaseModel):
+    """An edge changed status; becomes a history row and a Prefect event."""
+
+    edge: str
+    docker_host: str
+    status: Availability
+    previous: str
+    time: datetime
+    last_contact: datetime | None
+    reason: str | None = None
+
+
+# ---------------------------------------------------------------- plan
+
+
+@task(name="plan-sweep", retries=2, retry_delay_seconds=1, cache_policy=NONE,
+      retry_condition_fn=unless_final)
+def plan_sweep(now: datetime, edges: list[str] | None = None, force: bool = False
+               ) -> list[list[EdgeTarget]]:
+    """The edges due now (sample or heartbeat), in a bounded number of batches."""
+    settings = get_settings()
+    with session_scope() as session:
+        query = select(Edge).order_by(col(Edge.name))
+        if edges:
+            query = query.where(col(Edge.name).in_(edges))
+        rows = list(session.exec(query).all())
+        if edges and len(rows) != len(set(edges)):
+            missing = sorted(set(edges) - {e.name for e in rows})
+            raise NotFound(f"no edge named {', '.join(missing)} (see `edgefleet edge list`)")
+        due = []
+        for edge in rows:
+            work = metrics.work_for(
+                last_sample_at=edge.last_sample_at, telemetry_interval=edge.telemetry_interval,
+                last_heartbeat_at=edge.last_heartbeat_at,
+                heartbeat_interval=edge.heartbeat_interval, now=now, force=force)
+            if work is not Work.NONE:
+                due.append((edge, work))
+        previous = _previous_counters(session, [e.last_sample_id for e, w in due
+                                                if w is Work.SAMPLE and e.last_sample_id])
+    assert all(edge.id is not None for edge, _ in due)
+    targets = [
+        EdgeTarget(edge_id=int(edge.id or 0), conn=connection_of(edge), work=work,
+                   previous_cpu=previous.get(edge.last_sample_id or 0, {}))
+        for edge, work in due
+    ]
+    return metrics.batches(targets, settings.telemetry_batch_size,
+                           settings.telemetry_max_batches)
+
+
+def _previous_counters(session: Session, sample_ids: list[int]
+                       ) -> dict[int, dict[str, tuple[int, int]]]:
+    """Per stored sample: container id → (CPU total, system total), for the next CPU %."""
+    found: dict[int, dict[str, tuple[int, int]]] = {}
+    for start in range(0, len(sample_ids), CHUNK):
+        chunk = sample_ids[start:start + CHUNK]
+        for sample_id, containers in session.exec(
+                select(EdgeSample.id, EdgeSample.containers).where(
+                    col(EdgeSample.id).in_(chunk))).all():
+            found[int(sample_id or 0)] = {
+                c["id"]: (int(c["cpu_total"]), int(c["cpu_system"]))
+                for c in containers
+                if c.get("cpu_total") is not None and c.get("cpu_system") is not None
+            }
+    return found
+
+
+# ---------------------------------------------------------------- read
+
+
+def _read_name() -> str:
+    batch = task_run.parameters.get("batch") or []
+    first = batch[0].conn.name if batch else "-"
+    return f"read {len(batch)} edge(s) from {first}"
+
+
+@task(name="read-edges", cache_policy=NONE, task_run_name=_read_name)
+def read_edges(batch: list[EdgeTarget]) -> list[EdgeReading]:
+    """Contact a batch of edges concurrently. No retries: an edge that does not answer is a
+    reading (recorded as such), never a failure of the batch."""
+    settings = get_settings()
+    workers = max(1, min(settings.telemetry_workers, len(batch)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edge") as pool:
+        return list(pool.map(lambda t: read_edge(t, settings.telemetry_timeout), batch))
+
+
+def read_edge(target: EdgeTarget, timeout: float) -> EdgeReading:
+    """One contact with one edge: a ping (heartbeat) or a full sample."""
+    started = utcnow()
+    try:
+        with engine_client(target.conn, timeout) as client:
+            if target.work is Work.HEARTBEAT:
+                client.api.ping()
+                return _reading(target, started, reachable=True)
+            return read_sample(client.api, target, started)
+    except (EdgefleetError, docker.errors.DockerException,
+            requests.exceptions.RequestException) as exc:
+        # an API error is an answer: the engine is there, only the request failed
+        return _reading(target, started, reachable=isinstance(exc, docker.errors.APIError),
+                        error=_reason(target, exc))
+
+
+def _reading(target: EdgeTarget, started: datetime, **fields: Any) -> EdgeReading:
+    return EdgeReading(edge_id=target.edge_id, name=target.conn.name, work=target.work,
+                       started=started, finished=utcnow(), **fields)
+
+
+def _reason(target: EdgeTarget, exc: BaseException) -> str:
+    if isinstance(exc, EdgefleetError):
+        return str(exc)
+    text = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+    return f"edge {target.conn.name}: {text}"
+
+
+def read_sample(api: Any, target: EdgeTarget, started: datetime) -> EdgeReading:
+    """Engine figures, disk use and every container (inspect, plus stats when running)."""
+    info = api.info()
+    disk, disk_error = _disk_usage(api)
+    cpus = info.get("NCPU")
+    containers: list[ContainerReading] = []
+    observed: list[ObservedContainer] = []
+    for summary in api.containers(all=True):
+        try:
+            attrs = api.inspect_container(summary["Id"])
+            running = (attrs.get("State") or {}).get("Status") == "running"
+            stats = api.stats(summary["Id"], stream=False, one_shot=True) if running else None
+        except docker.errors.NotFound:
+            continue  # removed between the list and now
+        reading, obs = container_reading(attrs, stats, target.conn.host, target.previous_cpu,
+                                         cpus)
+        containers.append(reading)
+        if reading.deployment_id:
+            observed.append(obs)
+    running_count = sum(1 for c in containers if c.state == "running")
+    return _reading(
+        target, started, reachable=True, error=disk_error,
+        engine_version=info.get("ServerVersion"), cpus=cpus, memory_total=info.get("MemTotal"),
+        containers_running=running_count, containers_stopped=len(containers) - running_count,
+        containers=containers, observed=observed, **disk,
+    )
+
+
+def _disk_usage(api: Any) -> tuple[dict[str, int | None], str | None]:
+    """Bytes used by images, containers and volumes (`docker system df`).
+
+    dockerd refuses a df while another runs; the sample then goes without disk figures.
+    """
+    try:
+        df = api.df()
+    except docker.errors.APIError as exc:
+        return {}, f"disk usage not read: {exc.explanation or exc}"
+    volumes = [(v.get("UsageData") or {}).get("Size", -1) for v in df.get("Volumes") or []]
+    return {
+        "disk_images": df.get("LayersSize"),
+        "disk_containers": sum(int(c.get("SizeRw") or 0) for c in df.get("Containers") or []),
+        "disk_volumes": sum(int(s) for s in volumes if s and s > 0),
+    }, None
+
+
+def container_reading(attrs: dict[str, Any], stats: dict[str, Any] | None, host: str,
+                      previous_cpu: dict[str, tuple[int, int]], cpus: int | None
+                      ) -> tuple[ContainerReading, ObservedContainer]:
+    """One container's figures from its inspect (labels, state) and one-shot stats."""
+    obs = to_observed(attrs, host)
+    figures: dict[str, Any] = {}
+    if stats:
+        cpu = stats.get("cpu_stats") or {}
+        usage = cpu.get("cpu_usage") or {}
+        total, system = usage.get("total_usage"), cpu.get("system_cpu_usage")
+        online = cpu.get("online_cpus") or len(usage.get("percpu_usage") or []) or cpus
+        memory = stats.get("memory_stats") or {}
+        rx, tx = metrics.network_bytes(stats)
+        read, write = metrics.block_bytes(stats)
+        figures = {
+            "cpu_total": total, "cpu_system": system,
+            "cpu_percent": metrics.cpu_percent(previous_cpu.get(obs.container_id), total,
+                                               system, online),
+            "memory_usage": metrics.memory_usage(stats), "memory_limit": memory.get("limit"),
+            "net_rx": rx, "net_tx": tx, "block_read": read, "block_write": write,
+        }
+    reading = ContainerReading(
+        id=obs.container_id, name=obs.name, deployment_id=obs.labels.get(L.DEPLOYMENT),
+        service=obs.service, image=obs.image, state=obs.state, health=obs.health,
+        restart_count=obs.restart_count, exit_code=obs.exit_code,
+        created=str(attrs.get("Created", "")), **figures,
+    )
+    return reading, obs
+
+
+# ---------------------------------------------------------------- record
+
+
+def sample_row(reading: EdgeReading) -> dict[str, Any]:
+    """The EdgeSample columns of a reading (edge totals summed over its containers)."""
+    cpu = [c.cpu_percent for c in reading.containers if c.cpu_percent is not None]
+    memory = [c.memory_usage for c in reading.containers if c.memory_usage is not None]
+    return {
+        "edge_id": reading.edge_id, "time": reading.started, "reachable": reading.reachable,
+        "error": reading.error, "engine_version": reading.engine_version, "cpus": reading.cpus,
+        "memory_total": reading.memory_total, "containers_running": reading.containers_running,
+        "containers_stopped": reading.containers_stopped, "disk_images": reading.disk_images,
+        "disk_containers": reading.disk_containers, "disk_volumes": reading.disk_volumes,
+        "cpu_percent": round(sum(cpu), 2) if cpu else None,
+        "memory_used": sum(memory) if memory else None,
+        "containers": [c.model_dump(exclude_none=True) for c in reading.containers],
+    }
+
+
+@task(name="record-readings", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def record_readings(readings: list[EdgeReading], planned: datetime) -> int:
+    """Store the batch's samples and each edge's contact times, in one transaction."""
+    samples = [r for r in readings if r.work is Work.SAMPLE]
+    with session_scope() as session:
+        ids: list[int] = []
+        if samples:
+            ids = list(session.scalars(
+                insert(EdgeSample).returning(col(EdgeSample.id), sort_by_parameter_order=True),
+                [sample_row(r) for r in samples]))
+        sample_ids = {r.edge_id: i for r, i in zip(samples, ids, strict=True)}
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for r in readings:
+            values: dict[str, Any] = {"id": r.edge_id, "last_heartbeat_at": planned,
+                                      "last_error": r.error}
+            if r.work is Work.SAMPLE:
+                values.update(last_sample_at=planned, last_sample_id=sample_ids[r.edge_id])
+            if r.reachable:
+                values["last_contact"] = r.finished
+            groups.setdefault(tuple(sorted(values)), []).append(values)
+        for group in groups.values():
+            session.execute(update(Edge), group)
+    return len(samples)
+
+
+# ---------------------------------------------------------------- availability
+
+
+@task(name="mark-availability", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def mark_availability(now: datetime | None = None) -> list[AvailabilityChange]:
+    """Apply the offline rule to every edge; each change goes to the history once.
+
+    The status is changed only if it still holds the value read (compare-and-set), so two
+    sweeps running at once never record or announce the same change twice.
+    """
+    moment = now or utcnow()
+    changes = []
+    with session_scope() as session:
+        for edge in session.exec(select(Edge)).all():
+            new = metrics.availability(edge.last_contact, edge.heartbeat_interval, moment)
+            previous = edge.status
+            if new.value == previous:
+                continue
+            result = session.execute(update(Edge).where(
+                col(Edge.id) == edge.id, col(Edge.status) == previous
+            ).values(status=new.value))
+            if getattr(result, "rowcount", 0) != 1:
+                continue
+            reason = (edge.last_error or "no contact") if new is Availability.OFFLINE else None
+            session.add(EdgeAvailability(edge_id=int(edge.id or 0), time=moment,
+                                         status=new.value, last_contact=edge.last_contact,
+                                         reason=reason))
+            changes.append(AvailabilityChange(
+                edge=edge.name, docker_host=edge.docker_host, status=new, previous=previous,
+                time=moment, last_contact=edge.last_contact, reason=reason))
+    return changes
+
+
+@task(name="emit-availability-events", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def emit_availability_events(changes: list[AvailabilityChange]) -> int:
+    """One Prefect event per change (`edgefleet.edge.offline` / `.online`), for automations."""
+    for change in changes:
+        emit_event(
+            event=f"edgefleet.edge.{change.status.value.lower()}",
+            resource={"prefect.resource.id": f"edgefleet.edge.{change.edge}",
+                      "prefect.resource.name": change.edge,
+                      "edgefleet.docker-host": change.docker_host},
+            occurred=change.time,
+            payload={"edge": change.edge, "status": change.status.value,
+                     "previous": change.previous, "docker_host": change.docker_host,
+                     "last_contact": change.last_contact.isoformat()
+                     if change.last_contact else None,
+                     "reason": change.reason},
+        )
+    return len(changes)
+
+
+# ---------------------------------------------------------------- deployments
+
+
+@task(name="refresh-deployments", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def refresh_deployments(readings: list[EdgeReading]) -> dict[str, str | None]:
+    """Per-container status and the degraded reason of STARTED deployments, rebuilt from
+    the labels of what the sample saw. Returns the deployments whose reason changed."""
+    sampled = {r.edge_id: r for r in readings
+               if r.work is Work.SAMPLE and r.reachable and r.engine_version}
+    changed: dict[str, str | None] = {}
+    if not sampled:
+        return changed
+    with session_scope() as session:
+        deployments = session.exec(select(Deployment).where(
+            col(Deployment.edge_id).in_(list(sampled)),
+            col(Deployment.state) == DeploymentState.STARTED.value)).all()
+        for dep in deployments:
+            reading = sampled[dep.edge_id]
+            if dep.updated_at >= reading.started:
+                continue  # a flow changed it after we looked: our view is older
+            reason = _refresh_one(session, dep, reading)
+            if reason != dep.degraded:
+                dep.degraded = reason
+                session.add(dep)
+                changed[dep.id] = reason
+    return changed
+
+
+def _refresh_one(session: Session, dep: Deployment, reading: EdgeReading) -> str | None:
+    recorded = list(session.exec(select(ContainerStatus).where(
+        col(ContainerStatus.deployment_id) == dep.id)).all())
+    mine = {o.container_id: o for o in reading.observed if o.labels.get(L.DEPLOYMENT) == dep.id}
+    created = {c.id: c.created for c in reading.containers}
+    seen = [metrics.SeenContainer(container_id=o.container_id, service=o.service, state=o.state,
+                                  health=o.health, restart_count=o.restart_count,
+                                  exit_code=o.exit_code, created=created.get(o.container_id, ""))
+            for o in mine.values()]
+    expected = {c.service for c in recorded}
+    picked = metrics.pick_containers(seen)
+    current = sorted((mine[s.container_id] for items in picked.values() for s in items),
+                     key=lambda o: (o.service, o.name))
+    by_service = {c.service: c for c in recorded}
+    wanted = [
+        ContainerStatus(deployment_id=dep.id, service=o.service, container_id=o.container_id,
+                        image=o.image, digest=o.digest, state=o.state, health=o.health,
+                        restart_count=o.restart_count, ports=o.ports, urls=o.urls,
+                        updated_at=reading.started)
+        for o in current
+    ] + [
+        ContainerStatus(deployment_id=dep.id, service=service,
+                        container_id=by_service[service].container_id,
+                        image=by_service[service].image, digest=by_service[service].digest,
+                        state="missing", restart_count=by_service[service].restart_count,
+                        updated_at=reading.started)
+        for service in sorted(expected - set(picked))
+    ]
+    if _status_key(wanted) != _status_key(recorded):
+        for row in recorded:
+            session.delete(row)
+        session.flush()
+        session.add_all(wanted)
+    return metrics.degraded_reason(expected, seen)
+
+
+def _status_key(rows: Iterable[ContainerStatus]) -> list[tuple[Any, ...]]:
+    return sorted((r.service, r.container_id, r.image, r.digest, r.state, r.health,
+                   r.restart_count, list(r.ports), list(r.urls)) for r in rows)
+
+
+# ---------------------------------------------------------------- fleet artifact
+
+
+def _gib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**30:.1f} GiB"
+
+
+def fleet_rows(edges: Iterable[Edge], samples: dict[int, EdgeSample],
+               deployments: dict[int, tuple[int, int]], now: datetime, limit: int
+               ) -> tuple[list[dict[str, Any]], int]:
+    """One row per edge, the worst first (offline, then degraded), at most ``limit``."""
+    rows: list[dict[str, Any]] = []
+    for edge in edges:
+        status = metrics.availability(edge.last_contact, edge.heartbeat_interval, now).value
+        sample = samples.get(edge.id or 0)
+        total, degraded = deployments.get(edge.id or 0, (0, 0))
+        contact = (f"{int((now - edge.last_contact).total_seconds())} s ago"
+                   if edge.last_contact else "never")
+        rows.append({
+            "edge": edge.name, "status": status, "last contact": contact,
+            "CPUs": sample.cpus if sample and sample.cpus is not None else "-",
+            "CPU % (containers)": sample.cpu_percent if sample and
+            sample.cpu_percent is not None else "-",
+            "memory (containers / total)":
+                f"{_gib(sample.memory_used)} / {_gib(sample.memory_total)}" if sample else "-",
+            "containers (running / stopped)":
+                f"{sample.containers_running} / {sample.containers_stopped}" if sample else "-",
+            "deployments": f"{total} ({degraded} degraded)" if degraded else str(total),
+            "error": (edge.last_error or "")[:120],
+        })
+    rows.sort(key=lambda r: (r["status"] != "OFFLINE", "degraded" not in r["deployments"],
+                             r["edge"]))
+    return rows[:limit], max(0, len(rows) - limit)
+
+
+@task(name="publish-fleet-status", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def publish_fleet_status(now: datetime | None = None) -> int:
+    """Update the `fleet-status` table artifact: one row per edge (worst first)."""
+    moment = now or utcnow()
+    settings = get_settings()
+    with session_scope() as session:
+        edges = list(session.exec(select(Edge).order_by(col(Edge.name))).all())
+        ids = [e.last_sample_id for e in edges if e.last_sample_id]
+        samples: dict[int, EdgeSample] = {}
+        for start in range(0, len(ids), CHUNK):
+            for sample in session.exec(select(EdgeSample).where(
+                    col(EdgeSample.id).in_(ids[start:start + CHUNK]))).all():
+                samples[sample.edge_id] = sample
+        counts: dict[int, tuple[int, int]] = {}
+        for edge_id, degraded, number in session.exec(
+                select(Deployment.edge_id, col(Deployment.degraded).is_not(None), func.count())
+                .where(col(Deployment.state) == DeploymentState.STARTED.value)
+                .group_by(col(Deployment.edge_id), col(Deployment.degraded).is_not(None))).all():
+            total, bad = counts.get(edge_id, (0, 0))
+            counts[edge_id] = (total + number, bad + (number if degraded else 0))
+    rows, hidden = fleet_rows(edges, samples, counts, moment, settings.fleet_artifact_rows)
+    online = sum(1 for e in edges
+                 if metrics.availability(e.last_contact, e.heartbeat_interval, moment)
+                 is Availability.ONLINE)
+    description = (f"edgefleet fleet status at {moment:%Y-%m-%d %H:%M:%S} UTC: {len(edges)} "
+                   f"edge(s), {online} online, {len(edges) - online} offline")
+    if hidden:
+        description += f"; {hidden} more edge(s) not shown (all ONLINE and not degraded)"
+    create_table_artifact(table=rows, key=FLEET_ARTIFACT, description=description)
+    return len(rows)
+
+
+# ---------------------------------------------------------------- retention
+
+
+@task(name="apply-retention", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def apply_retention(now: datetime | None = None, chunk: int = 5000) -> dict[str, int]:
+    """Roll raw samples older than the raw window into hourly averages and delete them;
+    delete hourly averages and availability history past the delete window.
+
+    Only whole hours are rolled up (the cut-off is floored to the hour), so each hour is
+    normally averaged once; an hour rolled twice is merged weighted by sample counts.
+    """
+    settings = get_settings()
+    moment = now or utcnow()
+    raw_cutoff = metrics.hour_floor(moment - timedelta(days=settings.telemetry_raw_days))
+    delete_cutoff = moment - timedelta(days=settings.telemetry_delete_after_days)
+    rolled = hours = 0
+    columns = [EdgeSample.id, EdgeSample.edge_id, EdgeSample.time, EdgeSample.reachable,
+               *(getattr(EdgeSample, name) for name in metrics.ROLLUP_FIELDS)]
+    names = ["id", "edge_id", "time", "reachable", *metrics.ROLLUP_FIELDS]
+    while True:
+        with session_scope() as session:
+            batch = [dict(zip(names, row, strict=True)) for row in session.exec(
+                select(*columns).where(col(EdgeSample.time) < raw_cutoff)
+                .order_by(col(EdgeSample.id)).limit(chunk)).all()]
+            if not batch:
+                break
+            for agg in metrics.rollup(batch):
+                _store_hourly(session, agg)
+                hours += 1
+            session.exec(delete(EdgeSample).where(  # type: ignore[call-overload]
+                col(EdgeSample.id).in_([s["id"] for s in batch])))
+            rolled += len(batch)
+    with session_scope() as session:
+        old_hours = session.exec(delete(EdgeSampleHourly).where(  # type: ignore[call-overload]
+            col(EdgeSampleHourly.hour) < delete_cutoff))
+        old_history = session.exec(delete(EdgeAvailability).where(  # type: ignore[call-overload]
+            col(EdgeAvailability.time) < delete_cutoff))
+    return {"rolled_up": rolled, "hours_written": hours,
+            "hours_deleted": int(old_hours.rowcount or 0),
+            "history_deleted": int(old_history.rowcount or 0)}
+
+
+def _store_hourly(session: Session, agg: metrics.HourlyAggregate) -> None:
+    row = session.exec(select(EdgeSampleHourly).where(
+        col(EdgeSampleHourly.edge_id) == agg.edge_id,
+        col(EdgeSampleHourly.hour) == agg.hour)).first()
+    means = agg.means()
+    if row is None:
+        row = EdgeSampleHourly(edge_id=agg.edge_id, hour=agg.hour)
+    old = {name: getattr(row, name) for name in metrics.ROLLUP_FIELDS}
+    for name, value in metrics.merge_means(old, row.samples, means, agg.samples).items():
+        setattr(row, name, value)
+    row.samples += agg.samples
+    row.unreachable += agg.unreachable
+    session.add(row)
+
