@@ -28,9 +28,13 @@ from edgefleet.deployments import (
 from edgefleet.edges import add_edge, list_edges, remove_edge, set_edge, show_edge
 from edgefleet.errors import EdgefleetError
 from edgefleet.notifications import acknowledge, list_notifications
+from edgefleet.telemetry import collect as collect_telemetry
+from edgefleet.telemetry import edge_telemetry
 
 __all__ = [
     "EdgefleetError",
+    "collect_telemetry",
+    "edge_telemetry",
     "add_edge",
     "add_version",
     "create_application",
