@@ -1,24 +1,57 @@
 """Serve every edgefleet flow as a Prefect deployment (the reference's job queue).
 
 Run by `edgefleet up` as ``python -m deployments.serve``; ``pause_on_shutdown=False`` so
-stopping it does not pause the deployments.
+stopping it does not pause the deployments. Jobs (deploy, stop, update) run on demand; the
+image check and the notification reconcile on an interval; notify-application-update on
+the ``edgefleet.application.published`` event.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from prefect import serve
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.events import DeploymentEventTrigger
 
+from edgefleet.events import APPLICATION_PUBLISHED
+from edgefleet.settings import get_settings
+from flows.check_updates import check_image_updates
 from flows.deploy import deploy_application
+from flows.notify import notify_application_update, reconcile_notifications
 from flows.stop import stop_application
 from flows.update import update_application
 
 
+def publish_trigger() -> DeploymentEventTrigger:
+    """A published version becomes a run of notify-application-update with its payload."""
+    return DeploymentEventTrigger(
+        expect={APPLICATION_PUBLISHED},
+        match={"prefect.resource.id": "edgefleet.application.*"},
+        parameters={"application": "{{ event.payload.name }}",
+                    "version": "{{ event.payload.version }}"},
+    )
+
+
+def served_flows() -> list[tuple[Any, dict[str, Any]]]:
+    """Each flow with its deployment options (schedule or trigger)."""
+    settings = get_settings()
+    return [
+        (deploy_application, {}),
+        (stop_application, {}),
+        (update_application, {}),
+        (notify_application_update, {"triggers": [publish_trigger()]}),
+        (reconcile_notifications, {"interval": timedelta(seconds=settings.reconcile_seconds)}),
+        (check_image_updates, {"interval": timedelta(seconds=settings.image_check_seconds)}),
+    ]
+
+
 def build_deployments() -> list[RunnerDeployment]:
     built = []
-    for flow in (deploy_application, stop_application, update_application):
+    for flow, options in served_flows():
         deployment = flow.to_deployment(name=flow.name, tags=["edgefleet"],
-                                        entrypoint_type=EntrypointType.MODULE_PATH)
+                                        entrypoint_type=EntrypointType.MODULE_PATH, **options)
         assert isinstance(deployment, RunnerDeployment)
         built.append(deployment)
     return built

@@ -8,6 +8,7 @@ from typing import Any
 import semver
 from sqlmodel import Session, select
 
+from edgefleet import events
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, InvalidInput, NotFound
 from edgefleet.validation import validated
@@ -131,7 +132,13 @@ def add_version(
 
 
 def publish_version(name: str, version: str) -> ApplicationVersion:
-    """Mark a version published (idempotent: publishing again changes nothing)."""
+    """Mark a version published and tell operators of older deployments.
+
+    With `edgefleet up` running this emits ``edgefleet.application.published`` and the
+    deployment trigger runs flow notify-application-update (a reconcile catches a lost
+    event); without a server the notifications are written here. Publishing again adds
+    nothing.
+    """
     version = _semver_or_invalid(version)
     with session_scope() as session:
         app = get_application(session, name=name)
@@ -140,6 +147,11 @@ def publish_version(name: str, version: str) -> ApplicationVersion:
             row.published = True
             row.published_at = datetime.now(UTC)
             session.add(row)
+    from edgefleet import version_notices  # it builds on this module
+
+    payload = {"name": name, "version": version}
+    if not events.emit(events.APPLICATION_PUBLISHED, f"edgefleet.application.{name}", payload):
+        version_notices.notify_all(name, version)
     return row
 
 

@@ -28,6 +28,8 @@ FLOWS = {
     "deploy-application": "flows.deploy:deploy_application",
     "stop-application": "flows.stop:stop_application",
     "update-application": "flows.update:update_application",
+    "check-image-updates": "flows.check_updates:check_image_updates",
+    "reconcile-notifications": "flows.notify:reconcile_notifications",
 }
 TRANSIENT = {DeploymentState.STARTING, DeploymentState.UPDATING, DeploymentState.STOPPING}
 
@@ -35,6 +37,14 @@ TRANSIENT = {DeploymentState.STARTING, DeploymentState.UPDATING, DeploymentState
 def load_flow(name: str) -> Any:
     module, _, attr = FLOWS[name].partition(":")
     return getattr(import_module(module), attr)
+
+
+def run_here(name: str, parameters: dict[str, Any] | None = None) -> Any:
+    """Run a flow in this process (reporting to the local server when one runs)."""
+    api_url = server.running_api_url()
+    context = temporary_settings({PREFECT_API_URL: api_url}) if api_url else nullcontext()
+    with context:
+        return load_flow(name)(**(parameters or {}))
 
 
 def run_flow(
@@ -52,10 +62,7 @@ def run_flow(
     if mode == "served" and api_url is None:
         raise EdgefleetError("run mode is 'served' but `edgefleet up` is not running; start it")
     if api_url is None or mode == "local":
-        local_api = server.running_api_url()
-        context = temporary_settings({PREFECT_API_URL: local_api}) if local_api else nullcontext()
-        with context:
-            load_flow(name)(**parameters, return_state=True)
+        run_here(name, {**parameters, "return_state": True})
         return None
     from prefect.deployments import run_deployment
 

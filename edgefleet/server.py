@@ -22,7 +22,8 @@ import httpx
 from edgefleet.errors import EdgefleetError
 from edgefleet.settings import get_settings
 
-SERVED_FLOWS = ("deploy-application", "stop-application", "update-application")
+SERVED_FLOWS = ("deploy-application", "stop-application", "update-application",
+                "notify-application-update", "reconcile-notifications", "check-image-updates")
 
 
 def run_dir() -> Path:

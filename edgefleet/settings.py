@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     soak_seconds: float = Field(default=30.0, ge=0, description="watch updated containers")
     update_lock_wait: float = Field(default=600.0, gt=0, description="wait for another update")
     log_lines: int = Field(default=200, gt=0, description="log lines per service per fetch")
+    image_check_seconds: int = Field(default=300, gt=0,
+                                     description="cadence of the served image-update check")
+    reconcile_seconds: int = Field(default=60, gt=0,
+                                   description="cadence of the notification reconcile")
     telemetry_sweep_seconds: int = Field(
         default=10, gt=0, description="cadence of the served collect-telemetry sweep; each "
         "edge's own intervals decide whether it is due")

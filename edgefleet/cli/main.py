@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from edgefleet.cli import deployments, prefect_server
+from edgefleet.cli import deployments, prefect_server, updates
 from edgefleet.cli import telemetry as telemetry_cli
 from edgefleet.cli.app import app_app
 from edgefleet.cli.edge import edge_app
@@ -21,4 +21,5 @@ app.add_typer(app_app, name="app")
 deployments.register(app)
 prefect_server.register(app)
 telemetry_cli.register(app)
+updates.register(app)
 app.add_typer(lab_app, name="lab", help="A local lab of real dockerd edges and a registry.")

@@ -1,0 +1,67 @@
+"""Who must hear that a version was published: deployments running an older version.
+
+Plain functions over the records (no Prefect needed), used by the notify flow, by its
+reconcile, and directly by `app publish` when no Prefect server runs.
+"""
+
+from __future__ import annotations
+
+import semver
+from sqlmodel import Session, select
+
+from edgefleet.applications import get_application, latest_published
+from edgefleet.db import session_scope
+from edgefleet.notifications import notify_once
+from models.records import Application, ApplicationVersion, Deployment
+
+# Deployments running on an edge (CREATED or STOPPED ones start on whatever version is chosen).
+ACTIVE = ("STARTING", "STARTED", "UPDATING", "ERROR")
+
+
+def older_deployments(session: Session, *, application: str, version: str) -> list[str]:
+    """Ids of the application's active deployments on a version older than ``version``."""
+    app = get_application(session, name=application)
+    target = semver.Version.parse(version)
+    rows = session.exec(select(Deployment, ApplicationVersion).where(
+        Deployment.application_id == app.id, Deployment.version_id == ApplicationVersion.id,
+    )).all()
+    return sorted(dep.id for dep, ver in rows
+                  if dep.state in ACTIVE and semver.Version.parse(ver.version) < target)
+
+
+def notify_version(application: str, version: str, deployment_id: str) -> bool:
+    """One notification for this deployment and version; False when it already exists."""
+    with session_scope() as session:
+        dep = session.get(Deployment, deployment_id)
+        if dep is None:
+            return False
+        current = session.get(ApplicationVersion, dep.version_id)
+        assert current is not None
+        dep.update_available = f"version {version} published"
+        session.add(dep)
+        created = notify_once(
+            session, deployment=dep, application=application, from_version=current.version,
+            to_version=version, reason="version", key=version,
+            message=(f"{application} {version} is published; deployment {dep.id[:12]} runs "
+                     f"{current.version}"),
+            command=f"edgefleet update {dep.id} --to {version}",
+        )
+        return created is not None
+
+
+def notify_all(application: str, version: str) -> int:
+    """Notify every older deployment; returns how many notifications were new."""
+    with session_scope() as session:
+        targets = older_deployments(session, application=application, version=version)
+    return sum(notify_version(application, version, dep_id) for dep_id in targets)
+
+
+def newest_published() -> list[tuple[str, str]]:
+    """(application, newest published version) for every application that has one."""
+    with session_scope() as session:
+        found = []
+        for app in session.exec(select(Application)).all():
+            row = latest_published(session, application=app)
+            if row is not None:
+                found.append((app.name, row.version))
+        return found

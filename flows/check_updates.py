@@ -1,0 +1,77 @@
+"""Flow `check-image-updates`: one registry check per unique image reference, fleet-wide.
+
+Deployments whose image moved (or has a newer semantic-version tag) are marked "update
+available" and their operator is notified once per (deployment, digest or tag).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+
+from edgefleet import image_updates
+from edgefleet.errors import RegistryError
+from edgefleet.registry import RegistryClient, parse_reference
+from tasks.records import notify_operator
+
+
+@task(name="collect-running-images", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def collect_running_images() -> list[image_updates.RunningImage]:
+    return image_updates.running_images()
+
+
+@task(name="check-reference", retries=2, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="check {ref}")
+def check_reference(ref: str) -> image_updates.RefCheck:
+    """A semantic-version tag: list the tags; any other tag: HEAD its manifest."""
+    tag = parse_reference(ref).tag
+    with RegistryClient() as client:
+        if image_updates.parse_tag(tag) is not None:
+            assert tag is not None
+            newer = image_updates.newest_tag(tag, client.tags(ref))
+            return image_updates.RefCheck(ref=ref, newer_tag=newer, requests=client.requests)
+        digest = client.manifest_digest(ref)
+        return image_updates.RefCheck(ref=ref, digest=digest, requests=client.requests)
+
+
+@flow(name="check-image-updates")
+def check_image_updates() -> dict[str, Any]:
+    """One sweep; returns counts (references, registry requests, new notifications)."""
+    logger = get_run_logger()
+    running = collect_running_images()
+    refs = sorted({image.ref for image in running})
+    futures = {ref: check_reference.submit(ref) for ref in refs}
+    checks: dict[str, image_updates.RefCheck] = {}
+    errors: list[str] = []
+    for ref, future in futures.items():
+        try:
+            checks[ref] = future.result()
+        except RegistryError as exc:
+            errors.append(str(exc))
+            checks[ref] = image_updates.RefCheck(ref=ref, error=str(exc))
+    found = image_updates.findings(running, checks)
+    created = 0
+    for item in found:
+        created += notify_operator(item.deployment_id, reason="image", key=item.key,
+                                   to_version=_version_of(running, item),
+                                   message=item.message, command=item.command,
+                                   flag=item.message)
+    summary = {
+        "references": len(refs),
+        "registry_requests": sum(c.requests for c in checks.values()),
+        "updates_available": [f.model_dump() for f in found],
+        "notifications": created,
+        "errors": errors,
+    }
+    logger.info("checked %d reference(s) with %d registry request(s): %d update(s), %d new "
+                "notification(s)", summary["references"], summary["registry_requests"],
+                len(found), created)
+    return summary
+
+
+def _version_of(running: list[image_updates.RunningImage],
+                          item: image_updates.Finding) -> str:
+    """An image update keeps the application version: from and to are the same."""
+    return next(r.version for r in running if r.deployment_id == item.deployment_id)
