@@ -59,7 +59,7 @@ def raw_compose_up(edge_name: str, compose_text: str, folder: Path) -> float:
 def edgefleet_deploy(app: str, edge_name: str, mode: str) -> float:
     """Seconds from asking edgefleet to deploy until the record says STARTED."""
     _set_mode(mode)
-    dep = edgefleet.create_deployment(app, edge_name, allow_unpublished=True)
+    dep = edgefleet.create_deployment(app, edge_name, version="1.0.0", allow_unpublished=True)
     started = time.perf_counter()
     status = edgefleet.start_deployment(dep.id, wait=True)
     elapsed = time.perf_counter() - started

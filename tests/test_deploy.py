@@ -225,3 +225,48 @@ def test_served_deployment_runs_the_job(lab: Any, edges: dict[str, Any], prefect
         assert run.state is not None and run.state.is_completed()
     assert "1.1.0" in get_page(status["urls"][0])
     edgefleet.delete_deployment(status["id"], force=True)
+
+
+def test_stop_keeps_volumes_unless_asked(lab: Any, edges: dict[str, Any], local_runs: None
+                                         ) -> None:
+    compose = f"""
+services:
+  worker:
+    image: {lab.registry}/edgefleet/ticker:1.0.0
+    volumes: ["data:/data"]
+volumes:
+  data: {{}}
+"""
+    app = unique("vol")
+    edgefleet.create_application(app, "1.0.0", compose=compose)
+    edgefleet.publish_version(app, "1.0.0")
+    conn = edges["lab-2"].connection
+
+    def volumes(dep_id: str) -> list[str]:
+        from edgefleet.engine import engine_client
+        from edgefleet.labels import project_name
+
+        with engine_client(conn) as client:
+            return [v.name for v in client.volumes.list(
+                filters={"label": f"com.docker.compose.project={project_name(dep_id)}"})]
+
+    kept = edgefleet.deploy(app, "lab-2")
+    assert kept["state"] == "STARTED", kept["last_error"]
+    assert len(volumes(kept["id"])) == 1
+    edgefleet.stop_deployment(kept["id"])
+    assert len(volumes(kept["id"])) == 1
+    again = edgefleet.start_deployment(kept["id"])
+    assert again["state"] == "STARTED", again["last_error"]
+    edgefleet.stop_deployment(kept["id"], remove_volumes=True)
+    assert volumes(kept["id"]) == []
+    edgefleet.delete_deployment(kept["id"])
+
+
+def test_deploy_overhead_benchmark_runs_in_short_mode(lab: Any, prefect_api: str) -> None:
+    """The benchmark proves it works here; its ratio is reported, never asserted."""
+    from bench.deploy_overhead import run_benchmark
+
+    result = run_benchmark(runs=1, edge="lab-2")
+    for key in ("raw_compose_median_s", "edgefleet_in_process_median_s",
+                "ratio_in_process_vs_raw", "served_launch_median_s"):
+        assert result[key] > 0
