@@ -58,6 +58,7 @@ def _version_spec(
     stack: str | None,
     env: list[str] | dict[str, str] | None,
     ports: list[str] | None,
+    registry_secret: str | None = None,
 ) -> VersionCreate:
     given = [k for k, v in (("image", image), ("compose", compose), ("stack", stack)) if v]
     if len(given) != 1:
@@ -71,6 +72,7 @@ def _version_spec(
         compose=compose or stack,
         env=env or {},
         ports=ports or [],
+        registry_secret=registry_secret,
     )
 
 
@@ -83,13 +85,15 @@ def create_application(
     stack: str | None = None,
     env: list[str] | dict[str, str] | None = None,
     ports: list[str] | None = None,
+    registry_secret: str | None = None,
 ) -> ApplicationVersion:
     """Create an application with its first version (compose/stack given as file text)."""
     try:
         check_name(name, "application")
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
-    spec = _version_spec(version, image=image, compose=compose, stack=stack, env=env, ports=ports)
+    spec = _version_spec(version, image=image, compose=compose, stack=stack, env=env, ports=ports,
+                         registry_secret=registry_secret)
     with session_scope() as session:
         if session.exec(select(Application).where(Application.name == name)).first():
             raise AlreadyExists(
@@ -114,9 +118,11 @@ def add_version(
     stack: str | None = None,
     env: list[str] | dict[str, str] | None = None,
     ports: list[str] | None = None,
+    registry_secret: str | None = None,
 ) -> ApplicationVersion:
     """Add a (not yet published) version to an existing application."""
-    spec = _version_spec(version, image=image, compose=compose, stack=stack, env=env, ports=ports)
+    spec = _version_spec(version, image=image, compose=compose, stack=stack, env=env, ports=ports,
+                         registry_secret=registry_secret)
     with session_scope() as session:
         app = get_application(session, name=name)
         assert app.id is not None

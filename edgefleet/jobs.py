@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from importlib import import_module
 from typing import Any
 from uuid import UUID
 
 from prefect.client.schemas.objects import FlowRun
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    temporary_settings,
+)
 
 from edgefleet import server
 from edgefleet.db import session_scope
@@ -40,10 +43,16 @@ def load_flow(name: str) -> Any:
 
 
 def run_here(name: str, parameters: dict[str, Any] | None = None) -> Any:
-    """Run a flow in this process (reporting to the local server when one runs)."""
+    """Run a flow in this process (reporting to the local server when one runs).
+
+    No flow-run heartbeat here: this process watches its own run, and the heartbeat thread
+    costs about a second at the end of every sync flow (measured: 1.08 s → 0.11 s).
+    """
+    updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     api_url = server.running_api_url()
-    context = temporary_settings({PREFECT_API_URL: api_url}) if api_url else nullcontext()
-    with context:
+    if api_url:
+        updates[PREFECT_API_URL] = api_url
+    with temporary_settings(updates):
         return load_flow(name)(**(parameters or {}))
 
 

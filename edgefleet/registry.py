@@ -74,8 +74,15 @@ def is_insecure(registry: str) -> bool:
 
 
 class Credentials(BaseModel):
+    """A registry login; the password never reaches a log line or a record."""
+
     username: str
     password: SecretStr
+    registry: str | None = None
+
+    def auth_config(self) -> dict[str, str]:
+        """The form the Engine's pull endpoint takes."""
+        return {"username": self.username, "password": self.password.get_secret_value()}
 
 
 class RegistryClient:

@@ -31,7 +31,7 @@ from tasks.containers import (
     start_container,
     wait_for_containers,
 )
-from tasks.images import pull_image
+from tasks.images import load_registry_login, pull_image
 from tasks.records import load_plan, move_state, record_containers
 from tasks.updates import ensure_update_limit
 
@@ -63,9 +63,10 @@ def deploy_application(deployment_id: str) -> str:
 
 def _start(plan: DeployPlan, timeout: float) -> list[ObservedContainer]:
     conn = plan.edge
+    login = load_registry_login(plan.registry_secret) if plan.registry_secret else None
     if plan.kind is AppKind.IMAGE:
         assert plan.image is not None
-        digest = pull_image(conn, plan.image)
+        digest = pull_image(conn, plan.image, credentials=login)
         labels = L.service_labels(deployment_id=plan.deployment_id, application=plan.application,
                                   version=plan.version, service=plan.application,
                                   spec=plan.image_spec(), digest=digest, image=plan.image)
@@ -78,7 +79,7 @@ def _start(plan: DeployPlan, timeout: float) -> list[ObservedContainer]:
 
     model = resolve_compose(plan)
     images = sorted(set(service_images(model).values()))
-    futures = {ref: pull_image.submit(conn, ref) for ref in images}
+    futures = {ref: pull_image.submit(conn, ref, credentials=login) for ref in images}
     digests = {ref: fut.result() for ref, fut in futures.items()}
     if plan.kind is AppKind.COMPOSE:
         try:

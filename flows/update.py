@@ -35,7 +35,7 @@ from tasks.compose import (
     stack_restore,
 )
 from tasks.containers import observe_containers, wait_for_containers
-from tasks.images import pull_image
+from tasks.images import load_registry_login, pull_image
 from tasks.records import (
     current_state,
     load_plan,
@@ -77,7 +77,9 @@ def _update(deployment_id: str, version: str | None, force: bool) -> str:
     try:
         model = resolve_compose(target) if target.kind is not AppKind.IMAGE else None
         refs = sorted(set(service_images(model).values())) if model else [str(target.image)]
-        futures = {ref: pull_image.submit(target.edge, ref, always=force) for ref in refs}
+        login = load_registry_login(target.registry_secret) if target.registry_secret else None
+        futures = {ref: pull_image.submit(target.edge, ref, always=force, credentials=login)
+                   for ref in refs}
         digests = {ref: fut.result() for ref, fut in futures.items()}
         observed = observe_containers(target.edge, deployment_id)
     except Exception as exc:

@@ -23,6 +23,7 @@ IMAGE_RE = re.compile(
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
 PORT_RE = re.compile(r"^(?:(?P<host>\d{1,5}):)?(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp))?$")
+SECRET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -163,6 +164,15 @@ class VersionCreate(BaseModel):
     compose: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     ports: list[str] = Field(default_factory=list)
+    registry_secret: str | None = None
+
+    @field_validator("registry_secret")
+    @classmethod
+    def _secret(cls, v: str | None) -> str | None:
+        if v is not None and not SECRET_RE.match(v):
+            raise ValueError(f"registry secret name {v!r} is not valid: use lowercase letters, "
+                             "digits and '-' (a Prefect Secret block name)")
+        return v
 
     @field_validator("version")
     @classmethod

@@ -24,6 +24,7 @@ class DeployPlan(BaseModel):
     ports: list[str] = Field(default_factory=list)
     compose: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    registry_secret: str | None = None
 
     def image_spec(self) -> dict[str, object]:
         """The desired spec of an image-kind deployment's one service (hashed for labels)."""

@@ -70,6 +70,8 @@ class ApplicationVersion(SQLModel, table=True):
     compose: str | None = Field(default=None, sa_column=Column(Text))
     env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     ports: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Name of a Prefect Secret block with {"username", "password"}: never the password itself.
+    registry_secret: str | None = None
     published: bool = False
     published_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)

@@ -71,14 +71,24 @@ def render_services(
 @task(name="resolve-compose", retries=1, cache_policy=NONE,
       task_run_name="resolve compose of {plan.project}")
 def resolve_compose(plan: DeployPlan) -> dict[str, Any]:
-    """The compose model after compose's own interpolation and validation (``config``)."""
+    """The compose model after compose's own interpolation and validation (``config``).
+
+    It depends only on the file, the environment and the project, so it is kept per hash of
+    those: a redeploy or a forced update does not run ``config`` again.
+    """
     assert plan.compose is not None
     folder = work_dir(plan.deployment_id)
+    key = L.config_hash({"compose": plan.compose, "env": plan.env, "project": plan.project})
+    cached = folder / f"resolved-{key}.json"
+    if cached.exists():
+        model: dict[str, Any] = json.loads(cached.read_text())
+        return model
     source = folder / "source.yaml"
     source.write_text(plan.compose)
     proc = compose_cli.compose(plan.edge, plan.project, source, "config", "--format", "json",
                                env=plan.env, timeout=60)
-    model: dict[str, Any] = json.loads(proc.stdout)
+    model = json.loads(proc.stdout)
+    cached.write_text(proc.stdout)
     return model
 
 

@@ -5,22 +5,20 @@ from __future__ import annotations
 import docker.errors
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
-from pydantic import BaseModel, SecretStr
 
+from edgefleet import registry_secrets
 from edgefleet.engine import EngineConnection, engine_client
 from edgefleet.errors import EdgeUnreachable, ImagePullError
+from edgefleet.registry import Credentials
 from edgefleet.settings import get_settings
+from tasks.retry import unless_final
 
 
-class RegistryCredentials(BaseModel):
-    """Credentials for a private registry; the password never reaches a log or a record."""
-
-    username: str
-    password: SecretStr
-    registry: str | None = None
-
-    def auth_config(self) -> dict[str, str]:
-        return {"username": self.username, "password": self.password.get_secret_value()}
+@task(name="load-registry-login", retries=2, retry_delay_seconds=1, cache_policy=NONE,
+      retry_condition_fn=unless_final, task_run_name="registry login {name}")
+def load_registry_login(name: str) -> Credentials:
+    """The login in Prefect Secret block ``name`` (the password stays a SecretStr)."""
+    return registry_secrets.load_registry_login(name)
 
 
 def split_reference(ref: str) -> tuple[str, str]:
@@ -53,7 +51,7 @@ def pull_image(
     conn: EngineConnection,
     ref: str,
     always: bool = False,
-    credentials: RegistryCredentials | None = None,
+    credentials: Credentials | None = None,
 ) -> str | None:
     """Make ``ref`` present on the edge and return its registry digest.
 

@@ -60,6 +60,7 @@ def load_plan(deployment_id: str, version: str | None = None) -> DeployPlan:
             ports=list(version_row.ports),
             compose=version_row.compose,
             env={**version_row.env, **dep.env},
+            registry_secret=version_row.registry_secret,
         )
 
 

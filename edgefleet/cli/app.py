@@ -19,6 +19,9 @@ COMPOSE = typer.Option(None, "--compose", help="a Docker Compose file")
 STACK = typer.Option(None, "--stack", help="a swarm stack file (compose format)")
 ENV = typer.Option(None, "--env", help="default environment, KEY=VALUE (repeatable)")
 PORT = typer.Option(None, "--port", help="[HOST:]CONTAINER port to publish (image kind)")
+SECRET = typer.Option(None, "--registry-secret",
+                      help="Prefect Secret block with the registry login "
+                      "(see `edgefleet registry login`)")
 
 
 def _read(path: Path | None) -> str | None:
@@ -40,12 +43,13 @@ def create(
     stack: Path | None = STACK,
     env: list[str] | None = ENV,
     port: list[str] | None = PORT,
+    registry_secret: str | None = SECRET,
     json_out: bool = typer.Option(False, "--json", help="print the version as JSON"),
 ) -> None:
     """Create an application with its first version (not published yet)."""
     row = applications.create_application(
         name, version, image=image, compose=_read(compose), stack=_read(stack), env=env,
-        ports=port,
+        ports=port, registry_secret=registry_secret,
     )
     if json_out:
         print_json(as_dict(row))
@@ -64,11 +68,12 @@ def version(
     stack: Path | None = STACK,
     env: list[str] | None = ENV,
     port: list[str] | None = PORT,
+    registry_secret: str | None = SECRET,
 ) -> None:
     """Add a version to an application (publish it when it is ready for operators)."""
     row = applications.add_version(
         name, version, image=image, compose=_read(compose), stack=_read(stack), env=env,
-        ports=port,
+        ports=port, registry_secret=registry_secret,
     )
     console.print(f"application {name}: version {row.version} added ({row.kind})")
 

@@ -9,6 +9,7 @@ from edgefleet.cli import telemetry as telemetry_cli
 from edgefleet.cli.app import app_app
 from edgefleet.cli.edge import edge_app
 from edgefleet.cli.lab import lab_app
+from edgefleet.cli.registry import registry_app
 
 app = typer.Typer(
     help="edgefleet: deploy, update and watch container applications on fleets of edge "
@@ -22,4 +23,5 @@ deployments.register(app)
 prefect_server.register(app)
 telemetry_cli.register(app)
 updates.register(app)
+app.add_typer(registry_app, name="registry")
 app.add_typer(lab_app, name="lab", help="A local lab of real dockerd edges and a registry.")
