@@ -29,7 +29,7 @@ def to_observed(attrs: dict[str, Any], host: str) -> ObservedContainer:
     urls: list[str] = []
     for container_port, bindings in sorted((attrs.get("NetworkSettings", {}).get("Ports")
                                             or {}).items()):
-        for host_port in sorted({b["HostPort"] for b in bindings or [] if b.get("HostPort")}):
+        for host_port in host_ports(bindings or []):
             ports.append(f"{host_port}:{container_port}")
             if container_port.endswith("/tcp"):
                 urls.append(f"http://{host}:{host_port}")
@@ -50,6 +50,13 @@ def to_observed(attrs: dict[str, Any], host: str) -> ObservedContainer:
         labels=labels,
         started_at=state.get("StartedAt"),
     )
+
+
+def host_ports(bindings: list[dict[str, str]]) -> list[str]:
+    """Host ports reachable over IPv4 (the engine may give the IPv6 binding another port)."""
+    ipv4 = [b for b in bindings if b.get("HostPort") and ":" not in b.get("HostIp", "")]
+    chosen = ipv4 or [b for b in bindings if b.get("HostPort")]
+    return sorted({b["HostPort"] for b in chosen}, key=int)
 
 
 def parse_port(spec: str) -> tuple[str, int | None]:

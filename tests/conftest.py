@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,24 @@ def prefect_api(lab: LabStatus, edgefleet_home: Path) -> Iterator[str]:
         server.down(progress=lambda _m: None)
         os.environ.pop("EDGEFLEET_PREFECT_PORT", None)
         _clear_caches()
+
+
+@pytest.fixture
+def local_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Run flows in this process (still reporting to the lab's Prefect server)."""
+    monkeypatch.setenv("EDGEFLEET_RUN_MODE", "local")
+    _clear_caches()
+    yield
+    monkeypatch.undo()
+    _clear_caches()
+
+
+@pytest.fixture(scope="module")
+def edges(lab: LabStatus, prefect_api: str) -> Iterator[dict[str, Any]]:
+    """The lab's edges by name; what edgefleet created on them goes when the module ends."""
+    from tests.lab_helpers import remove_managed
+
+    by_name = {e.name: e for e in lab.edges}
+    yield by_name
+    for edge in by_name.values():
+        remove_managed(edge.connection)

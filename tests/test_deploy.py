@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,28 +17,13 @@ from edgefleet import server
 from edgefleet.errors import InvalidTransition
 from edgefleet.logs import fetch_logs
 from edgefleet.settings import get_settings
-from tests.lab_helpers import containers_of, get_page, networks_of, remove_managed, unique
+from tests.lab_helpers import containers_of, get_page, networks_of, unique
 
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture(scope="module")
-def edges(lab: Any, prefect_api: str) -> Iterator[dict[str, Any]]:
-    """The lab's edges by name; everything edgefleet created on them is removed afterwards."""
-    by_name = {e.name: e for e in lab.edges}
-    yield by_name
-    for edge in by_name.values():
-        remove_managed(edge.connection)
 
 
-@pytest.fixture
-def local_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Run flows in this process (still reporting to the lab's Prefect server)."""
-    monkeypatch.setenv("EDGEFLEET_RUN_MODE", "local")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 def free_port() -> int:

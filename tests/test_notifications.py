@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,28 +11,14 @@ from sqlmodel import select
 import edgefleet
 from edgefleet import jobs
 from edgefleet.db import session_scope
-from edgefleet.settings import get_settings
 from models.records import Application, ApplicationVersion
-from tests.lab_helpers import remove_managed, retag, unique
+from tests.lab_helpers import retag, unique
 
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture(scope="module")
-def edges(lab: Any, prefect_api: str) -> Iterator[dict[str, Any]]:
-    by_name = {e.name: e for e in lab.edges}
-    yield by_name
-    for edge in by_name.values():
-        remove_managed(edge.connection)
 
 
-@pytest.fixture
-def local_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("EDGEFLEET_RUN_MODE", "local")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 def notes_for(ids: set[str], reason: str) -> list[dict[str, Any]]:

@@ -19,7 +19,6 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 import edgefleet
 from edgefleet.engine import engine_client
 from edgefleet.registry_secrets import save_registry_login
-from edgefleet.settings import get_settings
 from tests.lab_helpers import remove_managed, unique
 
 pytestmark = pytest.mark.lab
@@ -72,13 +71,6 @@ def private_registry(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
             remove_managed(edge.connection)
 
 
-@pytest.fixture
-def local_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("EDGEFLEET_RUN_MODE", "local")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 def test_private_image_deploys_with_the_secret_and_the_password_stays_secret(

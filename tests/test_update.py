@@ -15,7 +15,7 @@ import edgefleet
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
 from edgefleet.settings import get_settings
 from tasks.updates import update_limit_name
-from tests.lab_helpers import get_page, remove_managed, retag, unique
+from tests.lab_helpers import get_page, retag, unique
 
 pytestmark = pytest.mark.lab
 
@@ -29,18 +29,11 @@ services:
 """
 
 
-@pytest.fixture(scope="module")
-def edges(lab: Any, prefect_api: str) -> Iterator[dict[str, Any]]:
-    by_name = {e.name: e for e in lab.edges}
-    yield by_name
-    for edge in by_name.values():
-        remove_managed(edge.connection)
 
 
 @pytest.fixture(autouse=True)
-def quick_local_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def quick_local_runs(local_runs: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """In-process runs (reporting to the lab's Prefect server) with a short soak."""
-    monkeypatch.setenv("EDGEFLEET_RUN_MODE", "local")
     monkeypatch.setenv("EDGEFLEET_SOAK_SECONDS", "3")
     monkeypatch.setenv("EDGEFLEET_DEPLOY_TIMEOUT", "25")
     get_settings.cache_clear()

@@ -56,3 +56,16 @@ def test_running_services_are_rebuilt_from_labels() -> None:
     )
     assert running_services([obs])["web"] == RunningService(
         service="web", container_id="abc", config_hash="h9", digest=A, version="1.2.3")
+
+
+def test_urls_come_from_the_ipv4_binding() -> None:
+    from tasks.containers import to_observed
+
+    attrs = {"Id": "f" * 64, "Name": "/ef-1-web", "State": {"Status": "running"},
+             "Config": {"Image": "r/web:1", "Labels": {}},
+             "NetworkSettings": {"Ports": {"8080/tcp": [
+                 {"HostIp": "0.0.0.0", "HostPort": "32770"},
+                 {"HostIp": "::", "HostPort": "32771"}], "9090/tcp": None}}}
+    obs = to_observed(attrs, "10.0.0.7")
+    assert obs.ports == ["32770:8080/tcp"]
+    assert obs.urls == ["http://10.0.0.7:32770"]
