@@ -94,18 +94,17 @@ def _update(deployment_id: str, version: str | None, force: bool) -> str:
     changed = [op.service for op in ops if op.changes]
     if not changed:
         return _finish(deployment_id, target, ops, "unchanged", "nothing changed")
+    # An image-kind update keeps the old container, stopped, until the new one has held.
+    kept_old = [current.container_name] if target.kind is AppKind.IMAGE else None
 
     # 2. Apply; 3. wait and soak; on any failure, roll back to the previous spec and digests.
     try:
         _apply(target, model, digests, ops)
         wait_for_containers(target.edge, deployment_id, settings.deploy_timeout,
                             expected=len(ops) - sum(op.action == "remove" for op in ops),
-                            exclude=[current.container_name] if target.kind is AppKind.IMAGE
-                            else None)
-        soak_containers(target.edge, deployment_id, [op.service for op in ops if op.changes],
-                        settings.soak_seconds,
-                        exclude=[current.container_name] if target.kind is AppKind.IMAGE
-                        else None)
+                            exclude=kept_old)
+        soak_containers(target.edge, deployment_id, changed, settings.soak_seconds,
+                        exclude=kept_old)
         if target.kind is AppKind.IMAGE:
             confirm_replacement(target.edge, target.container_name)
     except Exception as exc:
