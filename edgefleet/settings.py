@@ -25,6 +25,8 @@ class Settings(BaseSettings):
         default="auto", description="auto: served flow runs while `edgefleet up` runs")
     soak_seconds: float = Field(default=30.0, ge=0, description="watch updated containers")
     update_lock_wait: float = Field(default=600.0, gt=0, description="wait for another update")
+    pull_policy: Literal["missing", "always"] = Field(
+        default="missing", description="deploy: pull only images the edge lacks, or always")
     log_lines: int = Field(default=200, gt=0, description="log lines per service per fetch")
     image_check_seconds: int = Field(default=300, gt=0,
                                      description="cadence of the served image-update check")

@@ -64,9 +64,10 @@ def deploy_application(deployment_id: str) -> str:
 def _start(plan: DeployPlan, timeout: float) -> list[ObservedContainer]:
     conn = plan.edge
     login = load_registry_login(plan.registry_secret) if plan.registry_secret else None
+    always = get_settings().pull_policy == "always"
     if plan.kind is AppKind.IMAGE:
         assert plan.image is not None
-        digest = pull_image(conn, plan.image, credentials=login)
+        digest = pull_image(conn, plan.image, always=always, credentials=login)
         labels = L.service_labels(deployment_id=plan.deployment_id, application=plan.application,
                                   version=plan.version, service=plan.application,
                                   spec=plan.image_spec(), digest=digest, image=plan.image)
@@ -79,7 +80,8 @@ def _start(plan: DeployPlan, timeout: float) -> list[ObservedContainer]:
 
     model = resolve_compose(plan)
     images = sorted(set(service_images(model).values()))
-    futures = {ref: pull_image.submit(conn, ref, credentials=login) for ref in images}
+    futures = {ref: pull_image.submit(conn, ref, always=always, credentials=login)
+               for ref in images}
     digests = {ref: fut.result() for ref, fut in futures.items()}
     if plan.kind is AppKind.COMPOSE:
         try:

@@ -192,6 +192,33 @@ def test_unreachable_edge_ends_in_error(lab: Any, prefect_api: str, local_runs: 
     edgefleet.remove_edge(edge)
 
 
+def test_prefect_deployment_run_deploys(lab: Any, edges: dict[str, Any], prefect_api: str
+                                        ) -> None:
+    """`prefect deployment run` (the Prefect CLI) runs the same job while `edgefleet up` runs."""
+    import os
+    import subprocess
+    import sys
+
+    app = unique("cli")
+    edgefleet.create_application(app, "1.0.0", image=f"{lab.registry}/edgefleet/hello:1.0.0",
+                                 ports=["8080"])
+    edgefleet.publish_version(app, "1.0.0")
+    dep = edgefleet.create_deployment(app, "lab-2")
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    subprocess.run([sys.executable, "-m", "prefect", "deployment", "run",
+                    "deploy-application/deploy-application", "--param",
+                    f'deployment_id="{dep.id}"'], env=env, check=True, timeout=120,
+                   capture_output=True)
+    deadline = time.monotonic() + 90
+    while edgefleet.deployment_status(dep.id)["state"] in ("CREATED", "STARTING"):
+        assert time.monotonic() < deadline, "the flow run never finished"
+        time.sleep(0.5)
+    status = edgefleet.deployment_status(dep.id)
+    assert status["state"] == "STARTED", status["last_error"]
+    assert "hello from edgefleet/hello 1.0.0" in get_page(status["urls"][0])
+    edgefleet.delete_deployment(dep.id, force=True)
+
+
 def test_served_deployment_runs_the_job(lab: Any, edges: dict[str, Any], prefect_api: str
                                         ) -> None:
     """While `edgefleet up` runs, a deploy is a flow run of the served Prefect deployment."""

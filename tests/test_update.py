@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
@@ -159,7 +160,8 @@ def test_failed_update_rolls_back(lab: Any, edges: dict[str, Any], prefect_api: 
     edgefleet.delete_deployment(first["id"], force=True)
 
 
-def test_unreachable_registry_touches_nothing(lab: Any, edges: dict[str, Any]) -> None:
+def test_unreachable_registry_touches_nothing(lab: Any, edges: dict[str, Any],
+                                             prefect_api: str) -> None:
     app = unique("noreg")
     edgefleet.create_application(app, "1.0.0", image=f"{lab.registry}/edgefleet/hello:1.0.0",
                                  ports=["8080"])
@@ -172,6 +174,11 @@ def test_unreachable_registry_touches_nothing(lab: Any, edges: dict[str, Any]) -
     assert after["state"] == "STARTED" and after["version"] == "1.0.0"
     assert "nothing was changed" in after["last_error"]
     assert containers(after)[app]["container_id"] == containers(first)[app]["container_id"]
+    with temporary_settings({PREFECT_API_URL: prefect_api}), \
+            get_client(sync_client=True) as client:
+        pulls = [t for t in client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id={"any_": [after["flow_run_id"]]})) if t.name.startswith("pull ")]
+    assert pulls and pulls[0].run_count == 3  # retried twice, visible as task runs
     edgefleet.delete_deployment(first["id"], force=True)
 
 
