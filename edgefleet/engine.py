@@ -9,16 +9,18 @@ machines would otherwise replace that CA and fail verification).
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import docker
 import docker.errors
+import requests.adapters
 import requests.exceptions
-from docker.tls import TLSConfig
 from pydantic import BaseModel
 
 from edgefleet.errors import EdgeUnreachable
@@ -62,21 +64,53 @@ def connection_of(edge: Any) -> EngineConnection:
 
 def make_client(conn: EngineConnection, timeout: float | None = None) -> docker.DockerClient:
     timeout = timeout or get_settings().engine_timeout
-    tls: TLSConfig | bool = False
+    context: ssl.SSLContext | None = None
     if conn.uses_tls:
-        for path in (conn.tls_ca, conn.tls_cert, conn.tls_key):
-            if not Path(str(path)).is_file():
+        paths = (str(conn.tls_ca), str(conn.tls_cert), str(conn.tls_key))
+        for path in paths:
+            if not Path(path).is_file():
                 raise EdgeUnreachable(f"edge {conn.name}: TLS file {path} does not exist")
-        tls = TLSConfig(
-            client_cert=(str(conn.tls_cert), str(conn.tls_key)),
-            ca_cert=str(conn.tls_ca),
-            verify=True,
-        )
+        try:
+            context = tls_context(*paths, tuple(Path(p).stat().st_mtime_ns for p in paths))
+        except (OSError, ssl.SSLError) as exc:
+            raise EdgeUnreachable(f"edge {conn.name}: TLS files unusable: {exc}") from exc
     client = docker.DockerClient(
-        base_url=conn.docker_host, version=API_VERSION, timeout=int(timeout), tls=tls
+        base_url=conn.docker_host, version=API_VERSION, timeout=int(timeout),
+        tls=context is not None,
     )
+    if context is not None:
+        client.api.mount("https://", _ContextAdapter(context))
     client.api.trust_env = False
     return client
+
+
+@lru_cache(maxsize=1024)
+def tls_context(ca: str, cert: str, key: str, stamp: tuple[int, ...]) -> ssl.SSLContext:
+    """Verified mutual TLS for one edge's files (the edge's CA only, hostname checked).
+
+    Cached by paths and modification times: loading CA, certificate and key costs more CPU
+    than the handshake, and requests would otherwise do it for every new connection.
+    """
+    context = ssl.create_default_context(cafile=ca)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+class _ContextAdapter(requests.adapters.HTTPAdapter):
+    """HTTPS through one prepared SSL context (requests' own ``verify``/``cert`` unused)."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__(pool_connections=25, pool_maxsize=10)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        # requests would load its CA bundle into the context here: the edge's CA only
+        conn.cert_reqs = "CERT_REQUIRED"
+        conn.ca_certs = conn.ca_cert_dir = None
 
 
 @contextmanager
