@@ -2,8 +2,8 @@
 
 Run by `edgefleet up` as ``python -m deployments.serve``; ``pause_on_shutdown=False`` so
 stopping it does not pause the deployments. Jobs (deploy, stop, update) run on demand; the
-image check and the notification reconcile on an interval; notify-application-update on
-the ``edgefleet.application.published`` event.
+image check, the notification reconcile and the telemetry sweep on an interval;
+notify-application-update on the ``edgefleet.application.published`` event.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
@@ -21,6 +22,7 @@ from flows.check_updates import check_image_updates
 from flows.deploy import deploy_application
 from flows.notify import notify_application_update, reconcile_notifications
 from flows.stop import stop_application
+from flows.telemetry import collect_telemetry
 from flows.update import update_application
 
 
@@ -44,6 +46,10 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
         (notify_application_update, {"triggers": [publish_trigger()]}),
         (reconcile_notifications, {"interval": timedelta(seconds=settings.reconcile_seconds)}),
         (check_image_updates, {"interval": timedelta(seconds=settings.image_check_seconds)}),
+        # one sweep at a time: a sweep still running when the next is due skips that one
+        (collect_telemetry, {"interval": timedelta(seconds=settings.telemetry_sweep_seconds),
+                             "concurrency_limit": ConcurrencyLimitConfig(
+                                 limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)}),
     ]
 
 

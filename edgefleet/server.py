@@ -23,7 +23,8 @@ from edgefleet.errors import EdgefleetError
 from edgefleet.settings import get_settings
 
 SERVED_FLOWS = ("deploy-application", "stop-application", "update-application",
-                "notify-application-update", "reconcile-notifications", "check-image-updates")
+                "notify-application-update", "reconcile-notifications", "check-image-updates",
+                "collect-telemetry")
 
 
 def run_dir() -> Path:

@@ -9,12 +9,14 @@ updates the `fleet-status` artifact and applies retention.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from prefect import flow, get_run_logger
-from prefect.futures import wait
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
+from models.readings import EdgeReading
 from models.telemetry import Work
 from tasks.telemetry import (
     apply_retention,
@@ -27,8 +29,15 @@ from tasks.telemetry import (
     refresh_deployments,
 )
 
+T = TypeVar("T")
 # Read and record tasks of every batch at once (the batch count is bounded by a setting).
 PARALLEL_TASKS = 16
+
+
+def untouched(value: T) -> T:
+    """Passed to a task as is: Prefect would otherwise walk every reading looking for
+    futures to resolve (measured: 1.1 ms of CPU per edge, more than recording it costs)."""
+    return cast(T, quote(value))
 
 
 def _run_name() -> str:
@@ -42,19 +51,21 @@ def collect_telemetry(edges: list[str] | None = None, force: bool = False) -> di
     logger = get_run_logger()
     now = datetime.now(UTC)
     batches = plan_sweep(now, edges=edges, force=force)
-    reads = [read_edges.submit(batch) for batch in batches]
-    # a future as input: each batch is recorded as soon as it is read
-    records = [record_readings.submit(read, now)  # type: ignore[call-overload]
-               for read in reads]
-    wait(records)
-    readings = [r for read in reads for r in read.result()]
+    reads = [read_edges.submit(untouched(batch)) for batch in batches]
+    readings: list[EdgeReading] = []
+    records = []
+    for read in as_completed(reads):  # each batch is recorded as soon as it is read
+        batch_readings = read.result()
+        readings.extend(batch_readings)
+        records.append(record_readings.submit(untouched(batch_readings), now))
     for record in records:
         record.result()  # a failed write fails the sweep (after its retries)
     changes = mark_availability()
     if changes:
         emit_availability_events(changes)
-    degraded = refresh_deployments(readings) if readings else {}
-    publish_fleet_status()
+    degraded = refresh_deployments(untouched(readings)) if readings else {}
+    if readings or changes:  # a sweep that contacted no edge has nothing new to show
+        publish_fleet_status()
     retention = apply_retention(now)
     if retention["rolled_up"]:
         logger.info("retention: %d raw sample(s) rolled into %d hourly average(s)",

@@ -2,8 +2,8 @@
 emit events, refresh deployments, publish the fleet artifact, apply retention.
 
 Reading an edge is one short conversation with its engine, through ``engine_client``: a ping
-for a heartbeat; for a sample ``info``, ``system df``, the container list, then per
-container ``inspect`` and (running ones) a one-shot ``stats``. Calls within an edge are
+for a heartbeat; for a sample ``info``, ``system df`` (which lists every container too),
+then per container ``inspect`` and (running ones) a one-shot ``stats``. Calls within an edge are
 sequential on one connection (a TLS handshake costs more control-plane CPU than a request);
 edges run concurrently. dockerd answers a one-shot stats at its next 1 s collection tick,
 so a sample of an edge takes about a second per running container of wall time and almost
@@ -24,6 +24,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.events import emit_event
 from prefect.runtime import task_run
+from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 from sqlalchemy import func, insert, update
 from sqlmodel import Session, col, delete, select
@@ -127,6 +128,8 @@ def _previous_counters(session: Session, sample_ids: list[int]
 
 def _read_name() -> str:
     batch = task_run.parameters.get("batch") or []
+    if isinstance(batch, quote):
+        batch = batch.unquote()
     first = batch[0].conn.name if batch else "-"
     return f"read {len(batch)} edge(s) from {first}"
 
@@ -172,11 +175,11 @@ def _reason(target: EdgeTarget, exc: BaseException) -> str:
 def read_sample(api: Any, target: EdgeTarget, started: datetime) -> EdgeReading:
     """Engine figures, disk use and every container (inspect, plus stats when running)."""
     info = api.info()
-    disk, disk_error = _disk_usage(api)
+    disk, disk_error, listed = _disk_usage(api)
     cpus = info.get("NCPU")
     containers: list[ContainerReading] = []
     observed: list[ObservedContainer] = []
-    for summary in api.containers(all=True):
+    for summary in api.containers(all=True) if listed is None else listed:
         try:
             attrs = api.inspect_container(summary["Id"])
             running = (attrs.get("State") or {}).get("Status") == "running"
@@ -197,21 +200,24 @@ def read_sample(api: Any, target: EdgeTarget, started: datetime) -> EdgeReading:
     )
 
 
-def _disk_usage(api: Any) -> tuple[dict[str, int | None], str | None]:
-    """Bytes used by images, containers and volumes (`docker system df`).
+def _disk_usage(api: Any) -> tuple[dict[str, int | None], str | None,
+                                     list[dict[str, Any]] | None]:
+    """Bytes used by images, containers and volumes (`docker system df`), and the list of
+    all containers df returns with them (one request less than listing them again).
 
     dockerd refuses a df while another runs; the sample then goes without disk figures.
     """
     try:
         df = api.df()
     except docker.errors.APIError as exc:
-        return {}, f"disk usage not read: {exc.explanation or exc}"
+        return {}, f"disk usage not read: {exc.explanation or exc}", None
+    listed = df.get("Containers")
     volumes = [(v.get("UsageData") or {}).get("Size", -1) for v in df.get("Volumes") or []]
     return {
         "disk_images": df.get("LayersSize"),
-        "disk_containers": sum(int(c.get("SizeRw") or 0) for c in df.get("Containers") or []),
+        "disk_containers": sum(int(c.get("SizeRw") or 0) for c in listed or []),
         "disk_volumes": sum(int(s) for s in volumes if s and s > 0),
-    }, None
+    }, None, listed if isinstance(listed, list) else None
 
 
 def container_reading(attrs: dict[str, Any], stats: dict[str, Any] | None, host: str,
@@ -412,8 +418,17 @@ def _status_key(rows: Iterable[ContainerStatus]) -> list[tuple[Any, ...]]:
 # ---------------------------------------------------------------- fleet artifact
 
 
-def _gib(value: float | None) -> str:
-    return "-" if value is None else f"{value / 2**30:.1f} GiB"
+NONE_SHOWN = "n/a"  # the UI renders cells as markdown: a lone "-" becomes a bullet
+
+
+def human_size(value: float | None) -> str:
+    if value is None:
+        return NONE_SHOWN
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
 
 
 def fleet_rows(edges: Iterable[Edge], samples: dict[int, EdgeSample],
@@ -429,13 +444,15 @@ def fleet_rows(edges: Iterable[Edge], samples: dict[int, EdgeSample],
                    if edge.last_contact else "never")
         rows.append({
             "edge": edge.name, "status": status, "last contact": contact,
-            "CPUs": sample.cpus if sample and sample.cpus is not None else "-",
+            "CPUs": sample.cpus if sample and sample.cpus is not None else NONE_SHOWN,
             "CPU % (containers)": sample.cpu_percent if sample and
-            sample.cpu_percent is not None else "-",
+            sample.cpu_percent is not None else NONE_SHOWN,
             "memory (containers / total)":
-                f"{_gib(sample.memory_used)} / {_gib(sample.memory_total)}" if sample else "-",
+                f"{human_size(sample.memory_used)} / {human_size(sample.memory_total)}"
+                if sample else NONE_SHOWN,
             "containers (running / stopped)":
-                f"{sample.containers_running} / {sample.containers_stopped}" if sample else "-",
+                f"{sample.containers_running} / {sample.containers_stopped}" if sample
+                else NONE_SHOWN,
             "deployments": f"{total} ({degraded} degraded)" if degraded else str(total),
             "error": (edge.last_error or "")[:120],
         })

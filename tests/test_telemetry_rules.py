@@ -469,7 +469,8 @@ def test_fleet_rows_put_offline_and_degraded_first() -> None:
     full = {r["edge"]: r for r in T.fleet_rows(edges, samples, {}, now, limit=10)[0]}
     assert full["a"]["memory (containers / total)"] == "1.0 GiB / 4.0 GiB"
     assert full["a"]["containers (running / stopped)"] == "2 / 1"
-    assert full["a"]["CPU % (containers)"] == 3.5 and full["c"]["CPUs"] == "-"
+    assert full["a"]["CPU % (containers)"] == 3.5 and full["c"]["CPUs"] == "n/a"
+    assert T.human_size(2_500_000) == "2.4 MiB" and T.human_size(None) == "n/a"
 
 
 def test_an_unreachable_edge_is_a_reading_not_an_error(tmp_path: Path) -> None:
