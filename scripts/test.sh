@@ -6,6 +6,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 bash scripts/setup.sh
+# the Prefect UI test screenshots the UI in Debian's headless chromium
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }
+fi
 export PATH="$ROOT/.venv/bin:$PATH"
 ruff check .
 mypy

@@ -1,0 +1,276 @@
+"""What a telemetry sweep costs the control plane per edge: on the lab, and simulated at scale.
+
+Lab: forced sweeps (flow `collect-telemetry` in this process) of the lab's real dockerd
+edges. Simulation (clearly not real engines): N edge records in a throw-away edgefleet home,
+all pointing at a fake engine (``bench/fake_engine.py``: a separate asyncio process answering
+the same Docker API endpoints over mutual TLS, at once); everything on our side is the real
+code path (flow, tasks, docker SDK client, SQLite records, Prefect API calls).
+
+Measured in this process: CPU seconds (``time.process_time``, every thread of the control
+plane; the Prefect API server and the fake engine run in other processes) and wall time per
+sweep. Baseline, same process, same engine: a bare ``docker version`` (open a client, one
+call, close), so results are ratios (machines here are noisy). Targets: <= 20 ms CPU per
+edge per sweep; 10,000 edges swept within a 60 s interval. Nothing here is asserted.
+
+    python bench/telemetry_sweep.py [--sweeps 2] [--scale 1000,10000] [--short] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import fake_engine  # noqa: E402
+from edgefleet import db, server  # noqa: E402
+from edgefleet.engine import EngineConnection, engine_client  # noqa: E402
+from edgefleet.lab import certs, lab_status, lab_up  # noqa: E402
+from edgefleet.settings import get_settings  # noqa: E402
+
+TARGET_CPU_MS = 20.0
+TARGET_EDGES, TARGET_SECONDS = 10_000, 60.0
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of another process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ping_baseline(conn: EngineConnection, calls: int) -> float:
+    """CPU ms of one bare `docker version` (client opened, one call, closed)."""
+    with engine_client(conn) as client:
+        client.version()  # warm: imports, first TLS context
+    started = time.process_time()
+    for _ in range(calls):
+        with engine_client(conn) as client:
+            client.version()
+    return (time.process_time() - started) / calls * 1000
+
+
+def run_sweeps(sweeps: int, edges: int) -> list[dict[str, float]]:
+    """Forced sweeps of every edge; CPU and wall of each."""
+    from flows.telemetry import collect_telemetry
+
+    results = []
+    for _ in range(sweeps):
+        cpu, wall = time.process_time(), time.perf_counter()
+        summary = collect_telemetry(force=True)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        if summary["sampled"] != edges or summary["unreachable"]:
+            raise RuntimeError(f"sweep sampled {summary['sampled']} of {edges} edges, "
+                               f"unreachable: {summary['unreachable'][:5]}")
+        results.append({"cpu_s": cpu, "wall_s": wall})
+    return results
+
+
+def with_prefect(func: Callable[[], Any]) -> Any:
+    """Report to `edgefleet up`'s server when it runs (else Prefect's temporary one)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    api_url = server.running_api_url()
+    if api_url is None:
+        return func()
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        return func()
+
+
+def empty_sweeps(sweeps: int) -> float:
+    """CPU seconds of a sweep in which no edge is due: the fixed cost of a sweep (a flow
+    run and its few task runs), whatever the fleet size; it dominates a 2-edge lab."""
+    from flows.telemetry import collect_telemetry
+
+    total = 0.0
+    for _ in range(sweeps):
+        cpu = time.process_time()
+        summary = collect_telemetry(force=False)
+        total += time.process_time() - cpu
+        if summary["sampled"]:
+            raise RuntimeError("an edge was due during the empty-sweep measurement")
+    return total / sweeps
+
+
+def bench_lab(sweeps: int) -> dict[str, Any]:
+    status = lab_status()
+    if not status.running:
+        status = lab_up(edges=2, swarm_edges=1)
+    edges = len(status.edges)
+    baseline = ping_baseline(status.edges[0].connection, 20)
+    results = with_prefect(lambda: run_sweeps(sweeps + 1, edges))[1:]  # first one warms up
+    fixed = with_prefect(lambda: empty_sweeps(max(1, sweeps)))
+    read_ms = read_only([e.connection for e in status.edges] * 3, edges)
+    cpu = sum(r["cpu_s"] for r in results) / len(results)
+    cpu_ms = cpu / edges * 1000
+    wall = sum(r["wall_s"] for r in results) / len(results)
+    return {"edges": edges, "sweeps": len(results), "cpu_ms_per_edge": round(cpu_ms, 2),
+            "empty_sweep_cpu_ms": round(fixed * 1000, 1),
+            "read_only_cpu_ms_per_edge": round(read_ms, 2),
+            "wall_s_per_sweep": round(wall, 3), "wall_s_per_edge": round(wall / edges, 3),
+            "baseline_ping_cpu_ms": round(baseline, 3),
+            "cpu_ratio_to_ping": round(cpu_ms / baseline, 1),
+            "read_ratio_to_ping": round(read_ms / baseline, 1)}
+
+
+def _sim_home(folder: Path, edges: int, port: int, client: Path) -> None:
+    """A throw-away edgefleet home whose N edges all point at the fake engine."""
+    from sqlalchemy import insert
+
+    from models.records import Edge
+
+    os.environ["EDGEFLEET_HOME"] = str(folder / "home")
+    get_settings.cache_clear()
+    db.get_engine.cache_clear()
+    now = datetime.now(UTC)
+    rows = [{"name": f"sim-{i:05d}", "docker_host": f"tcp://127.0.0.1:{port}",
+             "tls_ca": str(client / "ca.pem"), "tls_cert": str(client / "cert.pem"),
+             "tls_key": str(client / "key.pem"), "telemetry_interval": 60,
+             "heartbeat_interval": 20, "status": "ONLINE", "last_contact": now,
+             "created_at": now} for i in range(edges)]
+    with db.session_scope() as session:
+        session.execute(insert(Edge), rows)
+
+
+def read_only(conns: list[EngineConnection], workers: int) -> float:
+    """CPU ms per edge of just reading (no Prefect, no records): where the CPU goes."""
+    from models.readings import EdgeTarget
+    from models.telemetry import Work
+    from tasks.telemetry import read_edge
+
+    targets = [EdgeTarget(edge_id=i, conn=c, work=Work.SAMPLE) for i, c in enumerate(conns)]
+    started = time.process_time()
+    with ThreadPoolExecutor(workers) as pool:
+        readings = list(pool.map(lambda t: read_edge(t, 30), targets))
+    cpu = time.process_time() - started
+    bad = [r.error for r in readings if not r.reachable]
+    if bad:
+        raise RuntimeError(f"engine refused: {bad[:3]}")
+    return cpu / len(targets) * 1000
+
+
+def bench_simulation(scales: list[int], sweeps: int, containers: int, running: int
+                     ) -> dict[str, Any]:
+    saved = os.environ.get("EDGEFLEET_HOME")
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="ef-sim-") as tmp:
+        folder = Path(tmp)
+        server_certs, client_certs = certs.ensure_edge_certs(folder / "certs", "sim")
+        from edgefleet.lab.daemons import free_port
+
+        port = free_port(set())
+        ctx = multiprocessing.get_context("spawn")
+        ready = ctx.Event()
+        engine = ctx.Process(target=fake_engine.serve, daemon=True,
+                             args=(port, str(server_certs), containers, running, ready))
+        engine.start()
+        try:
+            if not ready.wait(30):
+                raise RuntimeError("the fake engine did not start")
+            conn = EngineConnection(name="sim", docker_host=f"tcp://127.0.0.1:{port}",
+                                    tls_ca=str(client_certs / "ca.pem"),
+                                    tls_cert=str(client_certs / "cert.pem"),
+                                    tls_key=str(client_certs / "key.pem"))
+            baseline = ping_baseline(conn, 200)
+            read_ms = read_only([conn] * 500, get_settings().telemetry_workers)
+            for scale in scales:
+                say(f"simulation: {scale} edges ...")
+                _sim_home(folder / str(scale), scale, port, client_certs)
+                engine_cpu = proc_cpu(int(engine.pid or 0))
+                results = with_prefect(lambda s=scale: run_sweeps(sweeps, s))
+                engine_cpu = proc_cpu(int(engine.pid or 0)) - engine_cpu
+                steady = results[-1]  # the last sweep: CPU % from stored counters too
+                cpu_ms = steady["cpu_s"] / scale * 1000
+                runs.append({
+                    "edges": scale, "sweeps": len(results),
+                    "cpu_ms_per_edge": round(cpu_ms, 2),
+                    "cpu_ms_per_edge_first_sweep": round(results[0]["cpu_s"] / scale * 1000, 2),
+                    "wall_s": round(steady["wall_s"], 2),
+                    "edges_per_minute": round(scale / steady["wall_s"] * 60),
+                    "cpu_ratio_to_ping": round(cpu_ms / baseline, 1),
+                    "fake_engine_cpu_ms_per_edge": round(engine_cpu / len(results) / scale
+                                                         * 1000, 2),
+                })
+        finally:
+            engine.kill()
+            engine.join(10)
+            if saved is None:
+                os.environ.pop("EDGEFLEET_HOME", None)
+            else:
+                os.environ["EDGEFLEET_HOME"] = saved
+            get_settings.cache_clear()
+            db.get_engine.cache_clear()
+    return {"simulated": True, "containers_per_edge": containers, "running_per_edge": running,
+            "baseline_ping_cpu_ms": round(baseline, 3),
+            "read_only_cpu_ms_per_edge": round(read_ms, 2), "cpus": os.cpu_count(),
+            "runs": runs}
+
+
+def report(result: dict[str, Any]) -> None:
+    lab = result.get("lab")
+    if lab:
+        print(f"lab ({lab['edges']} real dockerd edges, {lab['sweeps']} sweeps): "
+              f"{lab['cpu_ms_per_edge']} ms CPU per edge per sweep "
+              f"({lab['cpu_ratio_to_ping']}x a bare docker version ping = "
+              f"{lab['baseline_ping_cpu_ms']} ms), mostly the fixed cost of a sweep (a sweep "
+              f"with no edge due: {lab['empty_sweep_cpu_ms']} ms); reading an edge alone "
+              f"{lab['read_only_cpu_ms_per_edge']} ms ({lab['read_ratio_to_ping']}x ping); wall "
+              f"{lab['wall_s_per_sweep']} s per sweep (target <= {TARGET_CPU_MS} ms CPU per "
+              "edge)")
+    sim = result.get("simulation")
+    if sim:
+        print(f"SIMULATION (fake engine, {sim['containers_per_edge']} containers per edge, "
+              f"{sim['running_per_edge']} running; {sim['cpus']} CPUs shared with it): "
+              f"ping baseline {sim['baseline_ping_cpu_ms']} ms CPU, "
+              f"read-only {sim['read_only_cpu_ms_per_edge']} ms CPU per edge")
+        for run in sim["runs"]:
+            needed = TARGET_EDGES / run["edges_per_minute"] * 60
+            verdict = "meets" if needed <= TARGET_SECONDS else "misses"
+            print(f"  {run['edges']:>6} edges: {run['cpu_ms_per_edge']} ms CPU per edge "
+                  f"({run['cpu_ratio_to_ping']}x ping; first sweep "
+                  f"{run['cpu_ms_per_edge_first_sweep']} ms), wall {run['wall_s']} s per sweep "
+                  f"= {run['edges_per_minute']} edges/min: {TARGET_EDGES} edges in "
+                  f"{needed:.0f} s at this rate ({verdict} {TARGET_SECONDS:.0f} s); fake engine "
+                  f"{run['fake_engine_cpu_ms_per_edge']} ms CPU per edge")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sweeps", type=int, default=2, help="sweeps per measurement")
+    parser.add_argument("--scale", default="1000,10000", help="simulated fleet sizes")
+    parser.add_argument("--containers", type=int, default=3, help="containers per sim edge")
+    parser.add_argument("--running", type=int, default=2, help="of which running")
+    parser.add_argument("--short", action="store_true", help="small numbers (CI): 1 sweep, "
+                        "50 and 200 simulated edges")
+    parser.add_argument("--no-lab", action="store_true", help="simulation only")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args()
+    sweeps = 1 if args.short else args.sweeps
+    scales = [50, 200] if args.short else [int(s) for s in args.scale.split(",")]
+    result: dict[str, Any] = {}
+    if not args.no_lab:
+        say("lab: sweeping the lab edges ...")
+        result["lab"] = bench_lab(sweeps)
+    result["simulation"] = bench_simulation(scales, max(2, sweeps), args.containers,
+                                            args.running)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        report(result)
+
+
+if __name__ == "__main__":
+    main()
