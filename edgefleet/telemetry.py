@@ -112,12 +112,18 @@ def collect(edges: list[str] | None = None, *, force: bool = True) -> dict[str, 
 
     ``force`` samples the edges even if their interval has not passed.
     """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
 
     from flows.telemetry import collect_telemetry
 
+    # no flow-run heartbeat: this process watches its own run (saves ~1 s per sweep)
+    updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     api_url = server.running_api_url()
     if api_url:
-        with temporary_settings({PREFECT_API_URL: api_url}):
-            return collect_telemetry(edges=edges, force=force)
-    return collect_telemetry(edges=edges, force=force)
+        updates[PREFECT_API_URL] = api_url
+    with temporary_settings(updates):
+        return collect_telemetry(edges=edges, force=force)
