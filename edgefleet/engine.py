@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -67,11 +68,17 @@ def make_client(conn: EngineConnection, timeout: float | None = None) -> docker.
     context: ssl.SSLContext | None = None
     if conn.uses_tls:
         paths = (str(conn.tls_ca), str(conn.tls_cert), str(conn.tls_key))
+        stamps = []
         for path in paths:
-            if not Path(path).is_file():
+            try:
+                found = os.stat(path)
+            except OSError:
+                found = None
+            if found is None or not stat.S_ISREG(found.st_mode):
                 raise EdgeUnreachable(f"edge {conn.name}: TLS file {path} does not exist")
+            stamps.append(found.st_mtime_ns)
         try:
-            context = tls_context(*paths, tuple(Path(p).stat().st_mtime_ns for p in paths))
+            context = tls_context(*paths, tuple(stamps))
         except (OSError, ssl.SSLError) as exc:
             raise EdgeUnreachable(f"edge {conn.name}: TLS files unusable: {exc}") from exc
     client = docker.DockerClient(

@@ -40,6 +40,12 @@ def untouched(value: T) -> T:
     return cast(T, quote(value))
 
 
+def _few(names: list[str], shown: int = 20) -> str:
+    """A log line stays short whatever the fleet size."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more if names else "none"
+
+
 def _run_name() -> str:
     return f"sweep-{datetime.now(UTC):%H%M%S}"
 
@@ -74,8 +80,7 @@ def collect_telemetry(edges: list[str] | None = None, force: bool = False) -> di
     unreachable = sorted(r.name for r in readings if not r.reachable)
     changed = [f"{c.edge} {c.status.value}" for c in changes]
     logger.info("sweep: %d sampled, %d heartbeat(s), unreachable: %s, changes: %s", sampled,
-                len(readings) - sampled, ", ".join(unreachable) or "none",
-                ", ".join(changed) or "none")
+                len(readings) - sampled, _few(unreachable), _few(changed))
     return {"time": now.isoformat(), "sampled": sampled, "heartbeats": len(readings) - sampled,
             "unreachable": unreachable, "changes": changed, "degraded": degraded,
             "retention": retention}

@@ -314,7 +314,8 @@ def mark_availability(now: datetime | None = None) -> list[AvailabilityChange]:
                 continue
             result = session.execute(update(Edge).where(
                 col(Edge.id) == edge.id, col(Edge.status) == previous
-            ).values(status=new.value))
+            ).values(status=new.value).execution_options(
+                synchronize_session=False))  # else each update scans every loaded edge
             if getattr(result, "rowcount", 0) != 1:
                 continue
             reason = (edge.last_error or "no contact") if new is Availability.OFFLINE else None
