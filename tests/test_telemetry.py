@@ -213,7 +213,9 @@ def test_a_killed_engine_goes_offline_and_comes_back_online(
             period = max(durations) + 0.5
             silent = (history[0].time - last_contact).total_seconds()
             assert limit < silent <= limit + period, (silent, durations)
-            assert took <= limit + period, f"OFFLINE {took:.1f}s after the kill ({durations})"
+            # Wall clock from the kill: the detecting sweep, plus one loop turn (status read,
+            # pause) before this test sees it; the rule itself is checked exactly above.
+            assert took <= limit + 2 * period, f"OFFLINE {took:.1f}s after the kill ({durations})"
             # lab-1's telemetry went on; lab-2's failures are recorded as samples
             assert len([s for s in samples_since("lab-1", since) if s.reachable]) >= 2
             failed = samples_since("lab-2", since)
