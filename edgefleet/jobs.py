@@ -33,6 +33,7 @@ FLOWS = {
     "update-application": "flows.update:update_application",
     "check-image-updates": "flows.check_updates:check_image_updates",
     "reconcile-notifications": "flows.notify:reconcile_notifications",
+    "collect-telemetry": "flows.telemetry:collect_telemetry",
 }
 TRANSIENT = {DeploymentState.STARTING, DeploymentState.UPDATING, DeploymentState.STOPPING}
 

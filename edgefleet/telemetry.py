@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import case
 from sqlmodel import Session, col, func, select
 
-from edgefleet import metrics, server
+from edgefleet import metrics
 from edgefleet.db import session_scope
 from edgefleet.edges import get_edge
 from edgefleet.errors import InvalidInput
@@ -112,18 +112,7 @@ def collect(edges: list[str] | None = None, *, force: bool = True) -> dict[str, 
 
     ``force`` samples the edges even if their interval has not passed.
     """
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-        temporary_settings,
-    )
+    from edgefleet import jobs  # imports Prefect: only when a sweep is asked for
 
-    from flows.telemetry import collect_telemetry
-
-    # no flow-run heartbeat: this process watches its own run (saves ~1 s per sweep)
-    updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-    api_url = server.running_api_url()
-    if api_url:
-        updates[PREFECT_API_URL] = api_url
-    with temporary_settings(updates):
-        return collect_telemetry(edges=edges, force=force)
+    result: dict[str, Any] = jobs.run_here("collect-telemetry", {"edges": edges, "force": force})
+    return result
