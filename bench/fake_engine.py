@@ -4,9 +4,10 @@ It is not dockerd. It answers, over mutual TLS like a lab edge, exactly the Dock
 endpoints a telemetry sweep calls (``/_ping``, ``/version``, ``/info``, ``/system/df``,
 ``/containers/json``, ``/containers/{id}/json``, ``/containers/{id}/stats``) with canned
 bodies shaped like dockerd 20.10's (CPU counters grow with time, so CPU % is computed),
-and answers at once (a real dockerd holds a one-shot stats until its next 1 s collection
-tick). It runs as its own process (asyncio, one port), so its CPU is not the control
-plane's. Every simulated edge gets the same containers.
+and answers at once, except a one-shot stats, which it holds until its next collection tick
+as dockerd does (every ``stats_tick`` seconds, 1 s like dockerd; 0 answers at once). It runs
+as its own process (asyncio, one port), so its CPU is not the control plane's. Every
+simulated edge gets the same containers.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ STATS = (
 class Engine:
     """Canned answers, encoded once."""
 
-    def __init__(self, containers: int, running: int) -> None:
+    def __init__(self, containers: int, running: int, stats_tick: float = 1.0) -> None:
+        self.stats_tick = stats_tick
         self.summaries = _containers(containers, running)
         self.inspects = {c["Id"]: json.dumps(_inspect(c)).encode() for c in self.summaries}
         self.list_body = json.dumps(self.summaries).encode()
@@ -120,6 +122,9 @@ async def _handle(engine: Engine, reader: asyncio.StreamReader,
             parts = request_line.split(" ")
             if len(parts) < 2:
                 break
+            if engine.stats_tick and "/stats" in parts[1]:  # dockerd's collection tick
+                since = time.monotonic() - engine.started
+                await asyncio.sleep(engine.stats_tick - since % engine.stats_tick)
             status, body, kind = engine.answer(parts[1])
             reason = "OK" if status == 200 else "Not Found"
             writer.write(
@@ -132,13 +137,14 @@ async def _handle(engine: Engine, reader: asyncio.StreamReader,
         writer.close()
 
 
-def serve(port: int, server_certs: str, containers: int, running: int, ready: Any) -> None:
+def serve(port: int, server_certs: str, containers: int, running: int, ready: Any,
+          stats_tick: float = 1.0) -> None:
     """Run the fake engine on 127.0.0.1:``port`` until killed (a process entry point)."""
     folder = Path(server_certs)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(folder / "ca.pem"))
     context.load_cert_chain(str(folder / "cert.pem"), str(folder / "key.pem"))
     context.verify_mode = ssl.CERT_REQUIRED  # mutual TLS, like a lab edge
-    engine = Engine(containers, running)
+    engine = Engine(containers, running, stats_tick)
 
     async def main() -> None:
         server = await asyncio.start_server(

@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -152,16 +151,15 @@ def _sim_home(folder: Path, edges: int, port: int, client: Path) -> None:
         session.execute(insert(Edge), rows)
 
 
-def read_only(conns: list[EngineConnection], workers: int) -> float:
+def read_only(conns: list[EngineConnection], in_flight: int) -> float:
     """CPU ms per edge of just reading (no Prefect, no records): where the CPU goes."""
+    from edgefleet.edge_readings import read_many
     from models.readings import EdgeTarget
     from models.telemetry import Work
-    from tasks.telemetry import read_edge
 
     targets = [EdgeTarget(edge_id=i, conn=c, work=Work.SAMPLE) for i, c in enumerate(conns)]
     started = time.process_time()
-    with ThreadPoolExecutor(workers) as pool:
-        readings = list(pool.map(lambda t: read_edge(t, 30), targets))
+    readings = read_many(targets, 30, in_flight)
     cpu = time.process_time() - started
     bad = [r.error for r in readings if not r.reachable]
     if bad:
@@ -169,8 +167,8 @@ def read_only(conns: list[EngineConnection], workers: int) -> float:
     return cpu / len(targets) * 1000
 
 
-def bench_simulation(scales: list[int], sweeps: int, containers: int, running: int
-                     ) -> dict[str, Any]:
+def bench_simulation(scales: list[int], sweeps: int, containers: int, running: int,
+                     stats_tick: float) -> dict[str, Any]:
     saved = os.environ.get("EDGEFLEET_HOME")
     runs = []
     with tempfile.TemporaryDirectory(prefix="ef-sim-") as tmp:
@@ -182,7 +180,7 @@ def bench_simulation(scales: list[int], sweeps: int, containers: int, running: i
         ctx = multiprocessing.get_context("spawn")
         ready = ctx.Event()
         engine = ctx.Process(target=fake_engine.serve, daemon=True,
-                             args=(port, str(server_certs), containers, running, ready))
+                             args=(port, str(server_certs), containers, running, ready, stats_tick))
         engine.start()
         try:
             if not ready.wait(30):
@@ -192,7 +190,7 @@ def bench_simulation(scales: list[int], sweeps: int, containers: int, running: i
                                     tls_cert=str(client_certs / "cert.pem"),
                                     tls_key=str(client_certs / "key.pem"))
             baseline = ping_baseline(conn, 200)
-            read_ms = read_only([conn] * 500, get_settings().telemetry_workers)
+            read_ms = read_only([conn] * 500, get_settings().telemetry_in_flight)
             for scale in scales:
                 say(f"simulation: {scale} edges ...")
                 _sim_home(folder / str(scale), scale, port, client_certs)
@@ -223,7 +221,8 @@ def bench_simulation(scales: list[int], sweeps: int, containers: int, running: i
             db.get_engine.cache_clear()
     settings = get_settings()
     return {"simulated": True, "containers_per_edge": containers, "running_per_edge": running,
-            "edges_in_flight": settings.telemetry_workers * settings.telemetry_max_batches,
+            "stats_tick_s": stats_tick,
+            "edges_in_flight": settings.telemetry_in_flight,
             "baseline_ping_cpu_ms": round(baseline, 3),
             "read_only_cpu_ms_per_edge": round(read_ms, 2), "cpus": os.cpu_count(),
             "runs": runs}
@@ -243,7 +242,8 @@ def report(result: dict[str, Any]) -> None:
     sim = result.get("simulation")
     if sim:
         print(f"SIMULATION (fake engine, {sim['containers_per_edge']} containers per edge, "
-              f"{sim['running_per_edge']} running; {sim['cpus']} CPUs shared with it; up to "
+              f"{sim['running_per_edge']} running, stats held to a {sim['stats_tick_s']} s tick; "
+              f"{sim['cpus']} CPUs shared with it; up to "
               f"{sim['edges_in_flight']} edges in flight): "
               f"ping baseline {sim['baseline_ping_cpu_ms']} ms CPU, "
               f"read-only {sim['read_only_cpu_ms_per_edge']} ms CPU per edge")
@@ -264,13 +264,15 @@ def main() -> None:
     parser.add_argument("--scale", default="1000,10000", help="simulated fleet sizes")
     parser.add_argument("--containers", type=int, default=3, help="containers per sim edge")
     parser.add_argument("--running", type=int, default=2, help="of which running")
+    parser.add_argument("--stats-tick", type=float, default=1.0,
+                        help="the fake engine holds a one-shot stats until its next tick, as "
+                        "dockerd does (seconds; 0: answer at once)")
     parser.add_argument("--short", action="store_true", help="small numbers (CI): 1 sweep, "
                         "50 and 200 simulated edges")
     parser.add_argument("--no-lab", action="store_true", help="simulation only")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="edges in flight per batch task in the simulation (default: the "
-                        "telemetry_workers setting; fewer threads fight less for the GIL when "
-                        "engines answer at once)")
+    parser.add_argument("--in-flight", type=int, default=0,
+                        help="edges read at once by a sweep (default: the "
+                        "telemetry_in_flight setting)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
     sweeps = 1 if args.short else args.sweeps
@@ -279,11 +281,11 @@ def main() -> None:
     if not args.no_lab:
         say("lab: sweeping the lab edges ...")
         result["lab"] = bench_lab(sweeps)
-    if args.workers:
-        os.environ["EDGEFLEET_TELEMETRY_WORKERS"] = str(args.workers)
+    if args.in_flight:
+        os.environ["EDGEFLEET_TELEMETRY_IN_FLIGHT"] = str(args.in_flight)
         get_settings.cache_clear()
     result["simulation"] = bench_simulation(scales, max(2, sweeps), args.containers,
-                                            args.running)
+                                            args.running, args.stats_tick)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

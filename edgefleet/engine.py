@@ -65,22 +65,7 @@ def connection_of(edge: Any) -> EngineConnection:
 
 def make_client(conn: EngineConnection, timeout: float | None = None) -> docker.DockerClient:
     timeout = timeout or get_settings().engine_timeout
-    context: ssl.SSLContext | None = None
-    if conn.uses_tls:
-        paths = (str(conn.tls_ca), str(conn.tls_cert), str(conn.tls_key))
-        stamps = []
-        for path in paths:
-            try:
-                found = os.stat(path)
-            except OSError:
-                found = None
-            if found is None or not stat.S_ISREG(found.st_mode):
-                raise EdgeUnreachable(f"edge {conn.name}: TLS file {path} does not exist")
-            stamps.append(found.st_mtime_ns)
-        try:
-            context = tls_context(*paths, tuple(stamps))
-        except (OSError, ssl.SSLError) as exc:
-            raise EdgeUnreachable(f"edge {conn.name}: TLS files unusable: {exc}") from exc
+    context = ssl_context_of(conn)
     client = docker.DockerClient(
         base_url=conn.docker_host, version=API_VERSION, timeout=int(timeout),
         tls=context is not None,
@@ -89,6 +74,27 @@ def make_client(conn: EngineConnection, timeout: float | None = None) -> docker.
         client.api.mount("https://", _ContextAdapter(context))
     client.api.trust_env = False
     return client
+
+
+def ssl_context_of(conn: EngineConnection) -> ssl.SSLContext | None:
+    """The edge's mutual-TLS context (None without TLS files); a missing or unusable file is
+    ``EdgeUnreachable`` naming it."""
+    if not conn.uses_tls:
+        return None
+    paths = (str(conn.tls_ca), str(conn.tls_cert), str(conn.tls_key))
+    stamps = []
+    for path in paths:
+        try:
+            found = os.stat(path)
+        except OSError:
+            found = None
+        if found is None or not stat.S_ISREG(found.st_mode):
+            raise EdgeUnreachable(f"edge {conn.name}: TLS file {path} does not exist")
+        stamps.append(found.st_mtime_ns)
+    try:
+        return tls_context(*paths, tuple(stamps))
+    except (OSError, ssl.SSLError) as exc:
+        raise EdgeUnreachable(f"edge {conn.name}: TLS files unusable: {exc}") from exc
 
 
 @lru_cache(maxsize=1024)
@@ -130,7 +136,7 @@ def engine_client(conn: EngineConnection, timeout: float | None = None) -> Itera
         yield client
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         raise EdgeUnreachable(
-            f"edge {conn.name} ({conn.docker_host}) did not answer: {_short(exc)}"
+            f"edge {conn.name} ({conn.docker_host}) did not answer: {describe_failure(exc)}"
         ) from exc
     finally:
         client.close()
@@ -143,7 +149,7 @@ def ping(conn: EngineConnection, timeout: float = 5.0) -> dict[str, Any]:
             return dict(client.version())
     except docker.errors.DockerException as exc:
         raise EdgeUnreachable(
-            f"edge {conn.name} ({conn.docker_host}) did not answer: {_short(exc)}"
+            f"edge {conn.name} ({conn.docker_host}) did not answer: {describe_failure(exc)}"
         ) from exc
 
 
@@ -178,12 +184,16 @@ def cert_folder(conn: EngineConnection) -> Path:
     return folder
 
 
-def _short(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
+    """A connection failure in one short line an operator can act on."""
     text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text:
+    if (isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text
+            or "SSLError" in text):
         return "TLS verification failed (check the edge's CA and client certificate)"
-    if "Connection refused" in text:
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc.reason or text}"
+    if isinstance(exc, ConnectionRefusedError) or "Connection refused" in text:
         return "connection refused (is dockerd running and listening there?)"
-    if "timed out" in text.lower():
+    if isinstance(exc, TimeoutError) or "timed out" in text.lower():
         return "timed out"
     return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -6,6 +6,7 @@
     ├── AlreadyExists         a record with that name already exists
     ├── InvalidTransition     the deployment's state does not allow the action
     ├── EdgeUnreachable       the edge's Docker engine did not answer
+    ├── EngineRequestFailed   the engine answered, with an error status
     ├── RegistryError         the image registry refused or did not answer
     ├── ImagePullError        an image could not be pulled onto an edge
     ├── DeploymentFailed      containers did not reach running/healthy in time
@@ -40,6 +41,14 @@ class InvalidTransition(EdgefleetError):
 
 class EdgeUnreachable(EdgefleetError):
     """The edge's Docker engine did not answer (down, wrong address, or TLS refused)."""
+
+
+class EngineRequestFailed(EdgefleetError):
+    """The edge's Docker engine answered a request with an error status (it is reachable)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RegistryError(EdgefleetError):

@@ -15,12 +15,15 @@ from models.telemetry import Work
 
 
 class EdgeTarget(BaseModel):
-    """An edge due in this sweep, with what it needs for CPU % (the previous counters)."""
+    """An edge due in this sweep, with what it needs from its previous sample (the counters
+    for CPU %, the disk figures when disk use is not due)."""
 
     edge_id: int
     conn: EngineConnection
     work: Work
     previous_cpu: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    read_disk: bool = True  # `system df` is due (else the previous figures carry over)
+    previous_disk: dict[str, int | None] = Field(default_factory=dict)
 
 
 class ContainerReading(BaseModel):
@@ -65,5 +68,6 @@ class EdgeReading(BaseModel):
     disk_images: int | None = None
     disk_containers: int | None = None
     disk_volumes: int | None = None
+    disk_read: bool = False  # the disk figures were read now (not carried over)
     containers: list[ContainerReading] = Field(default_factory=list)
     observed: list[ObservedContainer] = Field(default_factory=list)

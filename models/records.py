@@ -44,6 +44,7 @@ class Edge(SQLModel, table=True):
     last_sample_at: datetime | None = None
     last_heartbeat_at: datetime | None = None
     last_sample_id: int | None = None
+    last_disk_at: datetime | None = None  # last `system df` read (it is costly on an edge)
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow)
 

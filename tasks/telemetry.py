@@ -1,24 +1,16 @@
 """Telemetry sweep tasks: plan who is due, read edges in batches, record, mark availability,
 emit events, refresh deployments, publish the fleet artifact, apply retention.
 
-Reading an edge is one short conversation with its engine, through ``engine_client``: a ping
-for a heartbeat; for a sample ``info``, ``system df`` (which lists every container too),
-then per container ``inspect`` and (running ones) a one-shot ``stats``. Calls within an edge are
-sequential on one connection (a TLS handshake costs more control-plane CPU than a request);
-edges run concurrently. dockerd answers a one-shot stats at its next 1 s collection tick,
-so a sample of an edge takes about a second per running container of wall time and almost
-no CPU: throughput comes from many edges in flight, not from parallel calls per edge.
+How an edge is read (one connection, many edges in flight on one event loop) is in
+:mod:`edgefleet.edge_readings`; a batch of edges is one ``read-edges`` task run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import docker.errors
-import requests.exceptions
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
@@ -32,11 +24,11 @@ from sqlmodel import Session, col, delete, select
 from edgefleet import labels as L
 from edgefleet import metrics
 from edgefleet.db import session_scope
-from edgefleet.engine import connection_of, engine_client
-from edgefleet.errors import EdgefleetError, NotFound
+from edgefleet.edge_readings import DISK_KEYS, read_many
+from edgefleet.engine import connection_of
+from edgefleet.errors import NotFound
 from edgefleet.settings import get_settings
-from models.plans import ObservedContainer
-from models.readings import ContainerReading, EdgeReading, EdgeTarget
+from models.readings import EdgeReading, EdgeTarget
 from models.records import ContainerStatus, Deployment, Edge
 from models.states import DeploymentState
 from models.telemetry import (
@@ -46,7 +38,6 @@ from models.telemetry import (
     EdgeSampleHourly,
     Work,
 )
-from tasks.containers import to_observed
 from tasks.retry import unless_final
 
 FLEET_ARTIFACT = "fleet-status"
@@ -94,32 +85,37 @@ def plan_sweep(now: datetime, edges: list[str] | None = None, force: bool = Fals
                 heartbeat_interval=edge.heartbeat_interval, now=now, force=force)
             if work is not Work.NONE:
                 due.append((edge, work))
-        previous = _previous_counters(session, [e.last_sample_id for e, w in due
-                                                if w is Work.SAMPLE and e.last_sample_id])
+        previous = _previous_samples(session, [e.last_sample_id for e, w in due
+                                               if w is Work.SAMPLE and e.last_sample_id])
     assert all(edge.id is not None for edge, _ in due)
-    targets = [
-        EdgeTarget(edge_id=int(edge.id or 0), conn=connection_of(edge), work=work,
-                   previous_cpu=previous.get(edge.last_sample_id or 0, {}))
-        for edge, work in due
-    ]
+    targets = []
+    for edge, work in due:
+        cpu, disk = previous.get(edge.last_sample_id or 0, ({}, {}))
+        targets.append(EdgeTarget(
+            edge_id=int(edge.id or 0), conn=connection_of(edge), work=work, previous_cpu=cpu,
+            read_disk=metrics.is_due(edge.last_disk_at, settings.telemetry_disk_seconds, now)
+            or not disk, previous_disk=disk))
     return metrics.batches(targets, settings.telemetry_batch_size,
                            settings.telemetry_max_batches)
 
 
-def _previous_counters(session: Session, sample_ids: list[int]
-                       ) -> dict[int, dict[str, tuple[int, int]]]:
-    """Per stored sample: container id → (CPU total, system total), for the next CPU %."""
-    found: dict[int, dict[str, tuple[int, int]]] = {}
+def _previous_samples(session: Session, sample_ids: list[int]
+                      ) -> dict[int, tuple[dict[str, tuple[int, int]], dict[str, int | None]]]:
+    """Per stored sample: container id → (CPU total, system total), for the next CPU %, and
+    its disk figures, repeated while disk use is not due."""
+    found: dict[int, tuple[dict[str, tuple[int, int]], dict[str, int | None]]] = {}
+    columns = [getattr(EdgeSample, key) for key in DISK_KEYS]
     for start in range(0, len(sample_ids), CHUNK):
         chunk = sample_ids[start:start + CHUNK]
-        for sample_id, containers in session.exec(
-                select(EdgeSample.id, EdgeSample.containers).where(
+        for sample_id, containers, *disk in session.exec(
+                select(EdgeSample.id, EdgeSample.containers, *columns).where(
                     col(EdgeSample.id).in_(chunk))).all():
-            found[int(sample_id or 0)] = {
+            found[int(sample_id or 0)] = ({
                 c["id"]: (int(c["cpu_total"]), int(c["cpu_system"]))
                 for c in containers
                 if c.get("cpu_total") is not None and c.get("cpu_system") is not None
-            }
+            }, {key: value for key, value in zip(DISK_KEYS, disk, strict=True)
+                if value is not None})
     return found
 
 
@@ -139,115 +135,7 @@ def read_edges(batch: list[EdgeTarget]) -> list[EdgeReading]:
     """Contact a batch of edges concurrently. No retries: an edge that does not answer is a
     reading (recorded as such), never a failure of the batch."""
     settings = get_settings()
-    workers = max(1, min(settings.telemetry_workers, len(batch)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edge") as pool:
-        return list(pool.map(lambda t: read_edge(t, settings.telemetry_timeout), batch))
-
-
-def read_edge(target: EdgeTarget, timeout: float) -> EdgeReading:
-    """One contact with one edge: a ping (heartbeat) or a full sample."""
-    started = utcnow()
-    try:
-        with engine_client(target.conn, timeout) as client:
-            if target.work is Work.HEARTBEAT:
-                client.api.ping()
-                return _reading(target, started, reachable=True)
-            return read_sample(client.api, target, started)
-    except (EdgefleetError, docker.errors.DockerException,
-            requests.exceptions.RequestException) as exc:
-        # an API error is an answer: the engine is there, only the request failed
-        return _reading(target, started, reachable=isinstance(exc, docker.errors.APIError),
-                        error=_reason(target, exc))
-
-
-def _reading(target: EdgeTarget, started: datetime, **fields: Any) -> EdgeReading:
-    return EdgeReading(edge_id=target.edge_id, name=target.conn.name, work=target.work,
-                       started=started, finished=utcnow(), **fields)
-
-
-def _reason(target: EdgeTarget, exc: BaseException) -> str:
-    if isinstance(exc, EdgefleetError):
-        return str(exc)
-    text = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-    return f"edge {target.conn.name}: {text}"
-
-
-def read_sample(api: Any, target: EdgeTarget, started: datetime) -> EdgeReading:
-    """Engine figures, disk use and every container (inspect, plus stats when running)."""
-    info = api.info()
-    disk, disk_error, listed = _disk_usage(api)
-    cpus = info.get("NCPU")
-    containers: list[ContainerReading] = []
-    observed: list[ObservedContainer] = []
-    for summary in api.containers(all=True) if listed is None else listed:
-        try:
-            attrs = api.inspect_container(summary["Id"])
-            running = (attrs.get("State") or {}).get("Status") == "running"
-            stats = api.stats(summary["Id"], stream=False, one_shot=True) if running else None
-        except docker.errors.NotFound:
-            continue  # removed between the list and now
-        reading, obs = container_reading(attrs, stats, target.conn.host, target.previous_cpu,
-                                         cpus)
-        containers.append(reading)
-        if reading.deployment_id:
-            observed.append(obs)
-    running_count = sum(1 for c in containers if c.state == "running")
-    return _reading(
-        target, started, reachable=True, error=disk_error,
-        engine_version=info.get("ServerVersion"), cpus=cpus, memory_total=info.get("MemTotal"),
-        containers_running=running_count, containers_stopped=len(containers) - running_count,
-        containers=containers, observed=observed, **disk,
-    )
-
-
-def _disk_usage(api: Any) -> tuple[dict[str, int | None], str | None,
-                                     list[dict[str, Any]] | None]:
-    """Bytes used by images, containers and volumes (`docker system df`), and the list of
-    all containers df returns with them (one request less than listing them again).
-
-    dockerd refuses a df while another runs; the sample then goes without disk figures.
-    """
-    try:
-        df = api.df()
-    except docker.errors.APIError as exc:
-        return {}, f"disk usage not read: {exc.explanation or exc}", None
-    listed = df.get("Containers")
-    volumes = [(v.get("UsageData") or {}).get("Size", -1) for v in df.get("Volumes") or []]
-    return {
-        "disk_images": df.get("LayersSize"),
-        "disk_containers": sum(int(c.get("SizeRw") or 0) for c in listed or []),
-        "disk_volumes": sum(int(s) for s in volumes if s and s > 0),
-    }, None, listed if isinstance(listed, list) else None
-
-
-def container_reading(attrs: dict[str, Any], stats: dict[str, Any] | None, host: str,
-                      previous_cpu: dict[str, tuple[int, int]], cpus: int | None
-                      ) -> tuple[ContainerReading, ObservedContainer]:
-    """One container's figures from its inspect (labels, state) and one-shot stats."""
-    obs = to_observed(attrs, host)
-    figures: dict[str, Any] = {}
-    if stats:
-        cpu = stats.get("cpu_stats") or {}
-        usage = cpu.get("cpu_usage") or {}
-        total, system = usage.get("total_usage"), cpu.get("system_cpu_usage")
-        online = cpu.get("online_cpus") or len(usage.get("percpu_usage") or []) or cpus
-        memory = stats.get("memory_stats") or {}
-        rx, tx = metrics.network_bytes(stats)
-        read, write = metrics.block_bytes(stats)
-        figures = {
-            "cpu_total": total, "cpu_system": system,
-            "cpu_percent": metrics.cpu_percent(previous_cpu.get(obs.container_id), total,
-                                               system, online),
-            "memory_usage": metrics.memory_usage(stats), "memory_limit": memory.get("limit"),
-            "net_rx": rx, "net_tx": tx, "block_read": read, "block_write": write,
-        }
-    reading = ContainerReading(
-        id=obs.container_id, name=obs.name, deployment_id=obs.labels.get(L.DEPLOYMENT),
-        service=obs.service, image=obs.image, state=obs.state, health=obs.health,
-        restart_count=obs.restart_count, exit_code=obs.exit_code,
-        created=str(attrs.get("Created", "")), **figures,
-    )
-    return reading, obs
+    return read_many(batch, settings.telemetry_timeout, settings.telemetry_in_flight)
 
 
 # ---------------------------------------------------------------- record
@@ -286,6 +174,8 @@ def record_readings(readings: list[EdgeReading], planned: datetime) -> int:
                                       "last_error": r.error}
             if r.work is Work.SAMPLE:
                 values.update(last_sample_at=planned, last_sample_id=sample_ids[r.edge_id])
+            if r.disk_read:
+                values["last_disk_at"] = planned
             if r.reachable:
                 values["last_contact"] = r.finished
             groups.setdefault(tuple(sorted(values)), []).append(values)

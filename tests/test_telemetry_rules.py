@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from edgefleet import metrics, telemetry
+from edgefleet import edge_readings, metrics, telemetry
 from edgefleet.cli.main import app
 from edgefleet.db import get_engine, session_scope
 from edgefleet.edges import add_edge, edge_public, list_edges
@@ -137,7 +137,8 @@ def inspect_attrs(cid: str = "e908f395bd76" + "0" * 52, status: str = "running",
 
 def test_container_reading_from_inspect_and_stats() -> None:
     previous = {"e908f395bd76": (1_000_000_000, 100_000_000_000)}
-    reading, obs = T.container_reading(inspect_attrs(), STATS_V1, "10.0.0.7", previous, 2)
+    reading, obs = edge_readings.container_reading(inspect_attrs(), STATS_V1, "10.0.0.7",
+                                                   previous, 2)
     assert reading.id == "e908f395bd76" and reading.name == "ef-web"
     assert reading.deployment_id == "d" * 32 and reading.service == "web"
     assert (reading.state, reading.health, reading.restart_count) == ("running", "healthy", 0)
@@ -147,7 +148,7 @@ def test_container_reading_from_inspect_and_stats() -> None:
         101, 52, 4096, 8192)
     assert (reading.cpu_total, reading.cpu_system) == (1_500_000_000, 104_000_000_000)
     assert obs.urls == ["http://10.0.0.7:32768"]
-    stopped, _ = T.container_reading(inspect_attrs(status="exited", exit_code=137,
+    stopped, _ = edge_readings.container_reading(inspect_attrs(status="exited", exit_code=137,
                                                    deployment=None, health=None),
                                      None, "h", {}, 2)
     assert stopped.deployment_id is None and stopped.exit_code == 137
@@ -285,6 +286,29 @@ def test_plan_record_and_previous_counters(records: None) -> None:
         (True, 1.5, 100, None), (False, None, None, "refused")]
 
 
+def test_disk_use_is_read_on_its_own_slower_cadence(records: None,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEFLEET_TELEMETRY_DISK_SECONDS", "600")
+    get_settings.cache_clear()
+    one = make_edge("e1")
+    first = T.plan_sweep.fn(T0)[0][0]
+    assert first.read_disk and first.previous_disk == {}  # never read: read it now
+    disk = {"disk_images": 7_000, "disk_containers": 30, "disk_volumes": 0}
+    T.record_readings.fn([reading(one, "e1", T0, disk_read=True, **disk)], T0)
+    later = T.plan_sweep.fn(at(60))[0][0]
+    assert not later.read_disk and later.previous_disk == disk  # carried over, not read
+    T.record_readings.fn([reading(one, "e1", at(60), **disk)], at(60))  # carried, not read
+    assert not T.plan_sweep.fn(at(540))[0][0].read_disk
+    assert T.plan_sweep.fn(at(600))[0][0].read_disk  # due again 600 s after the last read
+    T.record_readings.fn([reading(one, "e1", at(600), reachable=False, error="gone")],
+                         at(600))
+    assert T.plan_sweep.fn(at(660))[0][0].read_disk  # no figures to carry over: read them
+    monkeypatch.setenv("EDGEFLEET_TELEMETRY_DISK_SECONDS", "0")
+    get_settings.cache_clear()
+    T.record_readings.fn([reading(one, "e1", at(700), disk_read=True, **disk)], at(700))
+    assert T.plan_sweep.fn(at(760))[0][0].read_disk  # 0: every sample reads it
+
+
 def test_availability_changes_are_recorded_once(records: None) -> None:
     one = make_edge("e1", last_contact=T0, status="ONLINE", heartbeat_interval=2)
     make_edge("e2", last_contact=T0, status="ONLINE", heartbeat_interval=20)
@@ -335,7 +359,7 @@ def make_deployment(edge_id: int, services: list[tuple[str, str]], state: str = 
 def observed_reading(edge_id: int, when: datetime, attrs: list[dict[str, Any]]) -> EdgeReading:
     containers, observed = [], []
     for a in attrs:
-        c, o = T.container_reading(a, None, "127.0.0.1", {}, 2)
+        c, o = edge_readings.container_reading(a, None, "127.0.0.1", {}, 2)
         containers.append(c)
         observed.append(o)
     return reading(edge_id, "e1", when, containers=containers, observed=observed)
@@ -476,10 +500,10 @@ def test_fleet_rows_put_offline_and_degraded_first() -> None:
 def test_an_unreachable_edge_is_a_reading_not_an_error(tmp_path: Path) -> None:
     target = EdgeTarget(edge_id=1, work=Work.SAMPLE, conn=EngineConnection(
         name="gone", docker_host="tcp://127.0.0.1:9"))  # nothing listens on port 9
-    result = T.read_edge(target, timeout=2)
+    result = edge_readings.read_many([target], timeout=2, in_flight=1)[0]
     assert not result.reachable and result.error and "gone" in result.error
     missing = EdgeTarget(edge_id=2, work=Work.HEARTBEAT, conn=EngineConnection(
         name="nocert", docker_host="tcp://127.0.0.1:9", tls_ca=str(tmp_path / "ca.pem"),
         tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "key.pem")))
-    result = T.read_edge(missing, timeout=2)
+    result = edge_readings.read_many([missing], timeout=2, in_flight=1)[0]
     assert not result.reachable and "does not exist" in (result.error or "")

@@ -1,0 +1,181 @@
+"""The asynchronous Engine API client of the telemetry sweep, against the lab's real dockerd
+(over mutual TLS and over its unix socket), compared with what the docker SDK reads; its
+refusals (TLS, missing container, unsupported address); and its timeout against a silent
+server, which needs no engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgefleet.edge_readings import read_many
+from edgefleet.engine import EngineConnection, engine_client
+from edgefleet.engine_api import open_engine
+from edgefleet.errors import EngineRequestFailed
+from edgefleet.lab import LabStatus, certs
+from edgefleet.lab.state import load_state
+from edgefleet.settings import get_settings
+from models.readings import EdgeTarget
+from models.telemetry import Work
+
+TEST_LABEL = "edgefleet.test"
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def ticker(lab: LabStatus) -> Iterator[tuple[EngineConnection, str]]:
+    """A running test container on lab-2 (its id), removed after."""
+    conn = lab.edge("lab-2").connection
+    value = uuid.uuid4().hex[:8]
+    with engine_client(conn, timeout=30) as client:
+        container = client.containers.run(f"{lab.registry}/edgefleet/ticker:1.0.0",
+                                          detach=True, labels={TEST_LABEL: value},
+                                          network_mode="none")
+        cid = str(container.id)
+    yield conn, cid
+    with engine_client(conn, timeout=30) as client:
+        for c in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={value}"}):
+            c.remove(force=True)
+
+
+@pytest.mark.lab
+def test_reads_what_the_docker_sdk_reads(ticker: tuple[EngineConnection, str]) -> None:
+    conn, cid = ticker
+
+    async def read() -> dict[str, Any]:
+        async with open_engine(conn, timeout=30) as engine:
+            await engine.ping()
+            found = {"info": await engine.info(), "list": await engine.containers(all=True),
+                     "inspect": await engine.inspect_container(cid),
+                     "stats": await engine.stats(cid), "df": await engine.df()}
+            found["requests"] = engine.requests
+            return found
+
+    found = run(read())
+    with engine_client(conn, timeout=30) as client:
+        info = client.info()
+        listed = {c["Id"] for c in client.api.containers(all=True)}
+        inspected = client.api.inspect_container(cid)
+    assert found["requests"] == 6  # all on one connection, none failed
+    assert found["info"]["ServerVersion"] == info["ServerVersion"]
+    assert found["info"]["NCPU"] == info["NCPU"] and found["info"]["MemTotal"] > 0
+    assert {c["Id"] for c in found["list"]} == listed and cid in listed
+    assert found["inspect"]["Id"] == cid
+    assert found["inspect"]["Config"]["Labels"] == inspected["Config"]["Labels"]
+    assert found["inspect"]["State"]["Status"] == "running"
+    assert found["stats"]["id"] == cid and found["stats"]["memory_stats"]["usage"] > 0
+    assert found["stats"]["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+    assert found["df"]["LayersSize"] > 0 and cid in {c["Id"] for c in found["df"]["Containers"]}
+
+
+@pytest.mark.lab
+def test_the_unix_socket_of_an_engine_reads_the_same(lab: LabStatus) -> None:
+    state = load_state(get_settings().lab_path)
+    edge = state.edge("lab-1") if state else None
+    assert edge is not None
+    local = EngineConnection(name="lab-1-local", docker_host=f"unix://{edge.socket}")
+
+    async def version(conn: EngineConnection) -> str:
+        async with open_engine(conn, timeout=30) as engine:
+            return str((await engine.info())["ID"])
+
+    assert run(version(local)) == run(version(lab.edge("lab-1").connection))
+
+
+@pytest.mark.lab
+def test_a_missing_container_is_an_answer_not_an_unreachable_edge(lab: LabStatus) -> None:
+    conn = lab.edge("lab-1").connection
+
+    async def inspect_missing() -> None:
+        async with open_engine(conn, timeout=30) as engine:
+            await engine.inspect_container("no-such-container-" + uuid.uuid4().hex)
+
+    with pytest.raises(EngineRequestFailed, match="No such container") as caught:
+        run(inspect_missing())
+    assert caught.value.status == 404
+
+
+@pytest.mark.lab
+def test_tls_is_required_and_checked_both_ways(lab: LabStatus, tmp_path: Path) -> None:
+    real = lab.edge("lab-1").connection
+    plain = real.model_copy(update={"tls_ca": None, "tls_cert": None, "tls_key": None})
+    _, stranger = certs.ensure_edge_certs(tmp_path / "other-ca", "stranger")
+    foreign = real.model_copy(update={"tls_ca": str(stranger / "ca.pem"),
+                                      "tls_cert": str(stranger / "cert.pem"),
+                                      "tls_key": str(stranger / "key.pem")})
+    for conn, reason in ((plain, "wants TLS"), (foreign, "TLS")):
+        target = EdgeTarget(edge_id=1, conn=conn, work=Work.HEARTBEAT)
+        reading = read_many([target], timeout=10, in_flight=1)[0]
+        assert not reading.reachable, conn
+        assert reading.error and "lab-1" in reading.error and reason in reading.error
+
+
+@pytest.mark.lab
+def test_disk_use_is_read_only_when_due(ticker: tuple[EngineConnection, str]) -> None:
+    conn, cid = ticker
+    carried = {"disk_images": 1, "disk_containers": 2, "disk_volumes": 3}
+    fresh, skipped = read_many([
+        EdgeTarget(edge_id=1, conn=conn, work=Work.SAMPLE, read_disk=True),
+        EdgeTarget(edge_id=2, conn=conn, work=Work.SAMPLE, read_disk=False,
+                   previous_disk=carried)], timeout=30, in_flight=2)
+    assert fresh.reachable and fresh.disk_read and (fresh.disk_images or 0) > 1
+    assert skipped.reachable and not skipped.disk_read
+    assert (skipped.disk_images, skipped.disk_containers, skipped.disk_volumes) == (1, 2, 3)
+    for reading in (fresh, skipped):  # the container list is complete either way
+        assert cid[:12] in {c.id for c in reading.containers}
+
+
+def test_an_unsupported_address_is_refused_by_name() -> None:
+    target = EdgeTarget(edge_id=1, work=Work.HEARTBEAT, conn=EngineConnection(
+        name="far", docker_host="ssh://ops@10.0.0.9"))
+    reading = read_many([target], timeout=2, in_flight=1)[0]
+    assert not reading.reachable
+    assert reading.error == "edge far: telemetry reads engines at tcp:// or unix:// " \
+                            "addresses, not ssh://"
+
+
+def test_a_silent_engine_times_out_and_does_not_hold_the_sweep() -> None:
+    """A server that accepts and never answers: the read ends at the timeout."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        stop = threading.Event()
+        held: list[socket.socket] = []
+
+        def accept() -> None:
+            server.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    held.append(server.accept()[0])
+                except TimeoutError:
+                    continue
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        port = server.getsockname()[1]
+        try:
+            target = EdgeTarget(edge_id=1, work=Work.SAMPLE, conn=EngineConnection(
+                name="mute", docker_host=f"tcp://127.0.0.1:{port}"))
+            started = time.monotonic()
+            reading = read_many([target], timeout=1, in_flight=1)[0]
+            took = time.monotonic() - started
+        finally:
+            stop.set()
+            thread.join(5)
+            for conn in held:
+                conn.close()
+    assert not reading.reachable and reading.error
+    assert "mute" in reading.error and "timed out" in reading.error
+    assert took < 5, took
