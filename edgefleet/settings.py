@@ -41,11 +41,12 @@ class Settings(BaseSettings):
     telemetry_max_batches: int = Field(
         default=8, gt=0, description="at most this many read tasks per sweep (batches grow)")
     telemetry_in_flight: int = Field(
-        default=512, gt=0, description="edges read at once by a sweep (one event loop, a "
+        default=1024, gt=0, description="edges read at once by a sweep (one event loop, a "
         "connection each; a sample waits about 1 s per running container for dockerd's stats)")
     telemetry_disk_seconds: int = Field(
         default=600, ge=0, description="disk use (`system df`, costly on the engine) is read "
-        "at most this often per edge; samples in between repeat the last figures")
+        "at most this often per edge (and on a forced sweep); samples in between repeat the "
+        "last figures")
     telemetry_raw_days: float = Field(default=7, gt=0,
                                       description="raw samples kept, then hourly averages")
     telemetry_delete_after_days: float = Field(

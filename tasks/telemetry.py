@@ -93,8 +93,9 @@ def plan_sweep(now: datetime, edges: list[str] | None = None, force: bool = Fals
         cpu, disk = previous.get(edge.last_sample_id or 0, ({}, {}))
         targets.append(EdgeTarget(
             edge_id=int(edge.id or 0), conn=connection_of(edge), work=work, previous_cpu=cpu,
-            read_disk=metrics.is_due(edge.last_disk_at, settings.telemetry_disk_seconds, now)
-            or not disk, previous_disk=disk))
+            read_disk=force or not disk
+            or metrics.is_due(edge.last_disk_at, settings.telemetry_disk_seconds, now),
+            previous_disk=disk))
     return metrics.batches(targets, settings.telemetry_batch_size,
                            settings.telemetry_max_batches)
 

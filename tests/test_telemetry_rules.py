@@ -299,6 +299,7 @@ def test_disk_use_is_read_on_its_own_slower_cadence(records: None,
     assert not later.read_disk and later.previous_disk == disk  # carried over, not read
     T.record_readings.fn([reading(one, "e1", at(60), **disk)], at(60))  # carried, not read
     assert not T.plan_sweep.fn(at(540))[0][0].read_disk
+    assert T.plan_sweep.fn(at(540), force=True)[0][0].read_disk  # asked for: read it all
     assert T.plan_sweep.fn(at(600))[0][0].read_disk  # due again 600 s after the last read
     T.record_readings.fn([reading(one, "e1", at(600), reachable=False, error="gone")],
                          at(600))
