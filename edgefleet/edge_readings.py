@@ -1,7 +1,8 @@
 """Reading edges for telemetry: one short conversation with each engine, many edges at once.
 
 A heartbeat is a ping. A sample is ``info``, the container list (from ``system df`` when
-disk use is due, which lists every container with the sizes; else ``containers/json``),
+disk use is due or containers came or went since the previous sample: it lists every
+container with the sizes; else ``containers/json``),
 then per container ``inspect`` and, when running, a one-shot ``stats``. Calls within an
 edge are sequential on one connection (a TLS handshake costs more control-plane CPU than a
 request); edges are read concurrently on one event loop. dockerd answers a one-shot stats at
@@ -130,10 +131,13 @@ async def read_sample(engine: AsyncEngine, target: EdgeTarget, started: datetime
     disk: dict[str, int | None] = {k: target.previous_disk.get(k) for k in DISK_KEYS}
     disk_error = listed = None
     disk_read = False
-    if target.read_disk:
+    if not target.read_disk:  # unless containers came or went: disk use moved with them
+        listed = await engine.containers(all=True)
+    if target.read_disk or {c["Id"][:12] for c in listed or []} != set(
+            target.previous_containers):
         try:
-            figures, listed = disk_usage(await engine.df())
-            disk, disk_read = dict(figures), True
+            figures, with_sizes = disk_usage(await engine.df())
+            disk, disk_read, listed = dict(figures), True, with_sizes or listed
         except EngineRequestFailed as exc:  # dockerd refuses a df while another one runs
             disk_error = f"disk usage not read: {exc}"
     if listed is None:

@@ -45,8 +45,8 @@ class Settings(BaseSettings):
         "connection each; a sample waits about 1 s per running container for dockerd's stats)")
     telemetry_disk_seconds: int = Field(
         default=600, ge=0, description="disk use (`system df`, costly on the engine) is read "
-        "at most this often per edge (and on a forced sweep); samples in between repeat the "
-        "last figures")
+        "this often per edge (and on a forced sweep, or when containers came or went); "
+        "samples in between repeat the last figures")
     telemetry_raw_days: float = Field(default=7, gt=0,
                                       description="raw samples kept, then hourly averages")
     telemetry_delete_after_days: float = Field(

@@ -22,8 +22,9 @@ class EdgeTarget(BaseModel):
     conn: EngineConnection
     work: Work
     previous_cpu: dict[str, tuple[int, int]] = Field(default_factory=dict)
-    read_disk: bool = True  # `system df` is due (else the previous figures carry over)
+    read_disk: bool = True  # `system df` is due (else the previous figures carry over...)
     previous_disk: dict[str, int | None] = Field(default_factory=dict)
+    previous_containers: list[str] = Field(default_factory=list)  # (...unless these changed)
 
 
 class ContainerReading(BaseModel):

@@ -90,9 +90,10 @@ def plan_sweep(now: datetime, edges: list[str] | None = None, force: bool = Fals
     assert all(edge.id is not None for edge, _ in due)
     targets = []
     for edge, work in due:
-        cpu, disk = previous.get(edge.last_sample_id or 0, ({}, {}))
+        cpu, disk, ids = previous.get(edge.last_sample_id or 0, ({}, {}, []))
         targets.append(EdgeTarget(
             edge_id=int(edge.id or 0), conn=connection_of(edge), work=work, previous_cpu=cpu,
+            previous_containers=ids,
             read_disk=force or not disk
             or metrics.is_due(edge.last_disk_at, settings.telemetry_disk_seconds, now),
             previous_disk=disk))
@@ -100,11 +101,13 @@ def plan_sweep(now: datetime, edges: list[str] | None = None, force: bool = Fals
                            settings.telemetry_max_batches)
 
 
-def _previous_samples(session: Session, sample_ids: list[int]
-                      ) -> dict[int, tuple[dict[str, tuple[int, int]], dict[str, int | None]]]:
-    """Per stored sample: container id → (CPU total, system total), for the next CPU %, and
-    its disk figures, repeated while disk use is not due."""
-    found: dict[int, tuple[dict[str, tuple[int, int]], dict[str, int | None]]] = {}
+Previous = tuple[dict[str, tuple[int, int]], dict[str, int | None], list[str]]
+
+
+def _previous_samples(session: Session, sample_ids: list[int]) -> dict[int, Previous]:
+    """Per stored sample: container id → (CPU total, system total), for the next CPU %; its
+    disk figures, repeated while disk use is not due; its container ids."""
+    found: dict[int, Previous] = {}
     columns = [getattr(EdgeSample, key) for key in DISK_KEYS]
     for start in range(0, len(sample_ids), CHUNK):
         chunk = sample_ids[start:start + CHUNK]
@@ -116,7 +119,7 @@ def _previous_samples(session: Session, sample_ids: list[int]
                 for c in containers
                 if c.get("cpu_total") is not None and c.get("cpu_system") is not None
             }, {key: value for key, value in zip(DISK_KEYS, disk, strict=True)
-                if value is not None})
+                if value is not None}, [c["id"] for c in containers])
     return found
 
 

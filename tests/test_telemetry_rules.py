@@ -297,13 +297,18 @@ def test_disk_use_is_read_on_its_own_slower_cadence(records: None,
     T.record_readings.fn([reading(one, "e1", T0, disk_read=True, **disk)], T0)
     later = T.plan_sweep.fn(at(60))[0][0]
     assert not later.read_disk and later.previous_disk == disk  # carried over, not read
+    assert later.previous_containers == []  # (read all the same if containers come or go)
     T.record_readings.fn([reading(one, "e1", at(60), **disk)], at(60))  # carried, not read
     assert not T.plan_sweep.fn(at(540))[0][0].read_disk
     assert T.plan_sweep.fn(at(540), force=True)[0][0].read_disk  # asked for: read it all
     assert T.plan_sweep.fn(at(600))[0][0].read_disk  # due again 600 s after the last read
-    T.record_readings.fn([reading(one, "e1", at(600), reachable=False, error="gone")],
-                         at(600))
-    assert T.plan_sweep.fn(at(660))[0][0].read_disk  # no figures to carry over: read them
+    web = ContainerReading(id="c1", name="web", state="running")
+    T.record_readings.fn([reading(one, "e1", at(600), containers=[web], disk_read=True,
+                                  **disk)], at(600))
+    assert T.plan_sweep.fn(at(660))[0][0].previous_containers == ["c1"]
+    T.record_readings.fn([reading(one, "e1", at(660), reachable=False, error="gone")],
+                         at(660))
+    assert T.plan_sweep.fn(at(720))[0][0].read_disk  # no figures to carry over: read them
     monkeypatch.setenv("EDGEFLEET_TELEMETRY_DISK_SECONDS", "0")
     get_settings.cache_clear()
     T.record_readings.fn([reading(one, "e1", at(700), disk_read=True, **disk)], at(700))
