@@ -1,10 +1,15 @@
 """What a telemetry sweep costs the control plane per edge: on the lab, and simulated at scale.
 
 Lab: forced sweeps (flow `collect-telemetry` in this process) of the lab's real dockerd
-edges. Simulation (clearly not real engines): N edge records in a throw-away edgefleet home,
-all pointing at a fake engine (``bench/fake_engine.py``: a separate asyncio process answering
-the same Docker API endpoints over mutual TLS, at once); everything on our side is the real
-code path (flow, tasks, docker SDK client, SQLite records, Prefect API calls).
+edges, each running 2 ticker containers (and 1 exited) for the sweep's duration; then
+``--fan-out`` edge records spread over those real engines, so the fixed cost of a sweep
+(its Prefect flow and task runs) is shared as in a fleet.
+
+Simulation (clearly not real engines): N edge records in a throw-away edgefleet home, all
+pointing at a fake engine (``bench/fake_engine.py``: a separate asyncio process answering the
+same Docker API endpoints over mutual TLS, holding one-shot stats to a 1 s tick as dockerd
+does); everything on our side is the real code path (flow, tasks, the async Engine API
+client, SQLite records, Prefect API calls).
 
 Measured in this process: CPU seconds (``time.process_time``, every thread of the control
 plane; the Prefect API server and the fake engine run in other processes) and wall time per
@@ -24,7 +29,9 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,9 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import fake_engine  # noqa: E402
 from edgefleet import db, server  # noqa: E402
 from edgefleet.engine import EngineConnection, engine_client  # noqa: E402
-from edgefleet.lab import certs, lab_status, lab_up  # noqa: E402
+from edgefleet.lab import LabStatus, certs, lab_status, lab_up  # noqa: E402
 from edgefleet.settings import get_settings  # noqa: E402
 
+BENCH_LABEL = "edgefleet.bench"
 TARGET_CPU_MS = 20.0
 TARGET_EDGES, TARGET_SECONDS = 10_000, 60.0
 
@@ -109,15 +117,39 @@ def empty_sweeps(sweeps: int) -> float:
     return total / sweeps
 
 
-def bench_lab(sweeps: int) -> dict[str, Any]:
+@contextmanager
+def busy_lab(status: LabStatus, running: int, stopped: int) -> Iterator[None]:
+    """``running`` ticker containers and ``stopped`` exited ones on each lab edge, so a
+    sample has stats to wait for; every one labelled and removed at the end."""
+    value = uuid.uuid4().hex[:8]
+    image = f"{status.registry}/edgefleet/ticker:1.0.0"
+    try:
+        for edge in status.edges:
+            with engine_client(edge.connection, timeout=60) as client:
+                for index in range(running + stopped):
+                    client.containers.run(
+                        image, detach=True, labels={BENCH_LABEL: value}, network_mode="none",
+                        **({} if index < running else {"entrypoint": ["/bin/true"]}))
+        yield
+    finally:
+        for edge in status.edges:
+            with engine_client(edge.connection, timeout=60) as client:
+                for container in client.containers.list(
+                        all=True, filters={"label": f"{BENCH_LABEL}={value}"}):
+                    container.remove(force=True)
+
+
+def bench_lab(sweeps: int, fanout: int) -> dict[str, Any]:
     status = lab_status()
     if not status.running:
         status = lab_up(edges=2, swarm_edges=1)
     edges = len(status.edges)
     baseline = ping_baseline(status.edges[0].connection, 20)
-    results = with_prefect(lambda: run_sweeps(sweeps + 1, edges))[1:]  # first one warms up
-    fixed = with_prefect(lambda: empty_sweeps(max(1, sweeps)))
-    read_ms = read_only([e.connection for e in status.edges] * 3, edges)
+    with busy_lab(status, running=2, stopped=1):
+        results = with_prefect(lambda: run_sweeps(sweeps + 1, edges))[1:]  # first: warm-up
+        fixed = with_prefect(lambda: empty_sweeps(max(1, sweeps)))
+        read_ms = read_only([e.connection for e in status.edges] * 3, edges)
+        fanned = fan_out(status, fanout, sweeps) if fanout else None
     cpu = sum(r["cpu_s"] for r in results) / len(results)
     cpu_ms = cpu / edges * 1000
     wall = sum(r["wall_s"] for r in results) / len(results)
@@ -127,11 +159,37 @@ def bench_lab(sweeps: int) -> dict[str, Any]:
             "wall_s_per_sweep": round(wall, 3), "wall_s_per_edge": round(wall / edges, 3),
             "baseline_ping_cpu_ms": round(baseline, 3),
             "cpu_ratio_to_ping": round(cpu_ms / baseline, 1),
-            "read_ratio_to_ping": round(read_ms / baseline, 1)}
+            "read_ratio_to_ping": round(read_ms / baseline, 1), "fan_out": fanned}
 
 
-def _sim_home(folder: Path, edges: int, port: int, client: Path) -> None:
-    """A throw-away edgefleet home whose N edges all point at the fake engine."""
+def fan_out(status: LabStatus, records: int, sweeps: int) -> dict[str, Any]:
+    """Sweeps of ``records`` edge records spread over the lab's real engines (each engine
+    read records / engines times per sweep): the per-edge cost with the fixed cost of a
+    sweep shared, on real dockerd, in a throw-away home."""
+    saved = os.environ.get("EDGEFLEET_HOME")
+    try:
+        with tempfile.TemporaryDirectory(prefix="ef-fanout-") as tmp:
+            _fleet_home(Path(tmp), records, [e.connection for e in status.edges])
+            results = with_prefect(lambda: run_sweeps(max(2, sweeps), records))
+    finally:
+        _restore_home(saved)
+    steady = results[-1]
+    cpu_ms = steady["cpu_s"] / records * 1000
+    return {"edges": records, "engines": len(status.edges), "sweeps": len(results),
+            "cpu_ms_per_edge": round(cpu_ms, 2), "wall_s": round(steady["wall_s"], 2)}
+
+
+def _restore_home(saved: str | None) -> None:
+    if saved is None:
+        os.environ.pop("EDGEFLEET_HOME", None)
+    else:
+        os.environ["EDGEFLEET_HOME"] = saved
+    get_settings.cache_clear()
+    db.get_engine.cache_clear()
+
+
+def _fleet_home(folder: Path, edges: int, engines: list[EngineConnection]) -> None:
+    """A throw-away edgefleet home with N edge records spread over ``engines``."""
     from sqlalchemy import insert
 
     from models.records import Edge
@@ -140,9 +198,10 @@ def _sim_home(folder: Path, edges: int, port: int, client: Path) -> None:
     get_settings.cache_clear()
     db.get_engine.cache_clear()
     now = datetime.now(UTC)
-    rows = [{"name": f"sim-{i:05d}", "docker_host": f"tcp://127.0.0.1:{port}",
-             "tls_ca": str(client / "ca.pem"), "tls_cert": str(client / "cert.pem"),
-             "tls_key": str(client / "key.pem"), "telemetry_interval": 60,
+    rows = [{"name": f"fleet-{i:05d}", "docker_host": engines[i % len(engines)].docker_host,
+             "tls_ca": engines[i % len(engines)].tls_ca,
+             "tls_cert": engines[i % len(engines)].tls_cert,
+             "tls_key": engines[i % len(engines)].tls_key, "telemetry_interval": 60,
              # a long heartbeat: a sweep slower than 2 x heartbeat + 10 s would turn the
              # edges it read first OFFLINE (rightly), and the benchmark would time that
              "heartbeat_interval": 300, "status": "ONLINE", "last_contact": now,
@@ -193,7 +252,7 @@ def bench_simulation(scales: list[int], sweeps: int, containers: int, running: i
             read_ms = read_only([conn] * 500, get_settings().telemetry_in_flight)
             for scale in scales:
                 say(f"simulation: {scale} edges ...")
-                _sim_home(folder / str(scale), scale, port, client_certs)
+                _fleet_home(folder / str(scale), scale, [conn])
                 engine_cpu = proc_cpu(int(engine.pid or 0))
                 results = with_prefect(lambda s=scale: run_sweeps(sweeps, s))
                 engine_cpu = proc_cpu(int(engine.pid or 0)) - engine_cpu
@@ -213,12 +272,7 @@ def bench_simulation(scales: list[int], sweeps: int, containers: int, running: i
         finally:
             engine.kill()
             engine.join(10)
-            if saved is None:
-                os.environ.pop("EDGEFLEET_HOME", None)
-            else:
-                os.environ["EDGEFLEET_HOME"] = saved
-            get_settings.cache_clear()
-            db.get_engine.cache_clear()
+            _restore_home(saved)
     settings = get_settings()
     return {"simulated": True, "containers_per_edge": containers, "running_per_edge": running,
             "stats_tick_s": stats_tick,
@@ -239,6 +293,11 @@ def report(result: dict[str, Any]) -> None:
               f"{lab['read_only_cpu_ms_per_edge']} ms ({lab['read_ratio_to_ping']}x ping); wall "
               f"{lab['wall_s_per_sweep']} s per sweep (target <= {TARGET_CPU_MS} ms CPU per "
               "edge)")
+        fan = lab.get("fan_out")
+        if fan:
+            print(f"  {fan['edges']} edge records over the {fan['engines']} real engines: "
+                  f"{fan['cpu_ms_per_edge']} ms CPU per edge per sweep (the fixed cost "
+                  f"shared), wall {fan['wall_s']} s per sweep")
     sim = result.get("simulation")
     if sim:
         print(f"SIMULATION (fake engine, {sim['containers_per_edge']} containers per edge, "
@@ -248,13 +307,15 @@ def report(result: dict[str, Any]) -> None:
               f"ping baseline {sim['baseline_ping_cpu_ms']} ms CPU, "
               f"read-only {sim['read_only_cpu_ms_per_edge']} ms CPU per edge")
         for run in sim["runs"]:
-            needed = TARGET_EDGES / run["edges_per_minute"] * 60
-            verdict = "meets" if needed <= TARGET_SECONDS else "misses"
+            if run["edges"] >= TARGET_EDGES:
+                verdict = "meets" if run["wall_s"] <= TARGET_SECONDS else "misses"
+                against = f"{verdict} {TARGET_EDGES} edges in {TARGET_SECONDS:.0f} s"
+            else:  # fewer edges than in flight: the wall is mostly the stats tick, not CPU
+                against = f"too few to judge {TARGET_EDGES} edges in {TARGET_SECONDS:.0f} s"
             print(f"  {run['edges']:>6} edges: {run['cpu_ms_per_edge']} ms CPU per edge "
                   f"({run['cpu_ratio_to_ping']}x ping; first sweep "
                   f"{run['cpu_ms_per_edge_first_sweep']} ms), wall {run['wall_s']} s per sweep "
-                  f"= {run['edges_per_minute']} edges/min: {TARGET_EDGES} edges in "
-                  f"{needed:.0f} s at this rate ({verdict} {TARGET_SECONDS:.0f} s); fake engine "
+                  f"= {run['edges_per_minute']} edges/min ({against}); fake engine "
                   f"{run['fake_engine_cpu_ms_per_edge']} ms CPU per edge")
 
 
@@ -270,6 +331,8 @@ def main() -> None:
     parser.add_argument("--short", action="store_true", help="small numbers (CI): 1 sweep, "
                         "50 and 200 simulated edges")
     parser.add_argument("--no-lab", action="store_true", help="simulation only")
+    parser.add_argument("--fan-out", type=int, default=200,
+                        help="edge records spread over the real lab engines (0: skip)")
     parser.add_argument("--in-flight", type=int, default=0,
                         help="edges read at once by a sweep (default: the "
                         "telemetry_in_flight setting)")
@@ -280,7 +343,7 @@ def main() -> None:
     result: dict[str, Any] = {}
     if not args.no_lab:
         say("lab: sweeping the lab edges ...")
-        result["lab"] = bench_lab(sweeps)
+        result["lab"] = bench_lab(sweeps, 20 if args.short else args.fan_out)
     if args.in_flight:
         os.environ["EDGEFLEET_TELEMETRY_IN_FLIGHT"] = str(args.in_flight)
         get_settings.cache_clear()

@@ -293,6 +293,7 @@ def test_benchmark_short_mode_prints_its_fields(lab: LabStatus) -> None:
     for key in ("cpu_ms_per_edge", "wall_s_per_sweep", "baseline_ping_cpu_ms",
                 "cpu_ratio_to_ping", "empty_sweep_cpu_ms", "read_only_cpu_ms_per_edge"):
         assert lab_part[key] > 0, key
+    assert lab_part["fan_out"]["edges"] == 20 and lab_part["fan_out"]["cpu_ms_per_edge"] > 0
     sim = report["simulation"]
     assert sim["simulated"] is True and sim["runs"]
     for run_report in sim["runs"]:
