@@ -117,6 +117,10 @@ async def read_edge(target: EdgeTarget, timeout: float) -> EdgeReading:
         # an error status is an answer: the engine is there, only the request failed
         return _reading(target, started, reachable=isinstance(exc, EngineRequestFailed),
                         error=str(exc))
+    except Exception as exc:  # one odd edge must not fail the sweep of the others
+        return _reading(target, started, reachable=False,
+                        error=f"edge {target.conn.name}: not a Docker engine answer "
+                              f"({type(exc).__name__}: {str(exc)[:200]})")
 
 
 def _reading(target: EdgeTarget, started: datetime, **fields: Any) -> EdgeReading:

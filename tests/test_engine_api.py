@@ -7,6 +7,8 @@ server, which needs no engine.
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
 import socket
 import threading
 import time
@@ -151,6 +153,40 @@ def test_an_unsupported_address_is_refused_by_name() -> None:
     assert not reading.reachable
     assert reading.error == "edge far: telemetry reads engines at tcp:// or unix:// " \
                             "addresses, not ssh://"
+
+
+class NotDocker(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with the same JSON object: a web server, not a Docker engine."""
+
+    def do_GET(self) -> None:  # the name http.server calls
+        body = json.dumps({"Containers": 5, "ServerVersion": "nope"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_an_address_that_is_no_docker_engine_is_a_failed_reading() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotDocker)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host = f"tcp://127.0.0.1:{server.server_address[1]}"
+        odd = EdgeTarget(edge_id=1, work=Work.SAMPLE,
+                         conn=EngineConnection(name="web", docker_host=host))
+        gone = EdgeTarget(edge_id=2, work=Work.SAMPLE, conn=EngineConnection(
+            name="gone", docker_host="tcp://127.0.0.1:9"))
+        first, second = read_many([odd, gone], timeout=5, in_flight=2)
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert not first.reachable and first.error
+    assert first.error.startswith("edge web: not a Docker engine answer")
+    assert not second.reachable and "gone" in (second.error or "")  # read all the same
 
 
 def test_a_silent_engine_times_out_and_does_not_hold_the_sweep() -> None:
