@@ -198,14 +198,14 @@ def _fleet_home(folder: Path, edges: int, engines: list[EngineConnection]) -> No
     get_settings.cache_clear()
     db.get_engine.cache_clear()
     now = datetime.now(UTC)
-    rows = [{"name": f"fleet-{i:05d}", "docker_host": engines[i % len(engines)].docker_host,
-             "tls_ca": engines[i % len(engines)].tls_ca,
-             "tls_cert": engines[i % len(engines)].tls_cert,
-             "tls_key": engines[i % len(engines)].tls_key, "telemetry_interval": 60,
+    spread = [engines[i % len(engines)] for i in range(edges)]
+    rows = [{"name": f"fleet-{i:05d}", "docker_host": engine.docker_host,
+             "tls_ca": engine.tls_ca, "tls_cert": engine.tls_cert,
+             "tls_key": engine.tls_key, "telemetry_interval": 60,
              # a long heartbeat: a sweep slower than 2 x heartbeat + 10 s would turn the
              # edges it read first OFFLINE (rightly), and the benchmark would time that
              "heartbeat_interval": 300, "status": "ONLINE", "last_contact": now,
-             "created_at": now} for i in range(edges)]
+             "created_at": now} for i, engine in enumerate(spread)]
     with db.session_scope() as session:
         session.execute(insert(Edge), rows)
 

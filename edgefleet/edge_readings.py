@@ -18,7 +18,7 @@ import asyncio
 import resource
 import threading
 from collections.abc import Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from edgefleet import labels as L
@@ -27,15 +27,12 @@ from edgefleet.engine_api import AsyncEngine, open_engine
 from edgefleet.errors import EdgefleetError, EngineRequestFailed
 from models.plans import ObservedContainer
 from models.readings import ContainerReading, EdgeReading, EdgeTarget
+from models.records import utcnow
 from models.telemetry import Work
 from tasks.containers import to_observed
 
 T = TypeVar("T")
 DISK_KEYS = ("disk_images", "disk_containers", "disk_volumes")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def read_many(targets: Sequence[EdgeTarget], timeout: float, in_flight: int
@@ -133,12 +130,13 @@ async def read_sample(engine: AsyncEngine, target: EdgeTarget, started: datetime
     """Engine figures, disk use (read now, or the previous sample's) and every container."""
     info = await engine.info()
     disk: dict[str, int | None] = {k: target.previous_disk.get(k) for k in DISK_KEYS}
-    disk_error = listed = None
+    disk_error = None
     disk_read = False
-    if not target.read_disk:  # unless containers came or went: disk use moved with them
-        listed = await engine.containers(all=True)
-    if target.read_disk or {c["Id"][:12] for c in listed or []} != set(
-            target.previous_containers):
+    listed = None if target.read_disk else await engine.containers(all=True)
+    # containers came or went since the previous sample: disk use moved with them
+    moved = listed is not None and {c["Id"][:12] for c in listed} != set(
+        target.previous_containers)
+    if target.read_disk or moved:
         try:
             figures, with_sizes = disk_usage(await engine.df())
             disk, disk_read, listed = dict(figures), True, with_sizes or listed

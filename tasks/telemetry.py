@@ -8,7 +8,7 @@ How an edge is read (one connection, many edges in flight on one event loop) is 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import task
@@ -29,7 +29,7 @@ from edgefleet.engine import connection_of
 from edgefleet.errors import NotFound
 from edgefleet.settings import get_settings
 from models.readings import EdgeReading, EdgeTarget
-from models.records import ContainerStatus, Deployment, Edge
+from models.records import ContainerStatus, Deployment, Edge, utcnow
 from models.states import DeploymentState
 from models.telemetry import (
     Availability,
@@ -42,10 +42,6 @@ from tasks.retry import unless_final
 
 FLEET_ARTIFACT = "fleet-status"
 CHUNK = 500  # ids per IN (...) query
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class AvailabilityChange(BaseModel):
