@@ -15,6 +15,7 @@ An edge that does not answer is a reading (recorded as such), never an exception
 from __future__ import annotations
 
 import asyncio
+import random
 import resource
 import threading
 from collections.abc import Coroutine, Sequence
@@ -33,6 +34,8 @@ from tasks.containers import to_observed
 
 T = TypeVar("T")
 DISK_KEYS = ("disk_images", "disk_containers", "disk_volumes")
+DF_BUSY = "disk usage operation is already running"
+DF_FIRST_PAUSE, DF_LONGEST_PAUSE = 0.1, 1.0  # seconds between asks while df is busy
 
 
 def read_many(targets: Sequence[EdgeTarget], timeout: float, in_flight: int
@@ -138,9 +141,9 @@ async def read_sample(engine: AsyncEngine, target: EdgeTarget, started: datetime
         target.previous_containers)
     if target.read_disk or moved:
         try:
-            figures, with_sizes = disk_usage(await engine.df())
+            figures, with_sizes = disk_usage(await system_df(engine))
             disk, disk_read, listed = dict(figures), True, with_sizes or listed
-        except EngineRequestFailed as exc:  # dockerd refuses a df while another one runs
+        except EngineRequestFailed as exc:
             disk_error = f"disk usage not read: {exc}"
     if listed is None:
         listed = await engine.containers(all=True)
@@ -168,6 +171,27 @@ async def read_sample(engine: AsyncEngine, target: EdgeTarget, started: datetime
         containers_running=running_count, containers_stopped=len(containers) - running_count,
         containers=containers, observed=observed, **disk,
     )
+
+
+async def system_df(engine: AsyncEngine) -> dict[str, Any]:
+    """``system df``, asked again while the engine is busy with another one.
+
+    dockerd before 23.0 refuses a second df while one runs ("a disk usage operation is
+    already running"): someone's ``docker system df``, or several edge records on one
+    engine. The running one ends within seconds, so the refused one waits (jittered, so
+    waiters do not collide again) for up to one call's timeout before the refusal stands.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + engine.timeout
+    pause = DF_FIRST_PAUSE
+    while True:
+        try:
+            return await engine.df()
+        except EngineRequestFailed as exc:
+            if DF_BUSY not in str(exc) or loop.time() + pause > deadline:
+                raise
+        await asyncio.sleep(pause * random.uniform(0.5, 1.5))
+        pause = min(pause * 2, DF_LONGEST_PAUSE)
 
 
 def disk_usage(df: dict[str, Any]) -> tuple[dict[str, int | None], list[dict[str, Any]] | None]:

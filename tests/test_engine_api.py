@@ -146,6 +146,19 @@ def test_disk_use_is_read_only_when_due(ticker: tuple[EngineConnection, str]) ->
         assert cid[:12] in {c.id for c in reading.containers}
 
 
+@pytest.mark.lab
+def test_disk_use_is_read_while_another_df_runs_on_the_engine(lab: LabStatus) -> None:
+    # dockerd 20.10 refuses a df while one runs; edge records sharing an engine (or an
+    # operator's `docker system df`) must still get their disk figures
+    conn = lab.edge("lab-1").connection
+    targets = [EdgeTarget(edge_id=i, conn=conn, work=Work.SAMPLE, read_disk=True)
+               for i in range(6)]
+    readings = read_many(targets, timeout=30, in_flight=len(targets))
+    assert [r.error for r in readings] == [None] * len(targets)
+    assert all(r.reachable and r.disk_read for r in readings)
+    assert len({r.disk_images for r in readings}) == 1
+
+
 def test_an_unsupported_address_is_refused_by_name() -> None:
     target = EdgeTarget(edge_id=1, work=Work.HEARTBEAT, conn=EngineConnection(
         name="far", docker_host="ssh://ops@10.0.0.9"))
