@@ -101,6 +101,9 @@ def prefect_api(lab: LabStatus, edgefleet_home: Path) -> Iterator[str]:
         state = server.up(progress=lambda _m: None)
         yield str(state["api_url"])
     finally:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)  # this process's run logs, before the API goes
         server.down(progress=lambda _m: None)
         os.environ.pop("EDGEFLEET_PREFECT_PORT", None)
         _clear_caches()
