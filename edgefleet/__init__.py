@@ -11,6 +11,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 from edgefleet.applications import (  # noqa: E402
     add_version,
     create_application,
+    delete_application,
     list_applications,
     publish_version,
     show_application,
@@ -39,6 +40,7 @@ __all__ = [
     "add_version",
     "create_application",
     "create_deployment",
+    "delete_application",
     "delete_deployment",
     "deploy",
     "deployment_status",

@@ -13,7 +13,7 @@ from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, InvalidInput, NotFound
 from edgefleet.validation import validated
 from models.inputs import AppKind, VersionCreate, check_name, check_semver
-from models.records import Application, ApplicationVersion, as_dict
+from models.records import Application, ApplicationVersion, Deployment, as_dict
 
 
 def get_application(session: Session, *, name: str) -> Application:
@@ -159,6 +159,31 @@ def publish_version(name: str, version: str) -> ApplicationVersion:
     if not events.emit(events.APPLICATION_PUBLISHED, f"edgefleet.application.{name}", payload):
         version_notices.notify_all(name, version)
     return row
+
+
+def delete_application(name: str) -> int:
+    """Forget an application and its versions (how many); refused while deployments run it.
+
+    Its published versions stay in the registry: this only removes edgefleet's definitions
+    (an application whose images moved to another registry is deleted and created again).
+    """
+    with session_scope() as session:
+        app = get_application(session, name=name)
+        used = session.exec(select(Deployment.id).where(Deployment.application_id == app.id)
+                            ).all()
+        if used:
+            shown = ", ".join(dep_id[:12] for dep_id in used[:5])
+            more = f" and {len(used) - 5} more" if len(used) > 5 else ""
+            raise InvalidInput(
+                f"application {name!r} still has {len(used)} deployment(s) ({shown}{more}); "
+                f"delete them first (`edgefleet delete ID --force`), then delete {name!r}"
+            )
+        versions = versions_of(session, application=app)
+        for row in versions:
+            session.delete(row)
+        session.flush()  # the versions go before the application they point at
+        session.delete(app)
+    return len(versions)
 
 
 def list_applications() -> list[dict[str, Any]]:

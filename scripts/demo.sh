@@ -39,6 +39,12 @@ step "3. vendor: the hello application 1.0.0, published"
 for old in $(edgefleet deployments --json | json '" ".join(d["id"] for d in data if d["application"] == "hello")'); do
   edgefleet delete "$old" --force >/dev/null   # a clean slate when the demo runs again
 done
+# hello from an earlier demo whose lab (and registry address) is gone: define it again
+if edgefleet app show hello --json 2>/dev/null \
+    | json "any(not (v['image'] or '').startswith('$REGISTRY/') for v in data['versions'])" \
+    | grep -q True; then
+  edgefleet app delete hello
+fi
 edgefleet app show hello >/dev/null 2>&1 || \
   edgefleet app create hello --version 1.0.0 --image "$REGISTRY/edgefleet/hello:1.0.0" --port 8080
 edgefleet app publish hello 1.0.0

@@ -99,3 +99,35 @@ def test_deploy_requires_a_published_version_and_known_edge() -> None:
     assert edgefleet.deployment_status(dep.id)["state"] == "CREATED"
     edgefleet.delete_deployment(dep.id[:8])
     assert edgefleet.list_deployments() == []
+
+
+def test_an_application_is_deleted_only_without_deployments() -> None:
+    edgefleet.add_edge("e-unchecked", "tcp://127.0.0.1:1", check=False)
+    edgefleet.create_application("moved", "1.0.0", image="127.0.0.1:1111/moved:1.0.0")
+    edgefleet.add_version("moved", "1.1.0", image="127.0.0.1:1111/moved:1.1.0")
+    edgefleet.publish_version("moved", "1.0.0")
+    dep = edgefleet.create_deployment("moved", "e-unchecked")
+    with pytest.raises(InvalidInput, match=f"still has 1 deployment.*{dep.id[:12]}"):
+        edgefleet.delete_application("moved")
+    assert len(edgefleet.show_application("moved")["versions"]) == 2  # nothing changed
+    edgefleet.delete_deployment(dep.id)
+    assert edgefleet.delete_application("moved") == 2
+    assert edgefleet.list_applications() == []
+    with pytest.raises(NotFound):
+        edgefleet.delete_application("moved")
+    # the name is free again, with images from the registry's new address
+    edgefleet.create_application("moved", "1.0.0", image="127.0.0.1:2222/moved:1.0.0")
+    assert edgefleet.show_application("moved")["versions"][0]["image"].startswith("127.0.0.1:2222")
+
+
+def test_app_delete_on_the_command_line() -> None:
+    from typer.testing import CliRunner
+
+    from edgefleet.cli.main import app
+
+    edgefleet.create_application("gone", "1.0.0", image="x:1")
+    unknown = CliRunner().invoke(app, ["app", "delete", "nothing-here"])
+    assert unknown.exit_code == 1 and "nothing-here" in unknown.output
+    done = CliRunner().invoke(app, ["app", "delete", "gone"])
+    assert done.exit_code == 0 and "gone deleted (1 version(s))" in done.output
+    assert edgefleet.list_applications() == []

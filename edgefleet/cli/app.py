@@ -111,3 +111,15 @@ def show(name: str, json_out: bool = typer.Option(False, "--json", help="print J
     print_table(f"application {name}", ["version", "kind", "image", "published"],
                 [(v["version"], v["kind"], v["image"] or "(compose file)",
                   v["published_at"] or "no") for v in data["versions"]])
+
+
+@app_app.command("delete")
+@handle_errors
+def delete(name: str = typer.Argument(..., help="application name")) -> None:
+    """Forget an application and all its versions (refused while deployments run it).
+
+    Images stay in their registry. Recreate it with `edgefleet app create` when its image
+    references changed, e.g. after the lab's registry moved to another port.
+    """
+    count = applications.delete_application(name)
+    console.print(f"application {name} deleted ({count} version(s))")
