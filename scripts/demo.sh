@@ -40,9 +40,9 @@ for old in $(edgefleet deployments --json | json '" ".join(d["id"] for d in data
   edgefleet delete "$old" --force >/dev/null   # a clean slate when the demo runs again
 done
 # hello from an earlier demo whose lab (and registry address) is gone: define it again
-if edgefleet app show hello --json 2>/dev/null \
-    | json "any(not (v['image'] or '').startswith('$REGISTRY/') for v in data['versions'])" \
-    | grep -q True; then
+if HELLO=$(edgefleet app show hello --json 2>/dev/null) && json \
+    "any(not (v['image'] or '').startswith('$REGISTRY/') for v in data['versions'])" \
+    <<<"$HELLO" | grep -q True; then
   edgefleet app delete hello
 fi
 edgefleet app show hello >/dev/null 2>&1 || \
