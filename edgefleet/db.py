@@ -11,9 +11,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, create_engine
 
+from edgefleet.errors import EdgefleetError, InvalidInput
 from edgefleet.settings import get_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -43,9 +45,36 @@ def get_engine(url: str | None = None) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    _upgrade(engine, url)
+        engine = _other_engine(url)
+    try:
+        _upgrade(engine, url)
+    except OperationalError as exc:
+        engine.dispose()
+        raise EdgefleetError(
+            f"the database at {_shown(url)} did not answer: {' '.join(str(exc.orig).split())} "
+            "(check EDGEFLEET_DATABASE_URL, and that the server runs)") from exc
     return engine
+
+
+def _other_engine(url: str) -> Engine:
+    """A server database (PostgreSQL): a bad URL or a missing driver named, not a trace."""
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise InvalidInput(
+            f"EDGEFLEET_DATABASE_URL {_shown(url)} needs the Python module {exc.name!r}: for "
+            "PostgreSQL install edgefleet[postgres] and use postgresql+psycopg://") from exc
+    except ArgumentError as exc:
+        raise InvalidInput(f"EDGEFLEET_DATABASE_URL {_shown(url)} is not a database URL "
+                           f"({exc}); "
+                           "e.g. postgresql+psycopg://USER:PASSWORD@HOST/DB") from exc
+
+
+def _shown(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(url)
 
 
 def _upgrade(engine: Engine, url: str) -> None:

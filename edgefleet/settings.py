@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     def _derive_paths(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.home / 'edgefleet.db'}"
+        for bare in ("postgresql://", "postgres://"):  # the driver edgefleet[postgres] brings
+            if self.database_url.startswith(bare):
+                self.database_url = "postgresql+psycopg://" + self.database_url[len(bare):]
         if self.lab_dir is None:
             self.lab_dir = self.home / "lab"
         return self

@@ -10,6 +10,12 @@ bash scripts/setup.sh
 if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }
 fi
+# the records tests run again on a real PostgreSQL server (Debian's, started by the tests)
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && [ "$(id -u)" = 0 ] \
+    && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q postgresql || { apt-get update -q && apt-get install -y -q postgresql; }
+fi
 export PATH="$ROOT/.venv/bin:$PATH"
 ruff check .
 mypy

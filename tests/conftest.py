@@ -57,6 +57,39 @@ def edgefleet_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server for the session (started on first use, stopped at the end)."""
+    from tests.postgres_server import PostgresServer
+
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.lab)])
+def empty_records(request: pytest.FixtureRequest, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Empty records of the test's own, in SQLite and again in a real PostgreSQL database
+    (the claim that any SQLAlchemy URL works is tested, not assumed): the URL."""
+    monkeypatch.setenv("EDGEFLEET_HOME", str(tmp_path / "home"))
+    database = None
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres")
+        database = server.new_database()
+        monkeypatch.setenv("EDGEFLEET_DATABASE_URL", server.url(database))
+    _clear_caches()
+    url = get_settings().database_url
+    try:
+        yield url
+    finally:
+        db.get_engine(url).dispose()
+        monkeypatch.undo()
+        _clear_caches()
+        if database:
+            server.drop_database(database)
+
+
+@pytest.fixture(scope="session")
 def switch_home() -> Callable[[Path], AbstractContextManager[Path]]:
     """``with switch_home(path):`` runs a block against another home (e.g. a second lab)."""
     return edgefleet_home_at

@@ -1,26 +1,17 @@
 """The Python API on records alone (no engine): duplicates and bad input change nothing."""
 
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 import edgefleet
-from edgefleet.db import get_engine
 from edgefleet.errors import AlreadyExists, EdgeUnreachable, InvalidInput, NotFound
-from edgefleet.settings import get_settings
 
 
 @pytest.fixture(autouse=True)
-def own_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test gets an empty database of its own."""
-    monkeypatch.setenv("EDGEFLEET_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    get_engine.cache_clear()
+def own_records(empty_records: str) -> str:
+    """Each test gets an empty database of its own (SQLite, then PostgreSQL)."""
+    return empty_records
+
 
 COMPOSE = "services:\n  web:\n    image: 127.0.0.1:5000/edgefleet/hello:1.0.0\n"
 

@@ -5,7 +5,6 @@ tasks (plan, record, availability, deployment refresh, retention) on a throw-awa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -219,15 +218,9 @@ def test_since_parsing() -> None:
 
 
 @pytest.fixture
-def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """An empty database of its own for each test."""
-    monkeypatch.setenv("EDGEFLEET_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    get_engine.cache_clear()
+def records(empty_records: str) -> str:
+    """An empty database of its own for each test (SQLite, then PostgreSQL)."""
+    return empty_records
 
 
 def make_edge(name: str, **fields: Any) -> int:

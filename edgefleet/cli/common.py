@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edgefleet.errors import EdgefleetError
@@ -28,7 +29,9 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except EdgefleetError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            # the message is text, not markup: "edgefleet[postgres]" or "['a']" print as is
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True,
+                              highlight=False)
             raise typer.Exit(1) from exc
 
     return wrapper  # type: ignore[return-value]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from edgefleet import deployments, logs
 from edgefleet.cli.common import console, err_console, handle_errors, print_json, print_table
@@ -22,9 +23,10 @@ def show_deployment(data: dict[str, Any], json_out: bool) -> None:
     console.print(f"deployment [bold]{data['id']}[/]: {data['application']} {data['version']} "
                   f"on {data['edge']} is [{colour}]{data['state']}[/]")
     if data["last_error"]:
-        console.print(f"[red]last error:[/] {data['last_error']}", highlight=False)
+        console.print(f"[red]last error:[/] {escape(str(data['last_error']))}", highlight=False)
     if data.get("degraded"):
-        console.print(f"[yellow]degraded (telemetry):[/] {data['degraded']}", highlight=False)
+        console.print(f"[yellow]degraded (telemetry):[/] {escape(str(data['degraded']))}",
+                      highlight=False)
     if data["containers"]:
         print_table("containers", ["service", "container", "image", "state", "health",
                                    "restarts", "urls"],
@@ -106,7 +108,7 @@ def register(app: typer.Typer) -> None:
         """Delete a CREATED or STOPPED deployment (--force stops a running one first)."""
         warning = deployments.delete_deployment(deployment, force=force)
         if warning:
-            err_console.print(f"[yellow]warning:[/] {warning}")
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
         console.print(f"deployment {deployment} deleted")
 
     @app.command("logs")

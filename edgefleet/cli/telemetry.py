@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from edgefleet import metrics, telemetry
 from edgefleet.cli.common import console, err_console, handle_errors, print_json, print_table
@@ -53,7 +54,8 @@ def show(rows: list[dict[str, Any]], detail: bool) -> None:
                               "memory trend"], table_rows)
     for row in rows:
         if row["last_error"]:
-            err_console.print(f"[yellow]{row['edge']}:[/] {row['last_error']}", highlight=False)
+            err_console.print(f"[yellow]{row['edge']}:[/] {escape(str(row['last_error']))}",
+                              highlight=False)
         if detail and row["latest"]:
             print_table(f"containers on {row['edge']} at {row['latest']['time']}",
                         ["name", "deployment", "state", "health", "restarts", "CPU %", "memory",

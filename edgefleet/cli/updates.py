@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from edgefleet import deployments, jobs, notifications
 from edgefleet.cli.common import console, err_console, handle_errors, print_json, print_table
@@ -76,6 +77,7 @@ def register(app: typer.Typer) -> None:
                       f"{len(result['updates_available'])} update(s) available, "
                       f"{result['notifications']} new notification(s)")
         for found in result["updates_available"]:
-            console.print(f"- {found['message']}\n  {found['command']}", highlight=False)
+            console.print(f"- {found['message']}\n  {found['command']}", highlight=False,
+                          markup=False)
         for error in result["errors"]:
-            err_console.print(f"[yellow]warning:[/] {error}")
+            err_console.print(f"[yellow]warning:[/] {escape(str(error))}")

@@ -1,0 +1,60 @@
+"""Where the records live: a bad or unreachable EDGEFLEET_DATABASE_URL is named, not a trace.
+
+The records themselves run on PostgreSQL too: ``empty_records`` (tests/conftest.py) runs
+the records and telemetry-rules tests on SQLite and again on a real PostgreSQL server.
+"""
+
+import socket
+
+import pytest
+from typer.testing import CliRunner
+
+from edgefleet import db
+from edgefleet.cli.main import app
+from edgefleet.errors import EdgefleetError, InvalidInput
+from edgefleet.settings import Settings
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_bare_postgresql_url_uses_the_driver_edgefleet_installs() -> None:
+    for bare in ("postgresql://u@db.example/fleet", "postgres://u@db.example/fleet"):
+        assert Settings(database_url=bare).database_url == "postgresql+psycopg://u@db.example/fleet"
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("not a url", "is not a database URL"),
+    ("mysql+nosuchdriver://u:pw@h/x", "is not a database URL"),
+    ("mysql://u:secret@h/x", "needs the Python module 'MySQLdb'"),
+])
+def test_a_bad_database_url_is_refused_by_name(url: str, reason: str) -> None:
+    with pytest.raises(InvalidInput, match=reason) as caught:
+        db.get_engine(url)
+    assert "secret" not in str(caught.value)
+
+
+def test_a_database_that_does_not_answer_is_named_without_its_password() -> None:
+    url = f"postgresql+psycopg://fleet:secret@127.0.0.1:{_closed_port()}/records"
+    with pytest.raises(EdgefleetError, match="did not answer") as caught:
+        db.get_engine(url)
+    assert "fleet:***@127.0.0.1" in str(caught.value) and "secret" not in str(caught.value)
+
+
+def test_the_cli_prints_the_error_text_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEFLEET_DATABASE_URL", "mysql://u:secret@h/x")
+    db.get_engine.cache_clear()
+    from edgefleet.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["edge", "list"])
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        db.get_engine.cache_clear()
+    assert result.exit_code == 1
+    assert "edgefleet[postgres]" in result.output  # brackets are text here, not markup
