@@ -15,6 +15,7 @@ from edgefleet.edges import get_edge
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
 from edgefleet.validation import validated
 from models.inputs import DeploymentCreate, check_semver
+from models.policies import UpdatePolicy
 from models.records import (
     Application,
     ApplicationVersion,
@@ -51,10 +52,13 @@ def create_deployment(
     version: str | None = None,
     env: list[str] | dict[str, str] | None = None,
     allow_unpublished: bool = False,
+    policy: UpdatePolicy | dict[str, Any] | None = None,
 ) -> Deployment:
-    """A CREATED deployment of ``application`` (newest published version by default)."""
+    """A CREATED deployment of ``application`` (newest published version by default), with
+    its update policy (default: notified of every newer release but prereleases)."""
     spec = validated(DeploymentCreate, application=application, edge=edge, version=version,
                      env=env or {})
+    rules = _policy(policy)
     with session_scope() as session:
         app = get_application(session, name=spec.application)
         target = get_edge(session, name=spec.edge)
@@ -74,7 +78,7 @@ def create_deployment(
                 )
         assert app.id is not None and row.id is not None and target.id is not None
         dep = Deployment(application_id=app.id, version_id=row.id, edge_id=target.id,
-                         env=spec.env)
+                         env=spec.env, policy=rules.model_dump(mode="json"))
         session.add(dep)
     return dep
 
@@ -95,13 +99,35 @@ def deploy(
     version: str | None = None,
     env: list[str] | dict[str, str] | None = None,
     allow_unpublished: bool = False,
+    policy: UpdatePolicy | dict[str, Any] | None = None,
     wait: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Create a deployment and start it: the CLI's `edgefleet deploy`."""
     dep = create_deployment(application, edge, version=version, env=env,
-                            allow_unpublished=allow_unpublished)
+                            allow_unpublished=allow_unpublished, policy=policy)
     return start_deployment(dep.id, wait=wait, progress=progress)
+
+
+def _policy(given: UpdatePolicy | dict[str, Any] | None) -> UpdatePolicy:
+    if isinstance(given, UpdatePolicy):
+        return given
+    return validated(UpdatePolicy, **(given or {}))
+
+
+def policy_of(dep: Deployment) -> UpdatePolicy:
+    return UpdatePolicy.model_validate(dep.policy or {})
+
+
+def set_policy(ref: str, **changes: Any) -> dict[str, Any]:
+    """Change some of a deployment's update policy (``notify``, ``prereleases``); the rest
+    stays. Returns the policy now."""
+    with session_scope() as session:
+        dep = find_deployment(session, ref)
+        rules = _policy({**policy_of(dep).model_dump(mode="json"), **changes})
+        dep.policy = rules.model_dump(mode="json")
+        session.add(dep)
+        return dep.policy
 
 
 def stop_deployment(ref: str, *, remove_volumes: bool = False, wait: bool = True,
@@ -246,6 +272,7 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
         "last_error": dep.last_error,
         "degraded": dep.degraded,
         "update_available": dep.update_available,
+        "policy": policy_of(dep).model_dump(mode="json"),
         "flow_run_id": dep.flow_run_id,
         "created_at": dep.created_at.isoformat(),
         "updated_at": dep.updated_at.isoformat(),

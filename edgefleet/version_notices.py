@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from edgefleet.applications import get_application, latest_published
 from edgefleet.db import session_scope
 from edgefleet.notifications import notify_once
+from models.policies import Answer, UpdatePolicy, answer
 from models.records import Application, ApplicationVersion, Deployment
 
 # Deployments running on an edge (CREATED or STOPPED ones start on whatever version is chosen).
@@ -30,13 +31,18 @@ def older_deployments(session: Session, *, application: str, version: str) -> li
 
 
 def notify_version(application: str, version: str, deployment_id: str) -> bool:
-    """One notification for this deployment and version; False when it already exists."""
+    """One notification for this deployment and version, if its update policy wants it;
+    False when it already exists or the policy leaves this version out."""
     with session_scope() as session:
         dep = session.get(Deployment, deployment_id)
         if dep is None:
             return False
         current = session.get(ApplicationVersion, dep.version_id)
         assert current is not None
+        decision, _why = answer(UpdatePolicy.model_validate(dep.policy or {}),
+                                current.version, version)
+        if decision is Answer.SKIP:
+            return False
         dep.update_available = f"version {version} published"
         session.add(dep)
         created = notify_once(

@@ -93,6 +93,9 @@ class Deployment(SQLModel, table=True):
     flow_run_id: str | None = None
     update_available: str | None = None
     degraded: str | None = Field(default=None, sa_column=Column(Text))  # from telemetry
+    # models.policies.UpdatePolicy as data; {} is the default policy
+    policy: dict[str, Any] = Field(default_factory=dict,
+                                   sa_column=Column(JSON, nullable=False, server_default="{}"))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -84,28 +84,33 @@ def _deploy_versions(app: str, other: str, registry: str) -> tuple[set[str], str
 
 def test_publish_notifies_through_the_real_trigger(lab: Any, edges: dict[str, Any],
                                                    prefect_api: str) -> None:
-    """With `edgefleet up` running, publish emits the event and the trigger notifies."""
+    """With `edgefleet up` running, publish emits the event and the trigger notifies every
+    older deployment whose update policy wants to hear of the release."""
     app, other = unique("pub"), unique("other")
     old, current, unrelated = _deploy_versions(app, other, lab.registry)
+    quiet = sorted(old)[1]
+    edgefleet.set_policy(quiet, notify="major")  # a minor release is no news to it
+    told = old - {quiet}
     edgefleet.publish_version(app, "1.1.0")
     deadline = time.monotonic() + 60
-    while len(notes_for(old, "version")) < len(old):
+    while len(notes_for(told, "version")) < len(told):
         assert time.monotonic() < deadline, "the trigger never ran notify-application-update"
         time.sleep(0.5)
     notes = notes_for(old | {current, unrelated}, "version")
-    assert sorted(n["deployment_id"] for n in notes) == sorted(old)
+    assert sorted(n["deployment_id"] for n in notes) == sorted(told)
     for note in notes:
         assert (note["application"], note["from_version"], note["to_version"]) == (
             app, "1.0.0", "1.1.0")
         assert note["command"] == f"edgefleet update {note['deployment_id']} --to 1.1.0"
         assert note["link"].startswith("http://127.0.0.1:")
         assert not note["acknowledged"]
-    assert edgefleet.deployment_status(sorted(old)[0])["update_available"]
+    assert edgefleet.deployment_status(sorted(told)[0])["update_available"]
+    assert edgefleet.deployment_status(quiet)["update_available"] is None
 
     edgefleet.publish_version(app, "1.1.0")  # again: the trigger fires, nothing is added
     jobs.run_here("reconcile-notifications")
     time.sleep(4)
-    assert len(notes_for(old | {current, unrelated}, "version")) == len(old)
+    assert len(notes_for(old | {current, unrelated}, "version")) == len(told)
     edgefleet.acknowledge(notes[0]["id"])
     assert notes[0]["id"] not in [n["id"] for n in edgefleet.list_notifications()]
     for dep_id in old | {current, unrelated}:

@@ -122,3 +122,52 @@ def test_app_delete_on_the_command_line() -> None:
     done = CliRunner().invoke(app, ["app", "delete", "gone"])
     assert done.exit_code == 0 and "gone deleted (1 version(s))" in done.output
     assert edgefleet.list_applications() == []
+
+
+def test_update_policy_decides_who_hears_of_a_published_version() -> None:
+    edgefleet.add_edge("e-unchecked", "tcp://127.0.0.1:1", check=False)
+    edgefleet.create_application("policed", "1.0.0", image="x:1")
+    for version in ("1.0.1", "1.1.0", "2.0.0-rc.1", "2.0.0"):
+        edgefleet.add_version("policed", version, image=f"x:{version}")
+    edgefleet.publish_version("policed", "1.0.0")
+    every = edgefleet.create_deployment("policed", "e-unchecked").id
+    minor = edgefleet.create_deployment("policed", "e-unchecked", policy={"notify": "minor"}).id
+    major = edgefleet.create_deployment("policed", "e-unchecked", policy={"notify": "major"}).id
+    with pytest.raises(InvalidInput, match="notify"):
+        edgefleet.create_deployment("policed", "e-unchecked", policy={"notify": "sometimes"})
+    assert len(edgefleet.list_deployments()) == 3  # the refused one wrote nothing
+    ids = [every, minor, major]
+    for dep_id in ids:  # not started: make them count as running (no engine here)
+        _set_state(dep_id, "STARTED")
+
+    def heard(version: str) -> list[str]:
+        return sorted(n["deployment_id"] for n in edgefleet.list_notifications()
+                      if n["to_version"] == version)
+
+    edgefleet.publish_version("policed", "1.0.1")  # no Prefect server: notified here
+    assert heard("1.0.1") == [every]
+    edgefleet.publish_version("policed", "1.1.0")
+    assert heard("1.1.0") == sorted([every, minor])
+    edgefleet.publish_version("policed", "2.0.0-rc.1")
+    assert heard("2.0.0-rc.1") == []
+    assert edgefleet.set_policy(major, prereleases=True) == {"notify": "major",
+                                                             "prereleases": True}
+    with pytest.raises(InvalidInput, match="notify"):
+        edgefleet.set_policy(major, notify="never")
+    assert edgefleet.deployment_status(major)["policy"]["notify"] == "major"  # unchanged
+    edgefleet.publish_version("policed", "2.0.0")
+    assert heard("2.0.0") == sorted(ids)
+    for dep_id in ids:
+        _set_state(dep_id, "STOPPED")
+        edgefleet.delete_deployment(dep_id)
+
+
+def _set_state(dep_id: str, state: str) -> None:
+    from edgefleet.db import session_scope
+    from models.records import Deployment
+
+    with session_scope() as session:
+        row = session.get(Deployment, dep_id)
+        assert row is not None
+        row.state = state
+        session.add(row)

@@ -117,7 +117,6 @@ def show(name: str, json_out: bool = typer.Option(False, "--json", help="print J
 @handle_errors
 def delete(name: str = typer.Argument(..., help="application name")) -> None:
     """Forget an application and all its versions (refused while deployments run it).
-
     Images stay in their registry. Recreate it with `edgefleet app create` when its image
     references changed, e.g. after the lab's registry moved to another port.
     """

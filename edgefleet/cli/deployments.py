@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from edgefleet import deployments, logs
 from edgefleet.cli.common import console, err_console, handle_errors, print_json, print_table
+from models.policies import UpdatePolicy
 
 WAIT = typer.Option(True, "--wait/--no-wait", help="wait for the final state, showing progress")
 JSON = typer.Option(False, "--json", help="print the deployment record as JSON")
@@ -38,6 +39,22 @@ def show_deployment(data: dict[str, Any], json_out: bool) -> None:
         console.print(f"last flow run: {data['flow_run_id']}")
 
 
+NOTIFY = typer.Option(None, help="notify of releases at least this big: patch (default, "
+                      "every newer release), minor or major")
+PRERELEASES = typer.Option(None, "--prereleases/--no-prereleases",
+                           help="count prerelease versions such as 2.0.0-rc.1 (default: no)")
+
+
+def _policy_changes(notify: str | None, prereleases: bool | None) -> dict[str, Any]:
+    """The policy fields the options set."""
+    changes: dict[str, Any] = {}
+    if notify is not None:
+        changes["notify"] = notify
+    if prereleases is not None:
+        changes["prereleases"] = prereleases
+    return changes
+
+
 def register(app: typer.Typer) -> None:
     """Add the deployment commands at the top level of ``app``."""
 
@@ -49,18 +66,47 @@ def register(app: typer.Typer) -> None:
         version: str | None = typer.Option(None, help="version (default: newest published)"),
         env: list[str] | None = typer.Option(None, "--env", help="override KEY=VALUE"),
         allow_unpublished: bool = typer.Option(False, help="allow a version not published yet"),
+        notify: str | None = NOTIFY,
+        prereleases: bool | None = PRERELEASES,
         wait: bool = WAIT,
         json_out: bool = JSON,
     ) -> None:
-        """Create a deployment and run flow deploy-application (STARTED once containers run)."""
+        """Create a deployment and run flow deploy-application (STARTED once containers run).
+        Its update policy (--notify, --prereleases) says which newly published versions its
+        operator hears of; change it later with `edgefleet policy`.
+        """
         dep = deployments.create_deployment(application, edge, version=version, env=env,
-                                            allow_unpublished=allow_unpublished)
+                                            allow_unpublished=allow_unpublished,
+                                            policy=_policy_changes(notify, prereleases))
         if not json_out:
             console.print(f"deployment {dep.id} created; deploying to {edge} ...")
         data = deployments.start_deployment(dep.id, wait=wait, progress=_progress(json_out))
         show_deployment(data, json_out)
         if wait and data["state"] == "ERROR":
             raise typer.Exit(1)
+
+    @app.command("policy")
+    @handle_errors
+    def policy(
+        deployment: str,
+        notify: str | None = NOTIFY,
+        prereleases: bool | None = PRERELEASES,
+        json_out: bool = JSON,
+    ) -> None:
+        """Show a deployment's update policy, or change the parts given. When a version is
+        published, the deployments on an older one are notified (`edgefleet notifications`)
+        unless the release is smaller than their --notify level (patch < minor < major), or
+        is a prerelease (such as 2.0.0-rc.1) and they neither take prereleases
+        (--prereleases) nor run one. Example: `edgefleet policy ID --notify minor`.
+        """
+        changes = _policy_changes(notify, prereleases)
+        rules = (deployments.set_policy(deployment, **changes) if changes
+                 else deployments.deployment_status(deployment)["policy"])
+        if json_out:
+            print_json(rules)
+            return
+        console.print(f"deployment {deployment}: {UpdatePolicy(**rules).describe()}",
+                      highlight=False)
 
     @app.command("start")
     @handle_errors
