@@ -1,7 +1,8 @@
 """Image update detection: which running images have something newer in their registry.
 
 A floating tag (``latest``) is new when its digest moved; a semantic-version tag when a
-newer semantic-version tag exists. Pure functions here; the flow does the I/O.
+newer semantic-version tag exists and the deployment's update policy counts a release that
+big. Pure functions here; the flow does the I/O.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sqlmodel import select
 from edgefleet.db import session_scope
 from edgefleet.registry import parse_reference
 from edgefleet.update_plan import short
+from models.policies import Answer, UpdatePolicy, answer
 from models.records import Application, ApplicationVersion, ContainerStatus, Deployment
 
 
@@ -23,6 +25,7 @@ class RunningImage(BaseModel):
     service: str
     ref: str
     digest: str | None
+    policy: UpdatePolicy = UpdatePolicy()
 
 
 class RefCheck(BaseModel):
@@ -69,6 +72,14 @@ def newest_tag(current: str, tags: list[str]) -> str | None:
     return best[1] if best else None
 
 
+def tag_is_news(policy: UpdatePolicy, running: str | None, newer: str) -> bool:
+    """Whether the deployment's update policy wants to hear of the newer tag."""
+    old, new = parse_tag(running), parse_tag(newer)
+    if old is None or new is None:
+        return True
+    return answer(policy, str(old), str(new))[0] is Answer.NOTIFY
+
+
 def is_checkable(ref: str) -> bool:
     """A reference pinned by digest cannot move: nothing to check."""
     return parse_reference(ref).digest is None
@@ -85,7 +96,8 @@ def running_images() -> list[RunningImage]:
                    Deployment.state == "STARTED")
         ).all()
         return [RunningImage(deployment_id=dep.id, application=app.name, version=ver.version,
-                             service=cs.service, ref=cs.image, digest=cs.digest)
+                             service=cs.service, ref=cs.image, digest=cs.digest,
+                             policy=UpdatePolicy.model_validate(dep.policy or {}))
                 for cs, dep, app, ver in rows if is_checkable(cs.image)]
 
 
@@ -98,6 +110,8 @@ def findings(running: list[RunningImage], checks: dict[str, RefCheck]) -> list[F
             continue
         ref = parse_reference(image.ref)
         if check.newer_tag:
+            if not tag_is_news(image.policy, ref.tag, check.newer_tag):
+                continue
             newer = f"{image.ref.rsplit(':', 1)[0]}:{check.newer_tag}"
             found.append(Finding(
                 deployment_id=image.deployment_id, service=image.service, key=newer,

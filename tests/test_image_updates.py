@@ -8,6 +8,7 @@ from edgefleet.image_updates import (
     is_checkable,
     newest_tag,
 )
+from models.policies import Change, UpdatePolicy
 
 A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
@@ -38,6 +39,15 @@ def test_newer_semver_tag_is_a_finding_keyed_by_reference() -> None:
     (found,) = findings([running(ref)], {ref: RefCheck(ref=ref, newer_tag="1.2.0")})
     assert found.key == "127.0.0.1:5000/app:1.2.0"
     assert "newer tag 1.2.0" in found.message
+
+
+def test_a_newer_tag_is_news_only_as_big_as_the_policy_asks() -> None:
+    ref = "127.0.0.1:5000/app:v1.0.0"
+    major_only = UpdatePolicy(notify=Change.MAJOR)
+    quiet = running(ref).model_copy(update={"policy": major_only, "deployment_id": "d2"})
+    for newer, heard in (("v1.3.0", ["d1"]), ("v2.0.0", ["d1", "d2"])):
+        check = {ref: RefCheck(ref=ref, newer_tag=newer)}
+        assert [f.deployment_id for f in findings([running(ref), quiet], check)] == heard
 
 
 def test_failed_checks_and_pinned_references_give_nothing() -> None:
