@@ -1,6 +1,5 @@
 """The Python API on records alone (no engine): duplicates and bad input change nothing."""
 
-
 import pytest
 
 import edgefleet

@@ -58,7 +58,8 @@ def _policy_changes(notify: str | None, prereleases: bool | None) -> dict[str, A
 def register(app: typer.Typer) -> None:
     """Add the deployment commands at the top level of ``app``."""
 
-    @app.command("deploy")
+    @app.command("deploy", short_help="Create a deployment and run flow deploy-application "
+                 "(STARTED once containers run).")
     @handle_errors
     def deploy(
         application: str = typer.Argument(..., help="application name"),
@@ -85,7 +86,8 @@ def register(app: typer.Typer) -> None:
         if wait and data["state"] == "ERROR":
             raise typer.Exit(1)
 
-    @app.command("policy")
+    @app.command("policy", short_help="Show or change which published versions a "
+                 "deployment's operator hears of.")
     @handle_errors
     def policy(
         deployment: str,
