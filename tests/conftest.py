@@ -19,6 +19,7 @@ import pytest
 
 from edgefleet import db
 from edgefleet.lab import LabStatus, lab_down, lab_up
+from edgefleet.lab.daemons import free_port
 from edgefleet.settings import get_settings
 
 # Variables that would point a test at real state outside its temp home.
@@ -115,20 +116,12 @@ def lab(edgefleet_home: Path) -> Iterator[LabStatus]:
         lab_down()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def prefect_api(lab: LabStatus, edgefleet_home: Path) -> Iterator[str]:
     """`edgefleet up` once per session (a real Prefect server + served flows): its API URL."""
     from edgefleet import server
 
-    os.environ["EDGEFLEET_PREFECT_PORT"] = str(_free_port())
+    os.environ["EDGEFLEET_PREFECT_PORT"] = str(free_port(set()))
     _clear_caches()
     try:
         state = server.up(progress=lambda _m: None)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import glob
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+
+from edgefleet.lab.daemons import free_port
 
 RUN_AS = ["runuser", "-u", "postgres", "--"]
 LABEL = "eftest"  # every database a test creates starts with it
@@ -28,17 +29,11 @@ def _bin_dir() -> Path:
     return Path(found[-1]).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PostgresServer:
     def __init__(self) -> None:
         self.bin = _bin_dir()
         self.folder = Path(tempfile.mkdtemp(prefix="ef-postgres-"))
-        self.port = _free_port()
+        self.port = free_port(set())
         shutil.chown(self.folder, "postgres", "postgres")
         self._run("initdb", "-D", str(self.folder / "data"), "-A", "trust", "-U", "postgres",
                   "--no-sync", "-E", "UTF8")

@@ -4,21 +4,14 @@ The records themselves run on PostgreSQL too: ``empty_records`` (tests/conftest.
 the records and telemetry-rules tests on SQLite and again on a real PostgreSQL server.
 """
 
-import socket
-
 import pytest
 from typer.testing import CliRunner
 
 from edgefleet import db
 from edgefleet.cli.main import app
 from edgefleet.errors import EdgefleetError, InvalidInput
+from edgefleet.lab.daemons import free_port
 from edgefleet.settings import Settings
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_a_bare_postgresql_url_uses_the_driver_edgefleet_installs() -> None:
@@ -38,7 +31,7 @@ def test_a_bad_database_url_is_refused_by_name(url: str, reason: str) -> None:
 
 
 def test_a_database_that_does_not_answer_is_named_without_its_password() -> None:
-    url = f"postgresql+psycopg://fleet:secret@127.0.0.1:{_closed_port()}/records"
+    url = f"postgresql+psycopg://fleet:secret@127.0.0.1:{free_port(set())}/records"
     with pytest.raises(EdgefleetError, match="did not answer") as caught:
         db.get_engine(url)
     assert "fleet:***@127.0.0.1" in str(caught.value) and "secret" not in str(caught.value)

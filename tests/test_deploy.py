@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
@@ -15,6 +14,7 @@ import edgefleet
 from edgefleet import labels as L
 from edgefleet import server
 from edgefleet.errors import InvalidTransition
+from edgefleet.lab.daemons import free_port
 from edgefleet.logs import fetch_logs
 from edgefleet.settings import get_settings
 from tests.lab_helpers import containers_of, get_page, networks_of, unique
@@ -24,12 +24,6 @@ pytestmark = pytest.mark.lab
 
 
 
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def task_runs(flow_run_id: str, api_url: str) -> list[Any]:
@@ -113,7 +107,7 @@ def test_compose_app_waits_for_health_and_logs_resume(
 
 def test_swarm_stack_reaches_started(lab: Any, edges: dict[str, Any], local_runs: None) -> None:
     swarm_edge = next(e for e in lab.edges if e.swarm)
-    port = free_port()
+    port = free_port(set())
     stack = f"""
 services:
   web:
@@ -174,7 +168,7 @@ def test_failures_end_in_error_with_a_reason_and_nothing_left(
 
 def test_unreachable_edge_ends_in_error(lab: Any, prefect_api: str, local_runs: None) -> None:
     edge = unique("gone")
-    edgefleet.add_edge(edge, f"tcp://127.0.0.1:{free_port()}", check=False)
+    edgefleet.add_edge(edge, f"tcp://127.0.0.1:{free_port(set())}", check=False)
     app = unique("far")
     edgefleet.create_application(app, "1.0.0", image=f"{lab.registry}/edgefleet/hello:1.0.0")
     edgefleet.publish_version(app, "1.0.0")
