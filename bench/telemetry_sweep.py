@@ -29,9 +29,7 @@ import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from bench import fake_engine  # noqa: E402
 from edgefleet import db, server  # noqa: E402
 from edgefleet.engine import EngineConnection, engine_client  # noqa: E402
 from edgefleet.lab import LabStatus, certs, lab_status, lab_up  # noqa: E402
+from edgefleet.lab.engines import sample_workload  # noqa: E402
 from edgefleet.settings import get_settings  # noqa: E402
 
 BENCH_LABEL = "edgefleet.bench"
@@ -117,35 +116,15 @@ def empty_sweeps(sweeps: int) -> float:
     return total / sweeps
 
 
-@contextmanager
-def busy_lab(status: LabStatus, running: int, stopped: int) -> Iterator[None]:
-    """``running`` ticker containers and ``stopped`` exited ones on each lab edge, so a
-    sample has stats to wait for; every one labelled and removed at the end."""
-    value = uuid.uuid4().hex[:8]
-    image = f"{status.registry}/edgefleet/ticker:1.0.0"
-    try:
-        for edge in status.edges:
-            with engine_client(edge.connection, timeout=60) as client:
-                for index in range(running + stopped):
-                    client.containers.run(
-                        image, detach=True, labels={BENCH_LABEL: value}, network_mode="none",
-                        **({} if index < running else {"entrypoint": ["/bin/true"]}))
-        yield
-    finally:
-        for edge in status.edges:
-            with engine_client(edge.connection, timeout=60) as client:
-                for container in client.containers.list(
-                        all=True, filters={"label": f"{BENCH_LABEL}={value}"}):
-                    container.remove(force=True)
-
-
 def bench_lab(sweeps: int, fanout: int) -> dict[str, Any]:
     status = lab_status()
     if not status.running:
         status = lab_up(edges=2, swarm_edges=1)
     edges = len(status.edges)
     baseline = ping_baseline(status.edges[0].connection, 20)
-    with busy_lab(status, running=2, stopped=1):
+    with sample_workload([e.connection for e in status.edges],
+                         f"{status.registry}/edgefleet/ticker:1.0.0", BENCH_LABEL,
+                         running=2, exited=1):
         results = with_prefect(lambda: run_sweeps(sweeps + 1, edges))[1:]  # first: warm-up
         fixed = with_prefect(lambda: empty_sweeps(max(1, sweeps)))
         read_ms = read_only([e.connection for e in status.edges] * 3, edges)

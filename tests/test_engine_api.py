@@ -24,6 +24,7 @@ from edgefleet.engine import EngineConnection, engine_client
 from edgefleet.engine_api import open_engine
 from edgefleet.errors import EngineRequestFailed
 from edgefleet.lab import LabStatus, certs
+from edgefleet.lab.engines import sample_workload
 from edgefleet.lab.state import load_state
 from edgefleet.settings import get_settings
 from models.readings import EdgeTarget
@@ -32,24 +33,12 @@ from models.telemetry import Work
 TEST_LABEL = "edgefleet.test"
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
 @pytest.fixture
 def ticker(lab: LabStatus) -> Iterator[tuple[EngineConnection, str]]:
     """A running test container on lab-2 (its id), removed after."""
     conn = lab.edge("lab-2").connection
-    value = uuid.uuid4().hex[:8]
-    with engine_client(conn, timeout=30) as client:
-        container = client.containers.run(f"{lab.registry}/edgefleet/ticker:1.0.0",
-                                          detach=True, labels={TEST_LABEL: value},
-                                          network_mode="none")
-        cid = str(container.id)
-    yield conn, cid
-    with engine_client(conn, timeout=30) as client:
-        for c in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={value}"}):
-            c.remove(force=True)
+    with sample_workload([conn], f"{lab.registry}/edgefleet/ticker:1.0.0", TEST_LABEL) as ids:
+        yield conn, ids[conn.name][0]
 
 
 @pytest.mark.lab
@@ -65,7 +54,7 @@ def test_reads_what_the_docker_sdk_reads(ticker: tuple[EngineConnection, str]) -
             found["requests"] = engine.requests
             return found
 
-    found = run(read())
+    found = asyncio.run(read())
     with engine_client(conn, timeout=30) as client:
         info = client.info()
         listed = {c["Id"] for c in client.api.containers(all=True)}
@@ -93,7 +82,8 @@ def test_the_unix_socket_of_an_engine_reads_the_same(lab: LabStatus) -> None:
         async with open_engine(conn, timeout=30) as engine:
             return str((await engine.info())["ID"])
 
-    assert run(version(local)) == run(version(lab.edge("lab-1").connection))
+    assert asyncio.run(version(local)) == asyncio.run(
+        version(lab.edge("lab-1").connection))
 
 
 @pytest.mark.lab
@@ -105,7 +95,7 @@ def test_a_missing_container_is_an_answer_not_an_unreachable_edge(lab: LabStatus
             await engine.inspect_container("no-such-container-" + uuid.uuid4().hex)
 
     with pytest.raises(EngineRequestFailed, match="No such container") as caught:
-        run(inspect_missing())
+        asyncio.run(inspect_missing())
     assert caught.value.status == 404
 
 

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from edgefleet.cli.main import app
 from edgefleet.db import session_scope
 from edgefleet.engine import EngineConnection, cli_environment, engine_client
 from edgefleet.lab import LabStatus, lab_down, lab_up
+from edgefleet.lab.engines import sample_workload
 from edgefleet.settings import get_settings
 from flows.telemetry import collect_telemetry
 from models.records import Edge
@@ -80,22 +80,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: flo
 @pytest.fixture
 def busy_edges(lab: LabStatus) -> Iterator[dict[str, EngineConnection]]:
     """One running and one exited test container on each session edge; removed after."""
-    value = uuid.uuid4().hex[:8]
     conns = {e.name: e.connection for e in lab.edges}
-    for conn in conns.values():
-        with engine_client(conn, timeout=30) as client:
-            client.containers.run(f"{lab.registry}/edgefleet/ticker:1.0.0", detach=True,
-                                  labels={TEST_LABEL: value}, network_mode="none")
-            done = client.containers.run(f"{lab.registry}/edgefleet/ticker:1.0.0", detach=True,
-                                         labels={TEST_LABEL: value}, network_mode="none",
-                                         entrypoint=["/bin/sh", "-c", "exit 0"])
-            done.wait(timeout=20)
-    yield conns
-    for conn in conns.values():
-        with engine_client(conn, timeout=30) as client:
-            for container in client.containers.list(
-                    all=True, filters={"label": f"{TEST_LABEL}={value}"}):
-                container.remove(force=True)
+    with sample_workload(list(conns.values()), f"{lab.registry}/edgefleet/ticker:1.0.0",
+                         TEST_LABEL, running=1, exited=1):
+        yield conns
 
 
 def test_samples_accumulate_with_plausible_values(

@@ -147,9 +147,9 @@ def test_container_reading_from_inspect_and_stats() -> None:
         101, 52, 4096, 8192)
     assert (reading.cpu_total, reading.cpu_system) == (1_500_000_000, 104_000_000_000)
     assert obs.urls == ["http://10.0.0.7:32768"]
-    stopped, _ = edge_readings.container_reading(inspect_attrs(status="exited", exit_code=137,
-                                                   deployment=None, health=None),
-                                     None, "h", {}, 2)
+    stopped, _ = edge_readings.container_reading(
+        inspect_attrs(status="exited", exit_code=137, deployment=None, health=None),
+        None, "h", {}, 2)
     assert stopped.deployment_id is None and stopped.exit_code == 137
     assert stopped.cpu_percent is None and stopped.memory_usage is None
 

@@ -1,4 +1,5 @@
-"""Talking to a lab edge's engine: does it answer, swarm mode, and clearing it before shutdown.
+"""Talking to a lab edge's engine: does it answer, swarm mode, a sample workload, and
+clearing it before shutdown.
 
 Always over TCP with the edge's client certificate, like edgefleet itself, so a lab that
 comes up is a lab whose mTLS works.
@@ -9,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker.errors
@@ -89,6 +92,36 @@ def clear_edge(edge: EdgeState) -> int:
                 container.remove(force=True)
                 removed += 1
     return removed
+
+
+@contextlib.contextmanager
+def sample_workload(conns: list[EngineConnection], image: str, label: str, running: int = 1,
+                    exited: int = 0) -> Iterator[dict[str, list[str]]]:
+    """``running`` containers of ``image`` (the lab's ``edgefleet/ticker``) and ``exited``
+    ones that ran and ended, on each engine, so telemetry has stats to read; each labelled
+    ``label=<random value>`` and removed at the end. Yields each engine's container ids by
+    edge name, running ones first."""
+    value = uuid.uuid4().hex[:8]
+    ids: dict[str, list[str]] = {}
+    try:
+        for conn in conns:
+            ids[conn.name] = []
+            with engine_client(conn, timeout=60) as client:
+                for index in range(running + exited):
+                    done = index >= running
+                    container = client.containers.run(
+                        image, detach=True, labels={label: value}, network_mode="none",
+                        **({"entrypoint": ["/bin/sh", "-c", "exit 0"]} if done else {}))
+                    if done:
+                        container.wait(timeout=20)
+                    ids[conn.name].append(str(container.id))
+        yield ids
+    finally:
+        for conn in conns:
+            with engine_client(conn, timeout=60) as client:
+                for container in client.containers.list(
+                        all=True, filters={"label": f"{label}={value}"}):
+                    container.remove(force=True)
 
 
 def udp_port_free(port: int) -> bool:
