@@ -115,16 +115,12 @@ def _policy(given: UpdatePolicy | dict[str, Any] | None) -> UpdatePolicy:
     return validated(UpdatePolicy, **(given or {}))
 
 
-def policy_of(dep: Deployment) -> UpdatePolicy:
-    return UpdatePolicy.model_validate(dep.policy or {})
-
-
 def set_policy(ref: str, **changes: Any) -> dict[str, Any]:
     """Change some of a deployment's update policy (``notify``, ``prereleases``); the rest
     stays. Returns the policy now."""
     with session_scope() as session:
         dep = find_deployment(session, ref)
-        rules = _policy({**policy_of(dep).model_dump(mode="json"), **changes})
+        rules = _policy({**dep.policy, **changes})
         dep.policy = rules.model_dump(mode="json")
         session.add(dep)
         return dep.policy
@@ -272,7 +268,7 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
         "last_error": dep.last_error,
         "degraded": dep.degraded,
         "update_available": dep.update_available,
-        "policy": policy_of(dep).model_dump(mode="json"),
+        "policy": UpdatePolicy.model_validate(dep.policy).model_dump(mode="json"),
         "flow_run_id": dep.flow_run_id,
         "created_at": dep.created_at.isoformat(),
         "updated_at": dep.updated_at.isoformat(),

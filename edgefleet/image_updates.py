@@ -97,7 +97,7 @@ def running_images() -> list[RunningImage]:
         ).all()
         return [RunningImage(deployment_id=dep.id, application=app.name, version=ver.version,
                              service=cs.service, ref=cs.image, digest=cs.digest,
-                             policy=UpdatePolicy.model_validate(dep.policy or {}))
+                             policy=UpdatePolicy.model_validate(dep.policy))
                 for cs, dep, app, ver in rows if is_checkable(cs.image)]
 
 

@@ -39,7 +39,7 @@ def notify_version(application: str, version: str, deployment_id: str) -> bool:
             return False
         current = session.get(ApplicationVersion, dep.version_id)
         assert current is not None
-        decision, _why = answer(UpdatePolicy.model_validate(dep.policy or {}),
+        decision, _why = answer(UpdatePolicy.model_validate(dep.policy),
                                 current.version, version)
         if decision is Answer.SKIP:
             return False
