@@ -18,6 +18,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.engine import engine_client
+from edgefleet.lab.daemons import free_port
 from edgefleet.registry_secrets import save_registry_login
 from tests.lab_helpers import remove_managed, unique
 
@@ -29,10 +30,8 @@ USER, PASSWORD = "robot", "s3cret-Pa55word-7f3a"
 @pytest.fixture(scope="module")
 def private_registry(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second real registry that demands a login; hello 1.0.0 pushed into it."""
-    from tests.conftest import _free_port
-
     folder = tmp_path_factory.mktemp("private-registry")
-    port = _free_port()
+    port = free_port(set())
     (folder / "htpasswd").write_text(
         f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt()).decode()}\n")
     (folder / "config.yml").write_text(
