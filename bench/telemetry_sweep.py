@@ -71,7 +71,7 @@ def ping_baseline(conn: EngineConnection, calls: int) -> float:
 
 def run_sweeps(sweeps: int, edges: int) -> list[dict[str, float]]:
     """Forced sweeps of every edge; CPU and wall of each."""
-    from flows.telemetry import collect_telemetry
+    from edgefleet.flows.telemetry import collect_telemetry
 
     results = []
     for _ in range(sweeps):
@@ -104,7 +104,7 @@ def with_prefect(func: Callable[[], Any]) -> Any:
 def empty_sweeps(sweeps: int) -> float:
     """CPU seconds of a sweep in which no edge is due: the fixed cost of a sweep (a flow
     run and its few task runs), whatever the fleet size; it dominates a 2-edge lab."""
-    from flows.telemetry import collect_telemetry
+    from edgefleet.flows.telemetry import collect_telemetry
 
     total = 0.0
     for _ in range(sweeps):
@@ -171,7 +171,7 @@ def _fleet_home(folder: Path, edges: int, engines: list[EngineConnection]) -> No
     """A throw-away edgefleet home with N edge records spread over ``engines``."""
     from sqlalchemy import insert
 
-    from models.records import Edge
+    from edgefleet.models.records import Edge
 
     os.environ["EDGEFLEET_HOME"] = str(folder / "home")
     get_settings.cache_clear()
@@ -192,8 +192,8 @@ def _fleet_home(folder: Path, edges: int, engines: list[EngineConnection]) -> No
 def read_only(conns: list[EngineConnection], in_flight: int) -> float:
     """CPU ms per edge of just reading (no Prefect, no records): where the CPU goes."""
     from edgefleet.edge_readings import read_many
-    from models.readings import EdgeTarget
-    from models.telemetry import Work
+    from edgefleet.models.readings import EdgeTarget
+    from edgefleet.models.telemetry import Work
 
     targets = [EdgeTarget(edge_id=i, conn=c, work=Work.SAMPLE) for i, c in enumerate(conns)]
     started = time.process_time()

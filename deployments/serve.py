@@ -1,6 +1,6 @@
 """Serve every edgefleet flow as a Prefect deployment (the reference's job queue).
 
-Run by `edgefleet up` as ``python -m deployments.serve``; ``pause_on_shutdown=False`` so
+Run by `edgefleet up` as ``python -m edgefleet.deployments.serve``; ``pause_on_shutdown=False`` so
 stopping it does not pause the deployments. Jobs (deploy, stop, update) run on demand; the
 image check, the notification reconcile and the telemetry sweep on an interval;
 notify-application-update on the ``edgefleet.application.published`` event.
@@ -17,13 +17,13 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
 from edgefleet.events import APPLICATION_PUBLISHED
+from edgefleet.flows.check_updates import check_image_updates
+from edgefleet.flows.deploy import deploy_application
+from edgefleet.flows.notify import notify_application_update, reconcile_notifications
+from edgefleet.flows.stop import stop_application
+from edgefleet.flows.telemetry import collect_telemetry
+from edgefleet.flows.update import update_application
 from edgefleet.settings import get_settings
-from flows.check_updates import check_image_updates
-from flows.deploy import deploy_application
-from flows.notify import notify_application_update, reconcile_notifications
-from flows.stop import stop_application
-from flows.telemetry import collect_telemetry
-from flows.update import update_application
 
 
 def publish_trigger() -> DeploymentEventTrigger:

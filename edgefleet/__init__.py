@@ -8,7 +8,7 @@ import os
 # No internet here or on many edge sites: Prefect's usage telemetry would only log errors.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from edgefleet.applications import (  # noqa: E402
+from edgefleet.api.applications import (  # noqa: E402
     add_version,
     create_application,
     delete_application,
@@ -16,7 +16,7 @@ from edgefleet.applications import (  # noqa: E402
     publish_version,
     show_application,
 )
-from edgefleet.deployments import (
+from edgefleet.api.deployments import (
     create_deployment,
     delete_deployment,
     deploy,
@@ -27,11 +27,11 @@ from edgefleet.deployments import (
     stop_deployment,
     update_deployment,
 )
-from edgefleet.edges import add_edge, list_edges, remove_edge, set_edge, show_edge
+from edgefleet.api.edges import add_edge, list_edges, remove_edge, set_edge, show_edge
+from edgefleet.api.notifications import acknowledge, list_notifications
+from edgefleet.api.telemetry import collect as collect_telemetry
+from edgefleet.api.telemetry import edge_telemetry
 from edgefleet.errors import EdgefleetError
-from edgefleet.notifications import acknowledge, list_notifications
-from edgefleet.telemetry import collect as collect_telemetry
-from edgefleet.telemetry import edge_telemetry
 
 __all__ = [
     "EdgefleetError",

@@ -26,11 +26,11 @@ from edgefleet import labels as L
 from edgefleet import metrics
 from edgefleet.engine_api import AsyncEngine, open_engine
 from edgefleet.errors import EdgefleetError, EngineRequestFailed
-from models.plans import ObservedContainer
-from models.readings import ContainerReading, EdgeReading, EdgeTarget
-from models.records import utcnow
-from models.telemetry import Work
-from tasks.containers import to_observed
+from edgefleet.models.plans import ObservedContainer
+from edgefleet.models.readings import ContainerReading, EdgeReading, EdgeTarget
+from edgefleet.models.records import utcnow
+from edgefleet.models.telemetry import Work
+from edgefleet.tasks.containers import to_observed
 
 T = TypeVar("T")
 DISK_KEYS = ("disk_images", "disk_containers", "disk_volumes")

@@ -12,10 +12,10 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from edgefleet.db import session_scope
+from edgefleet.models.policies import Answer, UpdatePolicy, answer
+from edgefleet.models.records import Application, ApplicationVersion, ContainerStatus, Deployment
 from edgefleet.registry import parse_reference
 from edgefleet.update_plan import short
-from models.policies import Answer, UpdatePolicy, answer
-from models.records import Application, ApplicationVersion, ContainerStatus, Deployment
 
 
 class RunningImage(BaseModel):

@@ -23,17 +23,17 @@ from prefect.settings import (
 from edgefleet import server
 from edgefleet.db import session_scope
 from edgefleet.errors import EdgefleetError
+from edgefleet.models.records import Deployment
+from edgefleet.models.states import DeploymentState
 from edgefleet.settings import get_settings
-from models.records import Deployment
-from models.states import DeploymentState
 
 FLOWS = {
-    "deploy-application": "flows.deploy:deploy_application",
-    "stop-application": "flows.stop:stop_application",
-    "update-application": "flows.update:update_application",
-    "check-image-updates": "flows.check_updates:check_image_updates",
-    "reconcile-notifications": "flows.notify:reconcile_notifications",
-    "collect-telemetry": "flows.telemetry:collect_telemetry",
+    "deploy-application": "edgefleet.flows.deploy:deploy_application",
+    "stop-application": "edgefleet.flows.stop:stop_application",
+    "update-application": "edgefleet.flows.update:update_application",
+    "check-image-updates": "edgefleet.flows.check_updates:check_image_updates",
+    "reconcile-notifications": "edgefleet.flows.notify:reconcile_notifications",
+    "collect-telemetry": "edgefleet.flows.telemetry:collect_telemetry",
 }
 TRANSIENT = {DeploymentState.STARTING, DeploymentState.UPDATING, DeploymentState.STOPPING}
 

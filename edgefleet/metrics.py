@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from models.telemetry import Availability, Work
+from edgefleet.models.telemetry import Availability, Work
 
 T = TypeVar("T")
 

@@ -16,8 +16,8 @@ from pydantic import SecretStr, ValidationError
 
 from edgefleet import server
 from edgefleet.errors import InvalidInput, NotFound
+from edgefleet.models.inputs import SECRET_RE
 from edgefleet.registry import Credentials
-from models.inputs import SECRET_RE
 
 
 def _api() -> Any:

@@ -128,8 +128,8 @@ def up(progress: Any = print) -> dict[str, Any]:
     serve_pid = state.get("serve_pid") if pid_alive(state.get("serve_pid")) else None
     if serve_pid is None:
         progress("serving edgefleet flows as Prefect deployments")
-        serve_pid = _spawn([sys.executable, "-m", "deployments.serve"], folder / "serve.log",
-                           env)
+        serve_pid = _spawn([sys.executable, "-m", "edgefleet.deployments.serve"],
+                           folder / "serve.log", env)
         _write({"api_url": api_url, "server_pid": server_pid, "serve_pid": serve_pid})
     _wait(lambda: _deployments_ready(api_url), "the served deployments", folder / "serve.log",
           90, serve_pid)

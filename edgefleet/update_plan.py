@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from edgefleet import labels as L
-from models.plans import DeployPlan, ObservedContainer
+from edgefleet.models.plans import DeployPlan, ObservedContainer
 
 ActionName = Literal["create", "recreate", "keep", "remove"]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import semver
 from sqlmodel import Session, select
 
-from edgefleet.applications import get_application, latest_published
+from edgefleet.api.applications import get_application, latest_published
+from edgefleet.api.notifications import notify_once
 from edgefleet.db import session_scope
-from edgefleet.notifications import notify_once
-from models.policies import Answer, UpdatePolicy, answer
-from models.records import Application, ApplicationVersion, Deployment
+from edgefleet.models.policies import Answer, UpdatePolicy, answer
+from edgefleet.models.records import Application, ApplicationVersion, Deployment
 
 # Deployments running on an edge (CREATED or STOPPED ones start on whatever version is chosen).
 ACTIVE = ("STARTING", "STARTED", "UPDATING", "ERROR")

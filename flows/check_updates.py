@@ -14,7 +14,7 @@ from prefect.cache_policies import NONE
 from edgefleet import image_updates
 from edgefleet.errors import RegistryError
 from edgefleet.registry import RegistryClient, parse_reference
-from tasks.records import notify_operator
+from edgefleet.tasks.records import notify_operator
 
 
 @task(name="collect-running-images", retries=2, retry_delay_seconds=1, cache_policy=NONE)

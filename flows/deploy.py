@@ -11,11 +11,11 @@ from collections.abc import Callable
 from prefect import flow, get_run_logger, runtime
 
 from edgefleet import labels as L
+from edgefleet.models.inputs import AppKind
+from edgefleet.models.plans import DeployPlan, ObservedContainer
+from edgefleet.models.states import Action
 from edgefleet.settings import get_settings
-from models.inputs import AppKind
-from models.plans import DeployPlan, ObservedContainer
-from models.states import Action
-from tasks.compose import (
+from edgefleet.tasks.compose import (
     compose_down,
     compose_logs_tail,
     compose_up,
@@ -24,16 +24,16 @@ from tasks.compose import (
     stack_deploy,
     stack_remove,
 )
-from tasks.containers import (
+from edgefleet.tasks.containers import (
     create_network,
     observe_containers,
     remove_containers,
     start_container,
     wait_for_containers,
 )
-from tasks.images import load_registry_login, pull_image
-from tasks.records import load_plan, move_state, record_containers
-from tasks.updates import ensure_update_limit
+from edgefleet.tasks.images import load_registry_login, pull_image
+from edgefleet.tasks.records import load_plan, move_state, record_containers
+from edgefleet.tasks.updates import ensure_update_limit
 
 
 @flow(name="deploy-application", flow_run_name="deploy {deployment_id}", log_prints=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from prefect import flow, runtime
 
-from models.inputs import AppKind
-from models.states import Action
-from tasks.compose import compose_down, stack_remove
-from tasks.containers import remove_containers
-from tasks.records import load_plan, move_state, record_containers
+from edgefleet.models.inputs import AppKind
+from edgefleet.models.states import Action
+from edgefleet.tasks.compose import compose_down, stack_remove
+from edgefleet.tasks.containers import remove_containers
+from edgefleet.tasks.records import load_plan, move_state, record_containers
 
 
 @flow(name="stop-application", flow_run_name="stop {deployment_id}")

@@ -16,9 +16,9 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from models.readings import EdgeReading
-from models.telemetry import Work
-from tasks.telemetry import (
+from edgefleet.models.readings import EdgeReading
+from edgefleet.models.telemetry import Work
+from edgefleet.tasks.telemetry import (
     apply_retention,
     emit_availability_events,
     mark_availability,

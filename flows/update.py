@@ -14,19 +14,11 @@ from prefect import flow, get_run_logger, runtime
 from prefect.concurrency.sync import concurrency
 
 from edgefleet import labels as L
+from edgefleet.models.inputs import AppKind
+from edgefleet.models.plans import DeployPlan
+from edgefleet.models.states import Action
 from edgefleet.settings import get_settings
-from edgefleet.update_plan import (
-    Operation,
-    desired_services,
-    kept_versions,
-    plan_update,
-    render,
-    running_services,
-)
-from models.inputs import AppKind
-from models.plans import DeployPlan
-from models.states import Action
-from tasks.compose import (
+from edgefleet.tasks.compose import (
     compose_restore,
     compose_up,
     resolve_compose,
@@ -34,9 +26,9 @@ from tasks.compose import (
     stack_deploy,
     stack_restore,
 )
-from tasks.containers import observe_containers, wait_for_containers
-from tasks.images import load_registry_login, pull_image
-from tasks.records import (
+from edgefleet.tasks.containers import observe_containers, wait_for_containers
+from edgefleet.tasks.images import load_registry_login, pull_image
+from edgefleet.tasks.records import (
     current_state,
     load_plan,
     move_state,
@@ -44,13 +36,21 @@ from tasks.records import (
     record_containers,
     set_version,
 )
-from tasks.updates import (
+from edgefleet.tasks.updates import (
     confirm_replacement,
     ensure_update_limit,
     publish_update_report,
     replace_container,
     restore_container,
     soak_containers,
+)
+from edgefleet.update_plan import (
+    Operation,
+    desired_services,
+    kept_versions,
+    plan_update,
+    render,
+    running_services,
 )
 
 

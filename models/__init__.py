@@ -1,6 +1,6 @@
 """edgefleet's records (SQLModel tables), validated inputs and deployment states."""
 
-from models.records import (
+from edgefleet.models.records import (
     Application,
     ApplicationVersion,
     ContainerStatus,
@@ -9,8 +9,8 @@ from models.records import (
     LogCursor,
     Notification,
 )
-from models.states import Action, DeploymentState
-from models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
+from edgefleet.models.states import Action, DeploymentState
+from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
 
 __all__ = [
     "Action",

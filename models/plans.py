@@ -8,7 +8,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from edgefleet.engine import EngineConnection
-from models.inputs import AppKind
+from edgefleet.models.inputs import AppKind
 
 
 class DeployPlan(BaseModel):

@@ -10,8 +10,8 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from edgefleet.engine import EngineConnection
-from models.plans import ObservedContainer
-from models.telemetry import Work
+from edgefleet.models.plans import ObservedContainer
+from edgefleet.models.telemetry import Work
 
 
 class EdgeTarget(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from models.states import DeploymentState
+from edgefleet.models.states import DeploymentState
 
 
 def utcnow() -> datetime:

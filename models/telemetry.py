@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from models.records import utcnow
+from edgefleet.models.records import utcnow
 
 
 class Availability(StrEnum):

@@ -18,8 +18,8 @@ from edgefleet import compose_cli
 from edgefleet import labels as L
 from edgefleet.engine import EngineConnection
 from edgefleet.errors import DeploymentFailed
+from edgefleet.models.plans import DeployPlan
 from edgefleet.settings import get_settings
-from models.plans import DeployPlan
 
 
 def work_dir(deployment_id: str) -> Path:

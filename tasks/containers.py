@@ -12,7 +12,7 @@ from prefect.cache_policies import NONE
 from edgefleet import labels as L
 from edgefleet.engine import EngineConnection, engine_client
 from edgefleet.errors import DeploymentFailed
-from models.plans import ObservedContainer
+from edgefleet.models.plans import ObservedContainer
 
 
 def observe(client: Any, conn: EngineConnection, deployment_id: str) -> list[ObservedContainer]:

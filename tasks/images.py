@@ -11,7 +11,7 @@ from edgefleet.engine import EngineConnection, engine_client
 from edgefleet.errors import EdgeUnreachable, ImagePullError
 from edgefleet.registry import Credentials
 from edgefleet.settings import get_settings
-from tasks.retry import unless_final
+from edgefleet.tasks.retry import unless_final
 
 
 @task(name="load-registry-login", retries=2, retry_delay_seconds=1, cache_policy=NONE,

@@ -8,17 +8,23 @@ from prefect import task
 from prefect.cache_policies import NONE
 from sqlmodel import col, delete, select
 
-from edgefleet.applications import get_version
+from edgefleet.api.applications import get_version
+from edgefleet.api.notifications import notify_once
 from edgefleet.db import session_scope
 from edgefleet.engine import connection_of
 from edgefleet.errors import InvalidTransition, NotFound
 from edgefleet.labels import project_name
-from edgefleet.notifications import notify_once
-from models.inputs import AppKind
-from models.plans import DeployPlan, ObservedContainer
-from models.records import Application, ApplicationVersion, ContainerStatus, Deployment, Edge
-from models.states import Action, IllegalTransition, transition
-from tasks.retry import unless_final
+from edgefleet.models.inputs import AppKind
+from edgefleet.models.plans import DeployPlan, ObservedContainer
+from edgefleet.models.records import (
+    Application,
+    ApplicationVersion,
+    ContainerStatus,
+    Deployment,
+    Edge,
+)
+from edgefleet.models.states import Action, IllegalTransition, transition
+from edgefleet.tasks.retry import unless_final
 
 
 def load_deployment(session, deployment_id: str) -> Deployment:  # type: ignore[no-untyped-def]

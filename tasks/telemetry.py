@@ -27,18 +27,18 @@ from edgefleet.db import session_scope
 from edgefleet.edge_readings import DISK_KEYS, read_many
 from edgefleet.engine import connection_of
 from edgefleet.errors import NotFound
-from edgefleet.settings import get_settings
-from models.readings import EdgeReading, EdgeTarget
-from models.records import ContainerStatus, Deployment, Edge, utcnow
-from models.states import DeploymentState
-from models.telemetry import (
+from edgefleet.models.readings import EdgeReading, EdgeTarget
+from edgefleet.models.records import ContainerStatus, Deployment, Edge, utcnow
+from edgefleet.models.states import DeploymentState
+from edgefleet.models.telemetry import (
     Availability,
     EdgeAvailability,
     EdgeSample,
     EdgeSampleHourly,
     Work,
 )
-from tasks.retry import unless_final
+from edgefleet.settings import get_settings
+from edgefleet.tasks.retry import unless_final
 
 FLEET_ARTIFACT = "fleet-status"
 CHUNK = 500  # ids per IN (...) query

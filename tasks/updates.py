@@ -15,8 +15,8 @@ from prefect.exceptions import ObjectNotFound
 
 from edgefleet.engine import EngineConnection, engine_client
 from edgefleet.errors import DeploymentFailed
-from tasks.containers import describe_failure, observe, parse_port
-from tasks.retry import unless_final
+from edgefleet.tasks.containers import describe_failure, observe, parse_port
+from edgefleet.tasks.retry import unless_final
 
 NEXT = "-next"
 

@@ -120,7 +120,6 @@ def lab(edgefleet_home: Path) -> Iterator[LabStatus]:
 def prefect_api(lab: LabStatus, edgefleet_home: Path) -> Iterator[str]:
     """`edgefleet up` once per session (a real Prefect server + served flows): its API URL."""
     from edgefleet import server
-
     os.environ["EDGEFLEET_PREFECT_PORT"] = str(free_port(set()))
     _clear_caches()
     try:

@@ -13,9 +13,9 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 import edgefleet
 from edgefleet import labels as L
 from edgefleet import server
+from edgefleet.api.logs import fetch_logs
 from edgefleet.errors import InvalidTransition
 from edgefleet.lab.daemons import free_port
-from edgefleet.logs import fetch_logs
 from edgefleet.settings import get_settings
 from tests.lab_helpers import containers_of, get_page, networks_of, unique
 

@@ -26,9 +26,9 @@ from edgefleet.errors import EngineRequestFailed
 from edgefleet.lab import LabStatus, certs
 from edgefleet.lab.engines import sample_workload
 from edgefleet.lab.state import load_state
+from edgefleet.models.readings import EdgeTarget
+from edgefleet.models.telemetry import Work
 from edgefleet.settings import get_settings
-from models.readings import EdgeTarget
-from models.telemetry import Work
 
 TEST_LABEL = "edgefleet.test"
 

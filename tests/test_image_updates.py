@@ -8,7 +8,7 @@ from edgefleet.image_updates import (
     is_checkable,
     newest_tag,
 )
-from models.policies import Change, UpdatePolicy
+from edgefleet.models.policies import Change, UpdatePolicy
 
 A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from models.inputs import AppKind, EdgeCreate, VersionCreate, parse_compose, parse_env
+from edgefleet.models.inputs import AppKind, EdgeCreate, VersionCreate, parse_compose, parse_env
 
 GOOD_COMPOSE = "services:\n  web:\n    image: 127.0.0.1:5000/edgefleet/hello:1.0.0\n"
 

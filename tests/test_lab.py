@@ -22,8 +22,8 @@ import requests.exceptions
 import yaml
 from typer.testing import CliRunner
 
+from edgefleet.api.edges import list_edges
 from edgefleet.cli.lab import lab_app
-from edgefleet.edges import list_edges
 from edgefleet.engine import EngineConnection, engine_client
 from edgefleet.errors import LabError
 from edgefleet.lab import LabStatus, certs, daemons, images, lab_down, lab_status, lab_up

@@ -11,7 +11,7 @@ from sqlmodel import select
 import edgefleet
 from edgefleet import jobs
 from edgefleet.db import session_scope
-from models.records import Application, ApplicationVersion
+from edgefleet.models.records import Application, ApplicationVersion
 from tests.lab_helpers import retag, unique
 
 pytestmark = pytest.mark.lab

@@ -163,7 +163,7 @@ def test_update_policy_decides_who_hears_of_a_published_version() -> None:
 
 def _set_state(dep_id: str, state: str) -> None:
     from edgefleet.db import session_scope
-    from models.records import Deployment
+    from edgefleet.models.records import Deployment
 
     with session_scope() as session:
         row = session.get(Deployment, dep_id)

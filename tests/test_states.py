@@ -2,7 +2,13 @@
 
 import pytest
 
-from models.states import Action, DeploymentState, IllegalTransition, can_delete, transition
+from edgefleet.models.states import (
+    Action,
+    DeploymentState,
+    IllegalTransition,
+    can_delete,
+    transition,
+)
 
 S = DeploymentState
 

@@ -13,23 +13,30 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from edgefleet import edge_readings, metrics, telemetry
+from edgefleet import edge_readings, metrics
+from edgefleet.api import telemetry
+from edgefleet.api.edges import add_edge, edge_public, list_edges
 from edgefleet.cli.main import app
 from edgefleet.db import get_engine, session_scope
-from edgefleet.edges import add_edge, edge_public, list_edges
 from edgefleet.engine import EngineConnection
 from edgefleet.errors import InvalidInput, NotFound
-from edgefleet.settings import get_settings
-from models.readings import ContainerReading, EdgeReading, EdgeTarget
-from models.records import Application, ApplicationVersion, ContainerStatus, Deployment, Edge
-from models.telemetry import (
+from edgefleet.models.readings import ContainerReading, EdgeReading, EdgeTarget
+from edgefleet.models.records import (
+    Application,
+    ApplicationVersion,
+    ContainerStatus,
+    Deployment,
+    Edge,
+)
+from edgefleet.models.telemetry import (
     Availability,
     EdgeAvailability,
     EdgeSample,
     EdgeSampleHourly,
     Work,
 )
-from tasks import telemetry as T
+from edgefleet.settings import get_settings
+from edgefleet.tasks import telemetry as T
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -1,6 +1,7 @@
 """The update planner, compared as rendered text (no engine needed)."""
 
 from edgefleet import labels as L
+from edgefleet.models.plans import ObservedContainer
 from edgefleet.update_plan import (
     DesiredService,
     RunningService,
@@ -9,7 +10,6 @@ from edgefleet.update_plan import (
     render,
     running_services,
 )
-from models.plans import ObservedContainer
 
 A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
@@ -59,7 +59,7 @@ def test_running_services_are_rebuilt_from_labels() -> None:
 
 
 def test_urls_come_from_the_ipv4_binding() -> None:
-    from tasks.containers import to_observed
+    from edgefleet.tasks.containers import to_observed
 
     attrs = {"Id": "f" * 64, "Name": "/ef-1-web", "State": {"Status": "running"},
              "Config": {"Image": "r/web:1", "Labels": {}},

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from models.policies import Answer, Change, UpdatePolicy, answer, change_between
+from edgefleet.models.policies import Answer, Change, UpdatePolicy, answer, change_between
 
 
 @pytest.mark.parametrize("running, newer, change", [

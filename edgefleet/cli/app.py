@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from edgefleet import applications
+from edgefleet.api import applications
 from edgefleet.cli.common import console, handle_errors, print_json, print_table
 from edgefleet.errors import InvalidInput
-from models.records import as_dict
+from edgefleet.models.records import as_dict
 
 app_app = typer.Typer(help="Define applications and their versions; publish them to operators.",
                       no_args_is_help=True)

@@ -8,9 +8,9 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from edgefleet import deployments, logs
+from edgefleet.api import deployments, logs
 from edgefleet.cli.common import console, err_console, handle_errors, print_json, print_table
-from models.policies import UpdatePolicy
+from edgefleet.models.policies import UpdatePolicy
 
 WAIT = typer.Option(True, "--wait/--no-wait", help="wait for the final state, showing progress")
 JSON = typer.Option(False, "--json", help="print the deployment record as JSON")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from edgefleet import edges
+from edgefleet.api import edges
 from edgefleet.cli.common import console, handle_errors, print_json, print_table
 
 edge_app = typer.Typer(help="Register, list, show, change and remove edges (Docker engines).",

@@ -8,7 +8,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from edgefleet import metrics, telemetry
+from edgefleet import metrics
+from edgefleet.api import telemetry
 from edgefleet.cli.common import console, err_console, handle_errors, print_json, print_table
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from edgefleet import deployments, jobs, notifications
+from edgefleet import jobs
+from edgefleet.api import deployments, notifications
 from edgefleet.cli.common import console, err_console, handle_errors, print_json, print_table
 from edgefleet.cli.deployments import show_deployment
 

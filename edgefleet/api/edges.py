@@ -11,10 +11,10 @@ from edgefleet.db import session_scope
 from edgefleet.engine import connection_of, ping
 from edgefleet.errors import AlreadyExists, InvalidInput, NotFound
 from edgefleet.metrics import availability
+from edgefleet.models.inputs import EdgeCreate
+from edgefleet.models.records import Deployment, Edge, as_dict
+from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
 from edgefleet.validation import validated
-from models.inputs import EdgeCreate
-from models.records import Deployment, Edge, as_dict
-from models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
 
 
 def get_edge(session: Session, *, name: str) -> Edge:

@@ -13,13 +13,13 @@ from typing import Any
 
 from sqlmodel import select
 
+from edgefleet.api.deployments import find_deployment
 from edgefleet.db import session_scope
-from edgefleet.deployments import find_deployment
 from edgefleet.engine import connection_of, engine_client
 from edgefleet.errors import InvalidInput
+from edgefleet.models.records import Edge, LogCursor
 from edgefleet.settings import get_settings
-from models.records import Edge, LogCursor
-from tasks.containers import observe
+from edgefleet.tasks.containers import observe
 
 
 def parse_timestamp(text: str) -> int:

@@ -14,11 +14,11 @@ from sqlalchemy import case
 from sqlmodel import Session, col, func, select
 
 from edgefleet import metrics
+from edgefleet.api.edges import get_edge
 from edgefleet.db import session_scope
-from edgefleet.edges import get_edge
 from edgefleet.errors import InvalidInput
-from models.records import Edge
-from models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
+from edgefleet.models.records import Edge
+from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
 
 SINCE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

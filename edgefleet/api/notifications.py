@@ -13,8 +13,8 @@ from sqlmodel import Session, col, select
 
 from edgefleet.db import session_scope
 from edgefleet.errors import NotFound
+from edgefleet.models.records import Deployment, Notification, as_dict
 from edgefleet.settings import get_settings
-from models.records import Deployment, Notification, as_dict
 
 
 def ui_link(deployment: Deployment) -> str:

@@ -11,9 +11,9 @@ from sqlmodel import Session, select
 from edgefleet import events
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, InvalidInput, NotFound
+from edgefleet.models.inputs import AppKind, VersionCreate, check_name, check_semver
+from edgefleet.models.records import Application, ApplicationVersion, Deployment, as_dict
 from edgefleet.validation import validated
-from models.inputs import AppKind, VersionCreate, check_name, check_semver
-from models.records import Application, ApplicationVersion, Deployment, as_dict
 
 
 def get_application(session: Session, *, name: str) -> Application:

@@ -9,14 +9,13 @@ import semver
 from sqlmodel import Session, col, select
 
 from edgefleet import jobs
-from edgefleet.applications import get_application, get_version, latest_published
+from edgefleet.api.applications import get_application, get_version, latest_published
+from edgefleet.api.edges import get_edge
 from edgefleet.db import session_scope
-from edgefleet.edges import get_edge
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
-from edgefleet.validation import validated
-from models.inputs import DeploymentCreate, check_semver
-from models.policies import UpdatePolicy
-from models.records import (
+from edgefleet.models.inputs import DeploymentCreate, check_semver
+from edgefleet.models.policies import UpdatePolicy
+from edgefleet.models.records import (
     Application,
     ApplicationVersion,
     ContainerStatus,
@@ -25,8 +24,15 @@ from models.records import (
     LogCursor,
     Notification,
 )
-from models.states import DELETABLE, Action, DeploymentState, IllegalTransition, transition
-from tasks.records import containers_of
+from edgefleet.models.states import (
+    DELETABLE,
+    Action,
+    DeploymentState,
+    IllegalTransition,
+    transition,
+)
+from edgefleet.tasks.records import containers_of
+from edgefleet.validation import validated
 
 Progress = Callable[[str], None]
 

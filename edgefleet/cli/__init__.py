@@ -1,0 +1,1 @@
+"""The `edgefleet` command line (typer); heavy imports happen inside the commands."""
