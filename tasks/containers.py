@@ -13,12 +13,38 @@ from edgefleet import labels as L
 from edgefleet.engine import EngineConnection, engine_client
 from edgefleet.errors import DeploymentFailed
 from edgefleet.models.plans import ObservedContainer
+from edgefleet.swarm_tasks import SWARM_TASK_LABEL, current_tasks
 
 
 def observe(client: Any, conn: EngineConnection, deployment_id: str) -> list[ObservedContainer]:
-    """Every container of the deployment (stopped ones too), rebuilt from labels."""
+    """Every container of the deployment (stopped ones too), rebuilt from labels.
+
+    Of a swarm stack, only the containers that stand for its services now: the tasks swarm
+    shut down on purpose stay in its history as exited containers and are left out.
+    """
     found = client.containers.list(all=True, filters=L.deployment_filter(deployment_id))
-    return sorted((to_observed(c.attrs, conn.host) for c in found), key=lambda o: o.name)
+    observed = [to_observed(c.attrs, conn.host) for c in found]
+    if any(SWARM_TASK_LABEL in o.labels for o in observed):
+        observed = _current_swarm_containers(client, deployment_id, observed)
+    return sorted(observed, key=lambda o: o.name)
+
+
+def _current_swarm_containers(client: Any, deployment_id: str,
+                              observed: list[ObservedContainer]) -> list[ObservedContainer]:
+    """Keep each swarm slot's current container, its restarts counted from swarm's tasks."""
+    services = client.api.services(filters=L.deployment_filter(deployment_id))
+    tasks = (client.api.tasks(filters={"service": [s["ID"] for s in services]})
+             if services else [])
+    current = {cid[:12]: task for cid, task in
+               current_tasks(services, tasks, L.CONFIG_HASH).items()}
+    kept = []
+    for obs in observed:
+        if SWARM_TASK_LABEL not in obs.labels:
+            kept.append(obs)
+        elif obs.container_id in current:
+            kept.append(obs.model_copy(update={
+                "restart_count": obs.restart_count + current[obs.container_id].restarts}))
+    return kept
 
 
 def to_observed(attrs: dict[str, Any], host: str) -> ObservedContainer:

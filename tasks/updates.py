@@ -15,6 +15,7 @@ from prefect.exceptions import ObjectNotFound
 
 from edgefleet.engine import EngineConnection, engine_client
 from edgefleet.errors import DeploymentFailed
+from edgefleet.models.plans import ObservedContainer
 from edgefleet.tasks.containers import describe_failure, observe, parse_port
 from edgefleet.tasks.retry import unless_final
 
@@ -99,7 +100,7 @@ def soak_containers(conn: EngineConnection, deployment_id: str, services: list[s
             if not watched:
                 raise DeploymentFailed("the updated containers disappeared during the soak")
             for obs in watched:
-                restarts = first.setdefault(obs.container_id, obs.restart_count)
+                restarts = first.setdefault(slot_of(obs), obs.restart_count)
                 if (obs.state != "running" or obs.health == "unhealthy"
                         or obs.restart_count > restarts):
                     raise DeploymentFailed("during the soak period: " +
@@ -112,6 +113,12 @@ def soak_containers(conn: EngineConnection, deployment_id: str, services: list[s
                 logger.info("services %s held for %.0fs", ", ".join(services), seconds)
                 return
             time.sleep(1)
+
+
+def slot_of(obs: ObservedContainer) -> str:
+    """What a restart count belongs to: a container, or a swarm slot (a new task each time)."""
+    task_name = obs.labels.get("com.docker.swarm.task.name", "")
+    return task_name.rsplit(".", 1)[0] if task_name else obs.container_id
 
 
 @task(name="publish-update-report", retries=2, retry_delay_seconds=1, cache_policy=NONE)
