@@ -39,6 +39,7 @@ def publish_trigger() -> DeploymentEventTrigger:
 def served_flows() -> list[tuple[Any, dict[str, Any]]]:
     """Each flow with its deployment options (schedule or trigger)."""
     settings = get_settings()
+    sweep_seconds = settings.telemetry_sweep_seconds
     return [
         (deploy_application, {}),
         (stop_application, {}),
@@ -46,8 +47,10 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
         (notify_application_update, {"triggers": [publish_trigger()]}),
         (reconcile_notifications, {"interval": timedelta(seconds=settings.reconcile_seconds)}),
         (check_image_updates, {"interval": timedelta(seconds=settings.image_check_seconds)}),
-        # one sweep at a time: a sweep still running when the next is due skips that one
-        (collect_telemetry, {"interval": timedelta(seconds=settings.telemetry_sweep_seconds),
+        # each run sweeps for its whole interval, as often as the edges' heartbeats ask;
+        # one run at a time: a run still going when the next is due skips that one
+        (collect_telemetry, {"interval": timedelta(seconds=sweep_seconds),
+                             "parameters": {"for_seconds": max(0, sweep_seconds - 1)},
                              "concurrency_limit": ConcurrencyLimitConfig(
                                  limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)}),
     ]

@@ -17,6 +17,8 @@ from edgefleet.models.telemetry import Availability, Work
 T = TypeVar("T")
 
 OFFLINE_GRACE = timedelta(seconds=10)
+# How late the control plane may be before a silent edge is OFFLINE without a failed try.
+CONTROL_PLANE_SLACK = timedelta(seconds=60)
 # A sweep started a little early must not skip an edge for a whole interval.
 DUE_TOLERANCE = timedelta(seconds=1)
 # The figures an hourly rollup averages (columns of EdgeSample and EdgeSampleHourly).
@@ -29,12 +31,38 @@ def offline_after(last_contact: datetime, heartbeat_interval: float) -> datetime
     return last_contact + 2 * timedelta(seconds=heartbeat_interval) + OFFLINE_GRACE
 
 
-def availability(last_contact: datetime | None, heartbeat_interval: float,
-                 now: datetime) -> Availability:
-    """OFFLINE once now > last contact + 2 × heartbeat + 10 s; never contacted is OFFLINE."""
-    if last_contact is None or now > offline_after(last_contact, heartbeat_interval):
+def availability(last_contact: datetime | None, heartbeat_interval: float, now: datetime,
+                 last_attempt: datetime | None = None) -> Availability:
+    """OFFLINE once now > last contact + 2 × heartbeat + 10 s; never contacted is OFFLINE.
+
+    Silence counts against the edge only when a contact tried since its last answer failed
+    (``last_attempt`` after ``last_contact``). When the control plane itself is late (a busy
+    machine, a sweep that overran) the edge keeps its status for up to a minute more: our
+    own delay never costs an answering edge its status, and a stale record still ends OFFLINE.
+    """
+    if last_contact is None:
         return Availability.OFFLINE
-    return Availability.ONLINE
+    deadline = offline_after(last_contact, heartbeat_interval)
+    if now <= deadline:
+        return Availability.ONLINE
+    if (last_attempt is not None and last_attempt <= last_contact
+            and now <= deadline + CONTROL_PLANE_SLACK):
+        return Availability.ONLINE
+    return Availability.OFFLINE
+
+
+def seconds_until_due(edges: Iterable[tuple[datetime | None, float, datetime | None, float]],
+                      now: datetime) -> float | None:
+    """Seconds until the first edge is due again (0 when one is due now), or None for no
+    edges; each edge as (last sample, telemetry interval, last heartbeat, heartbeat interval)."""
+    waits = []
+    for last_sample, telemetry_interval, last_heartbeat, heartbeat_interval in edges:
+        if last_sample is None or last_heartbeat is None:
+            return 0.0
+        due = min(last_sample + timedelta(seconds=telemetry_interval),
+                  last_heartbeat + timedelta(seconds=heartbeat_interval)) - DUE_TOLERANCE
+        waits.append(max(0.0, (due - now).total_seconds()))
+    return min(waits) if waits else None
 
 
 def is_due(last: datetime | None, interval: float, now: datetime) -> bool:

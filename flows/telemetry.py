@@ -8,6 +8,7 @@ updates the `fleet-status` artifact and applies retention.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -27,11 +28,14 @@ from edgefleet.tasks.telemetry import (
     read_edges,
     record_readings,
     refresh_deployments,
+    seconds_until_due,
 )
 
 T = TypeVar("T")
 # Read and record tasks of every batch at once (the batch count is bounded by a setting).
 PARALLEL_TASKS = 16
+# Sweeps of one run are at least this far apart (an edge answers, then is due again).
+MIN_GAP = 0.5
 
 
 def untouched(value: T) -> T:
@@ -52,8 +56,34 @@ def _run_name() -> str:
 
 @flow(name="collect-telemetry", flow_run_name=_run_name,
       task_runner=ThreadPoolTaskRunner[Any](max_workers=PARALLEL_TASKS))  # type: ignore[arg-type]
-def collect_telemetry(edges: list[str] | None = None, force: bool = False) -> dict[str, Any]:
-    """Sweep the due edges (``edges``: only these; ``force``: sample them even if not due)."""
+def collect_telemetry(edges: list[str] | None = None, force: bool = False,
+                      for_seconds: float = 0) -> dict[str, Any]:
+    """Sweep the due edges (``edges``: only these; ``force``: sample them even if not due).
+
+    ``for_seconds``: go on sweeping for that long, each time the next edge is due. The
+    served deployment sweeps for its whole schedule interval, so an edge whose heartbeat
+    interval is shorter than the schedule is still contacted on time.
+    """
+    started = time.monotonic()
+    summary = _sweep(edges, force, retention=True)
+    sweeps = 1
+    while True:
+        remaining = for_seconds - (time.monotonic() - started)
+        wait = seconds_until_due(edges)
+        if wait is None or wait >= remaining:
+            break
+        time.sleep(max(wait, MIN_GAP))
+        latest = _sweep(edges, False, retention=False)
+        sweeps += 1
+        summary = {**latest, "sampled": summary["sampled"] + latest["sampled"],
+                   "heartbeats": summary["heartbeats"] + latest["heartbeats"],
+                   "changes": summary["changes"] + latest["changes"],
+                   "degraded": {**summary["degraded"], **latest["degraded"]},
+                   "retention": summary["retention"]}
+    return {**summary, "sweeps": sweeps}
+
+
+def _sweep(edges: list[str] | None, force: bool, retention: bool) -> dict[str, Any]:
     logger = get_run_logger()
     now = datetime.now(UTC)
     batches = plan_sweep(now, edges=edges, force=force)
@@ -66,16 +96,16 @@ def collect_telemetry(edges: list[str] | None = None, force: bool = False) -> di
         records.append(record_readings.submit(untouched(batch_readings), now))
     for record in records:
         record.result()  # a failed write fails the sweep (after its retries)
-    changes = mark_availability()
+    changes = mark_availability() if readings or retention else []
     if changes:
         emit_availability_events(changes)
     degraded = refresh_deployments(untouched(readings)) if readings else {}
     if readings or changes:  # a sweep that contacted no edge has nothing new to show
         publish_fleet_status()
-    retention = apply_retention(now)
-    if retention["rolled_up"]:
+    kept = apply_retention(now) if retention else {"rolled_up": 0, "hours_written": 0}
+    if kept["rolled_up"]:
         logger.info("retention: %d raw sample(s) rolled into %d hourly average(s)",
-                    retention["rolled_up"], retention["hours_written"])
+                    kept["rolled_up"], kept["hours_written"])
     sampled = sum(1 for r in readings if r.work is Work.SAMPLE)
     unreachable = sorted(r.name for r in readings if not r.reachable)
     changed = [f"{c.edge} {c.status.value}" for c in changes]
@@ -83,4 +113,4 @@ def collect_telemetry(edges: list[str] | None = None, force: bool = False) -> di
                 len(readings) - sampled, _few(unreachable), _few(changed))
     return {"time": now.isoformat(), "sampled": sampled, "heartbeats": len(readings) - sampled,
             "unreachable": unreachable, "changes": changed, "degraded": degraded,
-            "retention": retention}
+            "retention": kept}

@@ -97,6 +97,19 @@ def plan_sweep(now: datetime, edges: list[str] | None = None, force: bool = Fals
                            settings.telemetry_max_batches)
 
 
+@task(name="seconds-until-due", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def seconds_until_due(edges: list[str] | None = None, now: datetime | None = None
+                      ) -> float | None:
+    """How long until the next edge (of ``edges``, default all) is due a contact."""
+    with session_scope() as session:
+        query = select(Edge.last_sample_at, Edge.telemetry_interval, Edge.last_heartbeat_at,
+                       Edge.heartbeat_interval)
+        if edges:
+            query = query.where(col(Edge.name).in_(edges))
+        rows = [tuple(row) for row in session.exec(query).all()]
+    return metrics.seconds_until_due(rows, now or utcnow())  # type: ignore[arg-type]
+
+
 Previous = tuple[dict[str, tuple[int, int]], dict[str, int | None], list[str]]
 
 
@@ -198,7 +211,8 @@ def mark_availability(now: datetime | None = None) -> list[AvailabilityChange]:
     changes = []
     with session_scope() as session:
         for edge in session.exec(select(Edge)).all():
-            new = metrics.availability(edge.last_contact, edge.heartbeat_interval, moment)
+            new = metrics.availability(edge.last_contact, edge.heartbeat_interval, moment,
+                                      edge.last_heartbeat_at)
             previous = edge.status
             if new.value == previous:
                 continue
@@ -328,7 +342,8 @@ def fleet_rows(edges: Iterable[Edge], samples: dict[int, EdgeSample],
     """One row per edge, the worst first (offline, then degraded), at most ``limit``."""
     rows: list[dict[str, Any]] = []
     for edge in edges:
-        status = metrics.availability(edge.last_contact, edge.heartbeat_interval, now).value
+        status = metrics.availability(edge.last_contact, edge.heartbeat_interval, now,
+                                      edge.last_heartbeat_at).value
         sample = samples.get(edge.id or 0)
         total, degraded = deployments.get(edge.id or 0, (0, 0))
         contact = (f"{int((now - edge.last_contact).total_seconds())} s ago"
@@ -374,7 +389,8 @@ def publish_fleet_status(now: datetime | None = None) -> int:
             counts[edge_id] = (total + number, bad + (number if degraded else 0))
     rows, hidden = fleet_rows(edges, samples, counts, moment, settings.fleet_artifact_rows)
     online = sum(1 for e in edges
-                 if metrics.availability(e.last_contact, e.heartbeat_interval, moment)
+                 if metrics.availability(e.last_contact, e.heartbeat_interval, moment,
+                                      e.last_heartbeat_at)
                  is Availability.ONLINE)
     description = (f"edgefleet fleet status at {moment:%Y-%m-%d %H:%M:%S} UTC: {len(edges)} "
                    f"edge(s), {online} online, {len(edges) - online} offline")

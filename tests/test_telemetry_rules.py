@@ -513,3 +513,24 @@ def test_an_unreachable_edge_is_a_reading_not_an_error(tmp_path: Path) -> None:
         tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "key.pem")))
     result = edge_readings.read_many([missing], timeout=2, in_flight=1)[0]
     assert not result.reachable and "does not exist" in (result.error or "")
+
+
+def test_a_late_control_plane_does_not_cost_an_answering_edge_its_status() -> None:
+    """Silent past the rule, but nobody tried since its last answer: our delay, not its."""
+    answered = T0
+    tried_before = T0 - timedelta(seconds=1)  # the attempt that got the last answer
+    assert metrics.availability(answered, 2, at(30), tried_before) is Availability.ONLINE
+    assert metrics.availability(answered, 2, at(74), tried_before) is Availability.ONLINE
+    assert metrics.availability(answered, 2, at(74.5), tried_before) is Availability.OFFLINE
+    failed_try = at(12)  # a contact tried after the last answer failed: the edge's silence
+    assert metrics.availability(answered, 2, at(14.5), failed_try) is Availability.OFFLINE
+    assert metrics.availability(answered, 2, at(14), failed_try) is Availability.ONLINE
+
+
+def test_seconds_until_the_next_edge_is_due() -> None:
+    assert metrics.seconds_until_due([], T0) is None
+    assert metrics.seconds_until_due([(None, 60, None, 20)], T0) == 0
+    fast = (T0, 60, T0, 2)
+    slow = (T0, 60, T0, 20)
+    assert metrics.seconds_until_due([slow, fast], T0) == 1.0  # 2 s less the 1 s tolerance
+    assert metrics.seconds_until_due([slow], at(30)) == 0  # overdue: now

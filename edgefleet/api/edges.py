@@ -104,8 +104,8 @@ def remove_edge(name: str) -> None:
 
 def edge_status(edge: Edge, now: datetime | None = None) -> str:
     """ONLINE or OFFLINE by the heartbeat rule now (so a stale record never says ONLINE)."""
-    return availability(edge.last_contact, edge.heartbeat_interval,
-                        now or datetime.now(UTC)).value
+    return availability(edge.last_contact, edge.heartbeat_interval, now or datetime.now(UTC),
+                        edge.last_heartbeat_at).value
 
 
 def edge_public(edge: Edge) -> dict[str, Any]:

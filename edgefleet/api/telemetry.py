@@ -77,7 +77,8 @@ def _edge_view(session: Session, edge: Edge, start: datetime, now: datetime) -> 
         .order_by(col(EdgeAvailability.time))).all()
     return {
         "edge": edge.name,
-        "status": metrics.availability(edge.last_contact, edge.heartbeat_interval, now).value,
+        "status": metrics.availability(edge.last_contact, edge.heartbeat_interval, now,
+                                       edge.last_heartbeat_at).value,
         "last_contact": edge.last_contact.isoformat() if edge.last_contact else None,
         "last_error": edge.last_error,
         "telemetry_interval": edge.telemetry_interval,
