@@ -2,6 +2,7 @@
 
     EdgefleetError
     ├── InvalidInput          bad input from the user; nothing was changed
+    │   └── RefusedFile       a hostile or oversized file (also a ValueError, for pydantic)
     ├── NotFound              a named record does not exist
     ├── AlreadyExists         a record with that name already exists
     ├── InvalidTransition     the deployment's state does not allow the action
@@ -25,6 +26,13 @@ class EdgefleetError(Exception):
 
 class InvalidInput(EdgefleetError):
     """Input that fails validation; the records are unchanged."""
+
+
+class RefusedFile(InvalidInput, ValueError):
+    """A file refused at the door (size, encoding, nesting, aliases, duplicate keys, ...).
+
+    A ValueError too, so that a pydantic validator raising it yields a validation error.
+    """
 
 
 class NotFound(EdgefleetError):

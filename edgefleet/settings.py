@@ -51,6 +51,14 @@ class Settings(BaseSettings):
                                       description="raw samples kept, then hourly averages")
     telemetry_delete_after_days: float = Field(
         default=365, gt=0, description="hourly averages and availability history deleted after")
+    max_file_bytes: int = Field(default=1024 * 1024, gt=0,
+                                description="largest compose, stack or env file accepted")
+    max_yaml_depth: int = Field(default=32, gt=0, description="deepest nesting in a YAML file")
+    yaml_alias_budget: int = Field(
+        default=10_000, ge=0, description="nodes that YAML aliases may add once expanded "
+        "(a 'billion laughs' file expands to 10^9)")
+    max_services: int = Field(default=200, gt=0, description="services in a compose/stack file")
+    max_env_entries: int = Field(default=10_000, gt=0, description="variables in an env file")
     fleet_artifact_rows: int = Field(default=500, gt=0,
                                      description="edges in the fleet-status artifact (worst first)")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import semver
 from sqlmodel import Session, select
 
-from edgefleet.api.applications import get_application, latest_published
+from edgefleet.api.applications import get_application, get_version, latest_published
 from edgefleet.api.notifications import notify_once
 from edgefleet.db import session_scope
 from edgefleet.models.policies import Answer, UpdatePolicy, answer
@@ -45,14 +45,25 @@ def notify_version(application: str, version: str, deployment_id: str) -> bool:
             return False
         dep.update_available = f"version {version} published"
         session.add(dep)
+        target = get_version(session, application=get_application(session, name=application),
+                             version=version)
         created = notify_once(
             session, deployment=dep, application=application, from_version=current.version,
             to_version=version, reason="version", key=version,
             message=(f"{application} {version} is published; deployment {dep.id[:12]} runs "
-                     f"{current.version}"),
+                     f"{current.version}{privileges_note(target)}"),
             command=f"edgefleet update {dep.id} --to {version}",
         )
         return created is not None
+
+
+def privileges_note(version: ApplicationVersion) -> str:
+    """What an operator must know before updating to a version created --allow-privileged."""
+    if not version.allow_privileged:
+        return ""
+    asked = "; ".join(version.privileges) or "none used yet"
+    return (f". Created with --allow-privileged: its containers get host-level privileges "
+            f"on the edge ({asked})")
 
 
 def notify_all(application: str, version: str) -> int:

@@ -41,6 +41,7 @@ def deploy_application(deployment_id: str) -> str:
     """Deploy one Deployment record to its edge; returns the final state."""
     logger = get_run_logger()
     plan = load_plan(deployment_id)
+    log_allowance(plan)
     fresh = move_state(deployment_id, Action.START, flow_run_id=_flow_run_id()) == "STARTING"
     ensure_update_limit(deployment_id)  # so that two updates of it can never run at once
     timeout = get_settings().deploy_timeout
@@ -59,6 +60,15 @@ def deploy_application(deployment_id: str) -> str:
     logger.info("%s %s is %s on %s %s", plan.application, plan.version, state, plan.edge.name,
                 " ".join(urls))
     return state
+
+
+def log_allowance(plan: DeployPlan) -> None:
+    """The deploy log says when a version runs with host-level privileges, and which."""
+    if plan.allow_privileged:
+        get_run_logger().warning(
+            "%s %s was created with --allow-privileged: its containers get host-level "
+            "privileges on %s (%s)", plan.application, plan.version, plan.edge.name,
+            "; ".join(plan.privileges) or "none used")
 
 
 def _start(plan: DeployPlan, timeout: float) -> list[ObservedContainer]:

@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, runtime
 from prefect.concurrency.sync import concurrency
 
 from edgefleet import labels as L
+from edgefleet.flows.deploy import log_allowance
 from edgefleet.models.inputs import AppKind
 from edgefleet.models.plans import DeployPlan
 from edgefleet.models.states import Action
@@ -69,6 +70,7 @@ def _update(deployment_id: str, version: str | None, force: bool) -> str:
     settings = get_settings()
     current = load_plan(deployment_id)
     target = load_plan(deployment_id, version=version)
+    log_allowance(target)
     run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
     was_error = current_state(deployment_id) == "ERROR"
     move_state(deployment_id, Action.UPDATE, flow_run_id=run_id)

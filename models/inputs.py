@@ -11,8 +11,10 @@ from enum import StrEnum
 from typing import Any
 
 import semver
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edgefleet.models.documents import Limits, load_yaml, shown
+from edgefleet.models.privileges import control_plane_files, described, host_privileges
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 # [registry[:port]/]path[:tag][@sha256:hex] — the reference grammar of distribution, simplified.
@@ -34,21 +36,21 @@ class AppKind(StrEnum):
 
 
 def check_name(value: str, what: str) -> str:
-    if not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.match(value):
         raise ValueError(
-            f"{what} name {value!r} is not valid: use 1-63 lowercase letters, digits, '.', '_' "
-            "or '-', starting with a letter or digit"
+            f"{what} name {shown(value)} is not valid: use 1-63 lowercase letters, digits, '.', "
+            "'_' or '-', starting with a letter or digit"
         )
     return value
 
 
 def check_semver(value: str) -> str:
-    text = value[1:] if value.startswith("v") else value
+    text = value[1:] if isinstance(value, str) and value.startswith("v") else value
     try:
         semver.Version.parse(text)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise ValueError(
-            f"version {value!r} is not a semantic version (expected MAJOR.MINOR.PATCH, "
+            f"version {shown(value)} is not a semantic version (expected MAJOR.MINOR.PATCH, "
             "e.g. 1.2.3 or 1.2.3-rc.1)"
         ) from exc
     return text
@@ -57,7 +59,8 @@ def check_semver(value: str) -> str:
 def check_image(value: str) -> str:
     if not IMAGE_RE.match(value):
         raise ValueError(
-            f"image reference {value!r} is not valid (expected [registry/]name[:tag][@sha256:...])"
+            f"image reference {shown(value)} is not valid "
+            "(expected [registry/]name[:tag][@sha256:...])"
         )
     return value
 
@@ -65,11 +68,11 @@ def check_image(value: str) -> str:
 def check_port(value: str) -> str:
     match = PORT_RE.match(value)
     if not match:
-        raise ValueError(f"port {value!r} is not valid (expected [HOST:]CONTAINER[/tcp|/udp])")
+        raise ValueError(f"port {shown(value)} is not valid (expected [HOST:]CONTAINER[/tcp|/udp])")
     for part in ("host", "container"):
         number = match.group(part)
         if number is not None and not 1 <= int(number) <= 65535:
-            raise ValueError(f"port {value!r}: {number} is outside 1-65535")
+            raise ValueError(f"port {shown(value)}: {number} is outside 1-65535")
     return value
 
 
@@ -79,44 +82,66 @@ def parse_env(pairs: list[str] | dict[str, str] | None) -> dict[str, str]:
         return {}
     items: list[tuple[str, str]] = []
     if isinstance(pairs, dict):
-        items = [(str(k), str(v)) for k, v in pairs.items()]
-    else:
+        items = [(str(k), _env_value(v)) for k, v in pairs.items()]
+    elif isinstance(pairs, list | tuple):
         for pair in pairs:
-            if "=" not in pair:
-                raise ValueError(f"environment entry {pair!r} is not KEY=VALUE")
+            if not isinstance(pair, str) or "=" not in pair:
+                raise ValueError(f"environment entry {shown(pair)} is not KEY=VALUE")
             key, _, val = pair.partition("=")
             items.append((key, val))
+    else:
+        raise ValueError("environment must be KEY=VALUE entries or a mapping")
+    limit = Limits.from_settings().max_env_entries
+    if len(items) > limit:
+        raise ValueError(f"more than {limit} environment entries "
+                         "(setting EDGEFLEET_MAX_ENV_ENTRIES)")
     env: dict[str, str] = {}
     for key, val in items:
         if not ENV_KEY_RE.match(key):
-            raise ValueError(f"environment name {key!r} is not valid (letters, digits, '_')")
+            raise ValueError(f"environment name {shown(key)} is not valid (letters, digits, '_')")
+        if "\x00" in val:
+            raise ValueError(f"environment value of {key} contains a NUL character")
         env[key] = val
     return env
 
 
-def parse_compose(text: str) -> dict[str, Any]:
-    """Parse a compose/stack file far enough to know it is a mapping of services with images.
+def _env_value(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"environment value {shown(value)} is not text or a number")
+    return str(value)
+
+
+def parse_compose(text: str | bytes, *, what: str = "compose file",
+                  limits: Limits | None = None) -> dict[str, Any]:
+    """Parse a compose/stack file far enough to know it is a mapping of services with images,
+    within the limits of ``models.documents`` (size, UTF-8, depth, aliases, duplicate keys,
+    services count).
 
     Full validation and interpolation stay the compose binary's job.
     """
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"compose file is not valid YAML: {exc}".splitlines()[0]) from exc
+    limits = limits or Limits.from_settings()
+    data = load_yaml(text, what=what, limits=limits)
     if not isinstance(data, dict):
-        raise ValueError("compose file must be a mapping with a 'services' key")
+        raise ValueError(f"{what} must be a mapping with a 'services' key")
     services = data.get("services")
     if not isinstance(services, dict) or not services:
-        raise ValueError("compose file must have 'services': a mapping of service names")
+        raise ValueError(f"{what} must have 'services': a mapping of service names")
+    if len(services) > limits.max_services:
+        raise ValueError(f"{what} has {len(services)} services, more than "
+                         f"{limits.max_services} (setting EDGEFLEET_MAX_SERVICES)")
     for name, spec in services.items():
         if not isinstance(spec, dict):
-            raise ValueError(f"compose service {name!r} must be a mapping")
+            raise ValueError(f"compose service {shown(name)} must be a mapping")
         if "image" not in spec:
             raise ValueError(
-                f"compose service {name!r} has no 'image': edgefleet deploys published images, "
-                "build them and push them to a registry first"
+                f"compose service {shown(name)} has no 'image': edgefleet deploys published "
+                "images, build them and push them to a registry first"
             )
         check_image(str(spec["image"]))
+    outside = control_plane_files(data)
+    if outside:
+        raise ValueError(f"{what} reads files of the control plane, where compose runs "
+                         f"(only the file's text is stored): {described(outside)}")
     return data
 
 
@@ -141,7 +166,7 @@ class EdgeCreate(BaseModel):
     def _host(cls, v: str) -> str:
         if not re.match(r"^(tcp|unix|ssh)://.+", v):
             raise ValueError(
-                f"docker host {v!r} is not a URL: use tcp://HOST:PORT or unix:///path/docker.sock"
+                f"docker host {shown(v)} is not a URL: use tcp://HOST:PORT or unix:///path/docker.sock"
             )
         return v
 
@@ -165,13 +190,16 @@ class VersionCreate(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     ports: list[str] = Field(default_factory=list)
     registry_secret: str | None = None
+    # host-level privileges (models.privileges) the file asks for; refused unless allowed
+    allow_privileged: bool = False
+    privileges: list[str] = Field(default_factory=list)
 
     @field_validator("registry_secret")
     @classmethod
     def _secret(cls, v: str | None) -> str | None:
         if v is not None and not SECRET_RE.match(v):
-            raise ValueError(f"registry secret name {v!r} is not valid: use lowercase letters, "
-                             "digits and '-' (a Prefect Secret block name)")
+            raise ValueError(f"registry secret name {shown(v)} is not valid: use lowercase "
+                             "letters, digits and '-' (a Prefect Secret block name)")
         return v
 
     @field_validator("version")
@@ -191,6 +219,7 @@ class VersionCreate(BaseModel):
 
     @model_validator(mode="after")
     def _spec_matches_kind(self) -> VersionCreate:
+        self.privileges = []  # found below, never taken from the caller
         if self.kind is AppKind.IMAGE:
             if not self.image or self.compose:
                 raise ValueError("an image application needs --image REF (and no compose file)")
@@ -201,7 +230,14 @@ class VersionCreate(BaseModel):
                 raise ValueError(f"a {self.kind.value} application needs {flag} FILE (no --image)")
             if self.ports:
                 raise ValueError("--port is for image applications; put ports in the compose file")
-            parse_compose(self.compose)
+            what = "compose file" if self.kind is AppKind.COMPOSE else "stack file"
+            found = host_privileges(parse_compose(self.compose, what=what))
+            if found and not self.allow_privileged:
+                raise ValueError(
+                    f"{what} asks for host-level privileges ({described(found)}): its "
+                    "containers would control every edge it runs on; create the version with "
+                    "--allow-privileged if that is intended")
+            self.privileges = found
         return self
 
 

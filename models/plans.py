@@ -25,6 +25,8 @@ class DeployPlan(BaseModel):
     compose: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     registry_secret: str | None = None
+    allow_privileged: bool = False  # the version was created with --allow-privileged
+    privileges: list[str] = Field(default_factory=list)  # what its file asks for
 
     def image_spec(self) -> dict[str, object]:
         """The desired spec of an image-kind deployment's one service (hashed for labels)."""

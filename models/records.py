@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from edgefleet.models.states import DeploymentState
@@ -73,6 +73,11 @@ class ApplicationVersion(SQLModel, table=True):
     ports: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # Name of a Prefect Secret block with {"username", "password"}: never the password itself.
     registry_secret: str | None = None
+    # created with --allow-privileged; `privileges` lists the host-level privileges its file
+    # asks for (models.privileges), shown wherever the version is
+    allow_privileged: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    privileges: list[str] = Field(default_factory=list,
+                                  sa_column=Column(JSON, nullable=False, server_default="[]"))
     published: bool = False
     published_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)

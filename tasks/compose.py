@@ -17,9 +17,11 @@ from prefect.cache_policies import NONE
 from edgefleet import compose_cli
 from edgefleet import labels as L
 from edgefleet.engine import EngineConnection
-from edgefleet.errors import DeploymentFailed
+from edgefleet.errors import DeploymentFailed, InvalidInput
 from edgefleet.models.plans import DeployPlan
+from edgefleet.models.privileges import described, host_privileges
 from edgefleet.settings import get_settings
+from edgefleet.tasks.retry import unless_final
 
 
 def work_dir(deployment_id: str) -> Path:
@@ -68,13 +70,15 @@ def render_services(
     return rendered
 
 
-@task(name="resolve-compose", retries=1, cache_policy=NONE,
+@task(name="resolve-compose", retries=1, cache_policy=NONE, retry_condition_fn=unless_final,
       task_run_name="resolve compose of {plan.project}")
 def resolve_compose(plan: DeployPlan) -> dict[str, Any]:
     """The compose model after compose's own interpolation and validation (``config``).
 
     It depends only on the file, the environment and the project, so it is kept per hash of
-    those: a redeploy or a forced update does not run ``config`` again.
+    those: a redeploy or a forced update does not run ``config`` again. Host-level privileges
+    are checked again here, where variables have their values: a deployment's environment
+    cannot turn ``network_mode: ${MODE}`` into ``host`` unless the version allows it.
     """
     assert plan.compose is not None
     folder = work_dir(plan.deployment_id)
@@ -82,13 +86,19 @@ def resolve_compose(plan: DeployPlan) -> dict[str, Any]:
     cached = folder / f"resolved-{key}.json"
     if cached.exists():
         model: dict[str, Any] = json.loads(cached.read_text())
-        return model
-    source = folder / "source.yaml"
-    source.write_text(plan.compose)
-    proc = compose_cli.compose(plan.edge, plan.project, source, "config", "--format", "json",
-                               env=plan.env, timeout=60)
-    model = json.loads(proc.stdout)
-    cached.write_text(proc.stdout)
+    else:
+        source = folder / "source.yaml"
+        source.write_text(plan.compose)
+        proc = compose_cli.compose(plan.edge, plan.project, source, "config", "--format",
+                                   "json", env=plan.env, timeout=60)
+        model = json.loads(proc.stdout)
+        cached.write_text(proc.stdout)
+    found = host_privileges(model)
+    if found and not plan.allow_privileged:
+        raise InvalidInput(
+            f"{plan.application} {plan.version} asks for host-level privileges once its "
+            f"variables are set ({described(found)}) and was not created with "
+            "--allow-privileged: nothing was deployed")
     return model
 
 

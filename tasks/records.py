@@ -67,6 +67,8 @@ def load_plan(deployment_id: str, version: str | None = None) -> DeployPlan:
             compose=version_row.compose,
             env={**version_row.env, **dep.env},
             registry_secret=version_row.registry_secret,
+            allow_privileged=version_row.allow_privileged,
+            privileges=list(version_row.privileges),
         )
 
 

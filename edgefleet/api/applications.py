@@ -59,6 +59,7 @@ def _version_spec(
     env: list[str] | dict[str, str] | None,
     ports: list[str] | None,
     registry_secret: str | None = None,
+    allow_privileged: bool = False,
 ) -> VersionCreate:
     given = [k for k, v in (("image", image), ("compose", compose), ("stack", stack)) if v]
     if len(given) != 1:
@@ -73,6 +74,7 @@ def _version_spec(
         env=env or {},
         ports=ports or [],
         registry_secret=registry_secret,
+        allow_privileged=allow_privileged,
     )
 
 
@@ -86,14 +88,21 @@ def create_application(
     env: list[str] | dict[str, str] | None = None,
     ports: list[str] | None = None,
     registry_secret: str | None = None,
+    allow_privileged: bool = False,
 ) -> ApplicationVersion:
-    """Create an application with its first version (compose/stack given as file text)."""
+    """Create an application with its first version (compose/stack given as file text).
+
+    A file asking for host-level privileges (``privileged``, host namespaces, bind mounts of
+    host paths, ``cap_add``, ``devices``, ``security_opt``) is refused unless
+    ``allow_privileged``; the allowance and what it allows are recorded on the version.
+    """
     try:
         check_name(name, "application")
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
     spec = _version_spec(version, image=image, compose=compose, stack=stack, env=env, ports=ports,
-                         registry_secret=registry_secret)
+                         registry_secret=registry_secret,
+                         allow_privileged=allow_privileged)
     with session_scope() as session:
         if session.exec(select(Application).where(Application.name == name)).first():
             raise AlreadyExists(
@@ -119,10 +128,13 @@ def add_version(
     env: list[str] | dict[str, str] | None = None,
     ports: list[str] | None = None,
     registry_secret: str | None = None,
+    allow_privileged: bool = False,
 ) -> ApplicationVersion:
-    """Add a (not yet published) version to an existing application."""
+    """Add a (not yet published) version to an existing application (``allow_privileged``
+    as in ``create_application``)."""
     spec = _version_spec(version, image=image, compose=compose, stack=stack, env=env, ports=ports,
-                         registry_secret=registry_secret)
+                         registry_secret=registry_secret,
+                         allow_privileged=allow_privileged)
     with session_scope() as session:
         app = get_application(session, name=name)
         assert app.id is not None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+from rich.markup import escape
 
 from edgefleet.api import applications
 from edgefleet.cli.common import console, handle_errors, print_json, print_table
@@ -22,15 +24,25 @@ PORT = typer.Option(None, "--port", help="[HOST:]CONTAINER port to publish (imag
 SECRET = typer.Option(None, "--registry-secret",
                       help="Prefect Secret block with the registry login "
                       "(see `edgefleet registry login`)")
+PRIVILEGED = typer.Option(False, "--allow-privileged",
+                          help="allow host-level privileges (privileged, host pid/ipc/network, "
+                          "bind mounts of host paths, cap_add, devices, security_opt): its "
+                          "containers control every edge it runs on")
 
 
-def _read(path: Path | None) -> str | None:
+def _read(path: Path | None, what: str) -> str | None:
+    """The file's text, refused before reading past the size limit or if not UTF-8."""
     if path is None:
         return None
+    from edgefleet.models.documents import Limits, text_of
+
+    limits = Limits.from_settings()
     try:
-        return path.read_text()
+        with path.open("rb") as file:  # never more than the limit: /dev/zero is a file too
+            data = file.read(limits.max_bytes + 1)
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+    return text_of(data, what=f"{what} {path}", limits=limits)
 
 
 @app_app.command("create")
@@ -44,18 +56,21 @@ def create(
     env: list[str] | None = ENV,
     port: list[str] | None = PORT,
     registry_secret: str | None = SECRET,
+    allow_privileged: bool = PRIVILEGED,
     json_out: bool = typer.Option(False, "--json", help="print the version as JSON"),
 ) -> None:
     """Create an application with its first version (not published yet)."""
     row = applications.create_application(
-        name, version, image=image, compose=_read(compose), stack=_read(stack), env=env,
-        ports=port, registry_secret=registry_secret,
+        name, version, image=image, compose=_read(compose, "compose file"),
+        stack=_read(stack, "stack file"), env=env, ports=port, registry_secret=registry_secret,
+        allow_privileged=allow_privileged,
     )
     if json_out:
         print_json(as_dict(row))
     else:
         console.print(f"application [bold]{name}[/] created with version {row.version} "
                       f"({row.kind}); publish it with `edgefleet app publish {name} {row.version}`")
+        _warn_privileges(row.privileges)
 
 
 @app_app.command("version")
@@ -69,13 +84,16 @@ def version(
     env: list[str] | None = ENV,
     port: list[str] | None = PORT,
     registry_secret: str | None = SECRET,
+    allow_privileged: bool = PRIVILEGED,
 ) -> None:
     """Add a version to an application (publish it when it is ready for operators)."""
     row = applications.add_version(
-        name, version, image=image, compose=_read(compose), stack=_read(stack), env=env,
-        ports=port, registry_secret=registry_secret,
+        name, version, image=image, compose=_read(compose, "compose file"),
+        stack=_read(stack, "stack file"), env=env, ports=port, registry_secret=registry_secret,
+        allow_privileged=allow_privileged,
     )
     console.print(f"application {name}: version {row.version} added ({row.kind})")
+    _warn_privileges(row.privileges)
 
 
 @app_app.command("publish")
@@ -84,6 +102,7 @@ def publish(name: str, version: str) -> None:
     """Publish a version: operators running older versions are told an update exists."""
     row = applications.publish_version(name, version)
     console.print(f"application {name} {row.version} is published")
+    _warn_privileges(row.privileges)
 
 
 @app_app.command("list")
@@ -108,9 +127,24 @@ def show(name: str, json_out: bool = typer.Option(False, "--json", help="print J
     if json_out:
         print_json(data)
         return
-    print_table(f"application {name}", ["version", "kind", "image", "published"],
+    print_table(f"application {name}", ["version", "kind", "image", "published", "privileged"],
                 [(v["version"], v["kind"], v["image"] or "(compose file)",
-                  v["published_at"] or "no") for v in data["versions"]])
+                  v["published_at"] or "no", _allowance(v)) for v in data["versions"]])
+
+
+def _allowance(version: dict[str, Any]) -> str:
+    """The version's --allow-privileged, with what its file asks for."""
+    if not version.get("allow_privileged"):
+        return "no"
+    asked = version.get("privileges") or []
+    return "allowed: " + "; ".join(map(str, asked)) if asked else "allowed (none used)"
+
+
+def _warn_privileges(privileges: list[str]) -> None:
+    if privileges:
+        console.print(f"[bold yellow]warning:[/] created with --allow-privileged; its containers "
+                      f"get host-level privileges: {escape('; '.join(privileges))}",
+                      highlight=False)
 
 
 @app_app.command("delete")

@@ -1,0 +1,172 @@
+"""Host-level privileges a compose or stack file asks for, named key by key.
+
+Whoever may publish a version reaches every edge it is deployed to: ``privileged: true``,
+a host namespace, a bind mount of ``/``, an added capability, a device or a relaxed security
+profile gives that person root on the edge. Such a version is refused unless it is created
+with ``--allow-privileged``; the same check runs again on the file compose resolved at deploy
+time, where variables have their values.
+
+Also refused, whatever the allowance: a file that makes compose read files of the control
+plane itself (``env_file``, ``extends``, ``include``, ``secrets``/``configs`` ``file:`` given
+as an absolute path, ``~`` or ``..``): compose runs there, and edgefleet stores only the text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+HOST_NAMESPACES = ("pid", "ipc", "uts", "userns_mode", "cgroup", "network_mode")
+LISTS = ("cap_add", "devices", "device_cgroup_rules")
+NAMED_VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+FALSE = ("false", "no", "off", "0", "")
+# security_opt entries that only take privileges away
+HARMLESS_SECURITY = ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
+SHOWN = 10  # offending keys named in a refusal before "and N more"
+
+
+def host_privileges(model: dict[str, Any]) -> list[str]:
+    """Each key of ``model`` (a parsed compose/stack file) that asks for host privileges,
+    as ``services.NAME.KEY`` with what it asks; empty when the file needs no allowance."""
+    found: list[str] = []
+    services = model.get("services")
+    named = _host_networks(model.get("networks"))
+    if isinstance(services, dict):
+        for name, spec in services.items():
+            if isinstance(spec, dict):
+                found.extend(_service(f"services.{name}", spec, named))
+    for kind in ("volumes", "secrets", "configs"):
+        found.extend(_top_level(kind, model.get(kind)))
+    return found
+
+
+def control_plane_files(model: dict[str, Any]) -> list[str]:
+    """Keys that would make compose read a file of the control plane outside the
+    deployment's own folder (never allowed)."""
+    found = []
+    for key, path in _file_references(model):
+        if _outside(path):
+            found.append(f"{key}: {_value(path)}")
+    return found
+
+
+def described(found: list[str]) -> str:
+    """The offending keys as one line (the first ``SHOWN``, then how many more)."""
+    more = f" and {len(found) - SHOWN} more" if len(found) > SHOWN else ""
+    return "; ".join(found[:SHOWN]) + more
+
+
+def _service(where: str, spec: dict[str, Any], host_networks: set[str]) -> Iterator[str]:
+    if "privileged" in spec and not _false(spec["privileged"]):
+        yield f"{where}.privileged: {_value(spec['privileged'])}"
+    for key in HOST_NAMESPACES:
+        value = spec.get(key)
+        if isinstance(value, str) and (value.strip().lower() == "host" or "$" in value):
+            yield f"{where}.{key}: {_value(value)}"
+    for key in LISTS:
+        if spec.get(key):
+            yield f"{where}.{key}: {_value(spec[key])}"
+    security = spec.get("security_opt")
+    if security:
+        entries = security if isinstance(security, list) else [security]
+        risky = [e for e in entries if str(e).strip().lower() not in HARMLESS_SECURITY]
+        if risky:
+            yield f"{where}.security_opt: {_value(risky)}"
+    volumes = spec.get("volumes")
+    if isinstance(volumes, list):
+        for i, volume in enumerate(volumes):
+            source = _bind_source(volume)
+            if source is not None:
+                yield f"{where}.volumes[{i}]: bind mount of host path {_value(source)}"
+    networks = spec.get("networks")
+    names = list(networks) if isinstance(networks, dict | list) else []
+    for net in names:
+        if isinstance(net, str) and (net == "host" or net in host_networks):
+            yield f"{where}.networks: {_value(net)} (the host's network)"
+
+
+def _top_level(kind: str, entries: Any) -> Iterator[str]:
+    if not isinstance(entries, dict):
+        return
+    for name, spec in entries.items():
+        if not isinstance(spec, dict):
+            continue
+        if kind == "volumes":
+            opts = spec.get("driver_opts")
+            if isinstance(opts, dict) and (
+                    "bind" in str(opts.get("o", "")) or str(opts.get("device", "")).startswith(
+                        ("/", ".", "~", "$"))):
+                yield f"volumes.{name}.driver_opts: host path {_value(opts.get('device'))}"
+        elif "file" in spec:  # compose bind-mounts it from the host
+            yield f"{kind}.{name}.file: host file {_value(spec['file'])}"
+
+
+def _bind_source(volume: Any) -> str | None:
+    """The host path a service volume mounts, or None for a named or anonymous volume."""
+    if isinstance(volume, dict):
+        source = volume.get("source")
+        kind = str(volume.get("type", "volume"))
+        if kind in ("bind", "npipe"):
+            return str(source)
+        if kind == "volume" and isinstance(source, str) and not NAMED_VOLUME_RE.match(source):
+            return source  # e.g. a path given with type volume: docker binds it
+        return None
+    if not isinstance(volume, str):
+        return None
+    parts = volume.split(":")
+    if len(parts) < 2:
+        return None  # an anonymous volume: only a container path
+    source = parts[0]
+    return None if NAMED_VOLUME_RE.match(source) else source
+
+
+def _host_networks(networks: Any) -> set[str]:
+    """Top-level networks that are the host's own network (``name: host``)."""
+    if not isinstance(networks, dict):
+        return set()
+    return {key for key, spec in networks.items()
+            if isinstance(spec, dict) and str(spec.get("name", "")).strip() == "host"}
+
+
+def _file_references(model: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    services = model.get("services")
+    for name, spec in (services.items() if isinstance(services, dict) else []):
+        if not isinstance(spec, dict):
+            continue
+        env_file = spec.get("env_file")
+        for i, entry in enumerate(env_file if isinstance(env_file, list) else [env_file]):
+            path = entry.get("path") if isinstance(entry, dict) else entry
+            if path is not None:
+                yield f"services.{name}.env_file[{i}]", path
+        extends = spec.get("extends")
+        if isinstance(extends, dict) and "file" in extends:
+            yield f"services.{name}.extends.file", extends["file"]
+    include = model.get("include")
+    for i, entry in enumerate(include if isinstance(include, list) else [include]):
+        paths = entry.get("path") if isinstance(entry, dict) else entry
+        for path in paths if isinstance(paths, list) else [paths]:
+            if path is not None:
+                yield f"include[{i}]", path
+    for kind in ("secrets", "configs"):
+        entries = model.get(kind)
+        for name, spec in (entries.items() if isinstance(entries, dict) else []):
+            if isinstance(spec, dict) and "file" in spec:
+                yield f"{kind}.{name}.file", spec["file"]
+
+
+def _outside(path: Any) -> bool:
+    text = str(path).replace("\\", "/")
+    return (text.startswith(("/", "~", "$")) or ".." in text.split("/")
+            or bool(re.match(r"^[A-Za-z]:", text)))
+
+
+def _false(value: Any) -> bool:
+    return value in (None, False) or (isinstance(value, str)
+                                               and value.strip().lower() in FALSE)
+
+
+def _value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
