@@ -67,6 +67,16 @@ def refuse(what: str, problem: str) -> RefusedFile:
     return RefusedFile(f"{what} refused: {problem}")
 
 
+def check_size(count: int, *, what: str, limits: Limits, at_least: bool = False) -> None:
+    """Refuse ``count`` bytes over the limit (``at_least``: only the first bytes were read)."""
+    if count > limits.max_bytes:
+        limit = limits.max_bytes
+        shown_limit = f"{limit // MIB} MiB" if limit % MIB == 0 else f"{limit:,} bytes"
+        size = "" if at_least else f"{_size(count)}, "
+        raise refuse(what, f"{size}over the limit of {shown_limit} "
+                           "(setting EDGEFLEET_MAX_FILE_BYTES)")
+
+
 def text_of(data: str | bytes, *, what: str, limits: Limits | None = None) -> str:
     """The file's text, if it is UTF-8 and within the size limit (checked before decoding).
 
@@ -74,9 +84,7 @@ def text_of(data: str | bytes, *, what: str, limits: Limits | None = None) -> st
     """
     limits = limits or Limits.from_settings()
     if isinstance(data, str):
-        if len(data) > limits.max_bytes:  # at least one byte per character
-            raise refuse(what, f"larger than {_size(limits.max_bytes)} "
-                               "(setting EDGEFLEET_MAX_FILE_BYTES)")
+        check_size(len(data), what=what, limits=limits)  # at least a byte per character
         try:
             raw = data.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -86,9 +94,7 @@ def text_of(data: str | bytes, *, what: str, limits: Limits | None = None) -> st
         raw = bytes(data)
     else:
         raise refuse(what, f"expected text, got {type(data).__name__}")
-    if len(raw) > limits.max_bytes:
-        raise refuse(what, f"{_size(len(raw))} is larger than {_size(limits.max_bytes)} "
-                           "(setting EDGEFLEET_MAX_FILE_BYTES)")
+    check_size(len(raw), what=what, limits=limits)
     try:
         return raw.decode("utf-8") if not isinstance(data, str) else data
     except UnicodeDecodeError as exc:
@@ -109,8 +115,9 @@ def load_yaml(data: str | bytes, *, what: str, limits: Limits | None = None) -> 
         raise refuse(what, f"not valid YAML: {_yaml_problem(exc)}") from exc
     except yaml.YAMLError as exc:
         raise refuse(what, f"not valid YAML: {exc}") from exc
-    except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
-        # a tagged scalar that does not construct (!!int x, !!timestamp 2020-13-45, ...)
+    except Exception as exc:
+        # PyYAML's safe constructors fail in many ways on a tagged scalar that does not
+        # build: ValueError (!!int x), IndexError (!!int ''), AttributeError (!!timestamp '')
         raise refuse(what, f"not valid YAML: {type(exc).__name__}: {exc}") from exc
     finally:
         loader.dispose()
@@ -151,7 +158,7 @@ def parse_env_file(data: str | bytes, *, what: str = "env file",
 
 
 def _size(count: int) -> str:
-    return f"{count / MIB:.1f} MiB" if count >= MIB else f"{count} bytes"
+    return f"{count / MIB:.1f} MiB ({count:,} bytes)" if count >= MIB else f"{count:,} bytes"
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:

@@ -11,9 +11,16 @@ from enum import StrEnum
 from typing import Any
 
 import semver
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from edgefleet.models.documents import Limits, load_yaml, shown
+from edgefleet.models.documents import Limits, load_yaml, shown, text_of
 from edgefleet.models.privileges import control_plane_files, described, host_privileges
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -206,6 +213,15 @@ class VersionCreate(BaseModel):
     @classmethod
     def _version(cls, v: str) -> str:
         return check_semver(v)
+
+    @field_validator("compose", mode="before")
+    @classmethod
+    def _file_text(cls, v: Any, info: ValidationInfo) -> Any:
+        """A file given as bytes (as read from disk) is checked as such: size, then UTF-8."""
+        if isinstance(v, bytes | bytearray):
+            what = "stack file" if info.data.get("kind") is AppKind.SWARM else "compose file"
+            return text_of(v, what=what)
+        return v
 
     @field_validator("env", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from typing import Any
 
 HOST_NAMESPACES = ("pid", "ipc", "uts", "userns_mode", "cgroup", "network_mode")
 LISTS = ("cap_add", "devices", "device_cgroup_rules")
+PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 NAMED_VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 FALSE = ("false", "no", "off", "0", "")
 # security_opt entries that only take privileges away
@@ -36,7 +37,7 @@ def host_privileges(model: dict[str, Any]) -> list[str]:
     if isinstance(services, dict):
         for name, spec in services.items():
             if isinstance(spec, dict):
-                found.extend(_service(f"services.{name}", spec, named))
+                found.extend(_service(f"services.{_key(name)}", spec, named))
     for kind in ("volumes", "secrets", "configs"):
         found.extend(_top_level(kind, model.get(kind)))
     return found
@@ -98,9 +99,9 @@ def _top_level(kind: str, entries: Any) -> Iterator[str]:
             if isinstance(opts, dict) and (
                     "bind" in str(opts.get("o", "")) or str(opts.get("device", "")).startswith(
                         ("/", ".", "~", "$"))):
-                yield f"volumes.{name}.driver_opts: host path {_value(opts.get('device'))}"
+                yield f"volumes.{_key(name)}.driver_opts: host path {_value(opts.get('device'))}"
         elif "file" in spec:  # compose bind-mounts it from the host
-            yield f"{kind}.{name}.file: host file {_value(spec['file'])}"
+            yield f"{kind}.{_key(name)}.file: host file {_value(spec['file'])}"
 
 
 def _bind_source(volume: Any) -> str | None:
@@ -139,10 +140,10 @@ def _file_references(model: dict[str, Any]) -> Iterator[tuple[str, Any]]:
         for i, entry in enumerate(env_file if isinstance(env_file, list) else [env_file]):
             path = entry.get("path") if isinstance(entry, dict) else entry
             if path is not None:
-                yield f"services.{name}.env_file[{i}]", path
+                yield f"services.{_key(name)}.env_file[{i}]", path
         extends = spec.get("extends")
         if isinstance(extends, dict) and "file" in extends:
-            yield f"services.{name}.extends.file", extends["file"]
+            yield f"services.{_key(name)}.extends.file", extends["file"]
     include = model.get("include")
     for i, entry in enumerate(include if isinstance(include, list) else [include]):
         paths = entry.get("path") if isinstance(entry, dict) else entry
@@ -153,7 +154,7 @@ def _file_references(model: dict[str, Any]) -> Iterator[tuple[str, Any]]:
         entries = model.get(kind)
         for name, spec in (entries.items() if isinstance(entries, dict) else []):
             if isinstance(spec, dict) and "file" in spec:
-                yield f"{kind}.{name}.file", spec["file"]
+                yield f"{kind}.{_key(name)}.file", spec["file"]
 
 
 def _outside(path: Any) -> bool:
@@ -167,6 +168,15 @@ def _false(value: Any) -> bool:
                                                and value.strip().lower() in FALSE)
 
 
-def _value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+def _key(name: Any) -> str:
+    """A key as it appears in a path: plain names as is, anything else quoted."""
+    text = str(name)
+    return text if PLAIN_KEY_RE.match(text) else _value(text, quoted=True)
+
+
+def _value(value: Any, quoted: bool = False) -> str:
+    """A value in one short line (json.dumps escapes newlines and control characters)."""
+    text = value if isinstance(value, str) and not quoted else json.dumps(value, default=str)
+    if isinstance(value, str) and not quoted and not text.isprintable():
+        text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."

@@ -41,6 +41,10 @@ def test_application_lifecycle_and_duplicates() -> None:
         {"version": "1.0.0", "compose": "[1, 2]"},
         {"version": "1.0.0", "image": "x:1", "ports": ["abc"]},
         {"version": "1.0.0", "image": "x:1", "env": ["nokey"]},
+        {"version": "1.0.0", "compose": "x: &a [*a]\n" + COMPOSE},
+        {"version": "1.0.0", "compose": COMPOSE + "  db: {image: a}\n  db: {image: b}\n"},
+        {"version": "1.0.0", "compose": b"services:\n  caf\xe9: {image: a}\n"},
+        {"version": "1.0.0", "stack": COMPOSE + "    privileged: true\n"},
     ],
 )
 def test_bad_application_input_writes_nothing(kwargs: dict[str, object]) -> None:
@@ -159,6 +163,44 @@ def test_update_policy_decides_who_hears_of_a_published_version() -> None:
     for dep_id in ids:
         _set_state(dep_id, "STOPPED")
         edgefleet.delete_deployment(dep_id)
+
+
+PRIVILEGED = COMPOSE + "    network_mode: host\n    volumes: ['/:/host:ro']\n"
+
+
+def test_host_privileges_need_the_allowance_which_is_recorded_and_shown() -> None:
+    from typer.testing import CliRunner
+
+    from edgefleet.cli.main import app
+
+    with pytest.raises(InvalidInput, match="services.web.network_mode: host; "
+                       "services.web.volumes.0.: bind mount of host path /"):
+        edgefleet.create_application("root", "1.0.0", compose=PRIVILEGED)
+    assert edgefleet.list_applications() == []
+    edgefleet.create_application("root", "1.0.0", compose=COMPOSE)
+    with pytest.raises(InvalidInput, match="--allow-privileged"):
+        edgefleet.add_version("root", "1.1.0", compose=PRIVILEGED)
+    assert [v["version"] for v in edgefleet.show_application("root")["versions"]] == ["1.0.0"]
+    edgefleet.add_version("root", "1.1.0", compose=PRIVILEGED, allow_privileged=True)
+    plain, allowed = edgefleet.show_application("root")["versions"]
+    assert (plain["allow_privileged"], plain["privileges"]) == (False, [])
+    assert allowed["allow_privileged"] is True
+    assert allowed["privileges"] == ["services.web.network_mode: host",
+                                     "services.web.volumes[0]: bind mount of host path /"]
+
+    edgefleet.add_edge("e-unchecked", "tcp://127.0.0.1:1", check=False)
+    edgefleet.publish_version("root", "1.0.0")
+    dep = edgefleet.create_deployment("root", "e-unchecked").id
+    _set_state(dep, "STARTED")
+    published = CliRunner().invoke(app, ["app", "publish", "root", "1.1.0"])
+    assert published.exit_code == 0 and "--allow-privileged" in published.output
+    (note,) = [n for n in edgefleet.list_notifications() if n["deployment_id"] == dep]
+    assert "Created with --allow-privileged" in note["message"]
+    assert "services.web.network_mode: host" in note["message"]
+    shown = CliRunner().invoke(app, ["app", "show", "root"], env={"COLUMNS": "300"})
+    assert "allowed: services.web.network_mode: host" in shown.output
+    _set_state(dep, "STOPPED")
+    edgefleet.delete_deployment(dep)
 
 
 def _set_state(dep_id: str, state: str) -> None:

@@ -54,8 +54,8 @@ def _version_spec(
     version: str,
     *,
     image: str | None,
-    compose: str | None,
-    stack: str | None,
+    compose: str | bytes | None,
+    stack: str | bytes | None,
     env: list[str] | dict[str, str] | None,
     ports: list[str] | None,
     registry_secret: str | None = None,
@@ -83,14 +83,14 @@ def create_application(
     version: str,
     *,
     image: str | None = None,
-    compose: str | None = None,
-    stack: str | None = None,
+    compose: str | bytes | None = None,
+    stack: str | bytes | None = None,
     env: list[str] | dict[str, str] | None = None,
     ports: list[str] | None = None,
     registry_secret: str | None = None,
     allow_privileged: bool = False,
 ) -> ApplicationVersion:
-    """Create an application with its first version (compose/stack given as file text).
+    """Create an application with its first version (compose/stack: the file as text or bytes).
 
     A file asking for host-level privileges (``privileged``, host namespaces, bind mounts of
     host paths, ``cap_add``, ``devices``, ``security_opt``) is refused unless
@@ -123,8 +123,8 @@ def add_version(
     version: str,
     *,
     image: str | None = None,
-    compose: str | None = None,
-    stack: str | None = None,
+    compose: str | bytes | None = None,
+    stack: str | bytes | None = None,
     env: list[str] | dict[str, str] | None = None,
     ports: list[str] | None = None,
     registry_secret: str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,17 @@ def _read(path: Path | None, what: str) -> str | None:
     """The file's text, refused before reading past the size limit or if not UTF-8."""
     if path is None:
         return None
-    from edgefleet.models.documents import Limits, text_of
+    from edgefleet.models.documents import Limits, check_size, text_of
 
     limits = Limits.from_settings()
     try:
-        with path.open("rb") as file:  # never more than the limit: /dev/zero is a file too
-            data = file.read(limits.max_bytes + 1)
+        with path.open("rb") as file:
+            check_size(os.fstat(file.fileno()).st_size, what=what, limits=limits)
+            data = file.read(limits.max_bytes + 1)  # a pipe or /dev/zero has no size
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
-    return text_of(data, what=f"{what} {path}", limits=limits)
+    check_size(len(data), what=what, limits=limits, at_least=True)
+    return text_of(data, what=what, limits=limits)
 
 
 @app_app.command("create")

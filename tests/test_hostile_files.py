@@ -1,0 +1,262 @@
+"""Hostile files are refused at the door: fast, in one line, before anything is stored.
+
+The hostile files are the benchmark's (``bench/hostile_files.py``), so the figures and the
+tests speak of the same files. Generated junk (hypothesis) may only ever produce edgefleet's
+own validation error, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+from typer.testing import CliRunner
+
+import edgefleet
+from bench.hostile_files import GOOD, billion_laughs, compose_cases, env_cases, many_services
+from edgefleet.cli.main import app
+from edgefleet.errors import InvalidInput, RefusedFile
+from edgefleet.models.documents import Limits, load_yaml, parse_env_file, text_of
+from edgefleet.models.inputs import (
+    DeploymentCreate,
+    EdgeCreate,
+    VersionCreate,
+    parse_compose,
+    parse_env,
+)
+from edgefleet.models.privileges import control_plane_files, host_privileges
+from edgefleet.validation import validated
+
+REFUSALS = {
+    "billion laughs (nested aliases)": "aliases expand to more than 10000 nodes",
+    "alias cycle": "a cycle",
+    "deep nesting (10,000 flow levels)": "nesting depth",
+    "deep nesting (100 block levels)": "nested deeper than 32 levels",
+    "13 MB compose file": "over the limit of 1 MiB",
+    "201 services": "more than 200 services",
+    "20,000 services (under 1 MiB)": "more than 200 services",
+    "not UTF-8 (Latin-1)": "not UTF-8 text (byte 0xe9 at offset 15)",
+    "duplicate keys": "key 'web' appears twice in one mapping (line 3)",
+    "privileged without --allow-privileged": "services.web.privileged: true; services.web.pid",
+    "env_file of the control plane": "services.web.env_file[0]: /etc/shadow",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSALS))
+def test_hostile_compose_file_is_refused_fast_in_one_line(name: str) -> None:
+    data = compose_cases()[name]
+    started = time.perf_counter()
+    with pytest.raises(InvalidInput) as refused:
+        edgefleet.create_application("hostile", "1.0.0", compose=data)
+    assert time.perf_counter() - started < 1.0
+    message = str(refused.value)
+    assert REFUSALS[name] in message
+    assert "\n" not in message and len(message) < 700
+    assert "hostile" not in [a["name"] for a in edgefleet.list_applications()]
+
+
+def test_hostile_files_on_the_command_line_store_nothing(tmp_path: Path) -> None:
+    for i, (name, data) in enumerate(compose_cases().items()):
+        path = tmp_path / f"case{i}.yaml"
+        path.write_bytes(data)
+        result = CliRunner().invoke(app, ["app", "create", "cli-hostile", "--version", "1.0.0",
+                                          "--stack" if i % 2 else "--compose", str(path)])
+        assert result.exit_code == 1, name
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith("error: ") and REFUSALS[name] in line, line
+    assert "cli-hostile" not in [a["name"] for a in edgefleet.list_applications()]
+
+
+def test_a_pipe_or_device_is_read_only_up_to_the_limit() -> None:
+    result = CliRunner().invoke(app, ["app", "create", "zeros", "--version", "1.0.0",
+                                      "--compose", "/dev/zero"])
+    assert result.exit_code == 1
+    assert "over the limit of 1 MiB" in result.output
+
+
+def test_limits_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgefleet.settings import get_settings
+
+    monkeypatch.setenv("EDGEFLEET_MAX_FILE_BYTES", "100")
+    monkeypatch.setenv("EDGEFLEET_MAX_SERVICES", "2")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(RefusedFile, match="over the limit of 100 bytes"):
+            parse_compose(many_services(3))
+        with pytest.raises(RefusedFile, match="more than 2 services"):
+            parse_compose(many_services(3, "a"))
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+
+def test_normal_files_with_anchors_and_merges_are_accepted() -> None:
+    model = parse_compose(GOOD)
+    assert model["services"]["worker"]["restart"] == "unless-stopped"
+    assert len(parse_compose(many_services(200))["services"]) == 200
+    # overriding a merged key is what a merge is for: not a duplicate
+    assert load_yaml("x: &x {a: 1}\ny: {<<: *x, a: 2}\n", what="f") == {
+        "x": {"a": 1}, "y": {"a": 2}}
+
+
+def test_alias_budget_counts_what_aliases_expand_to() -> None:
+    limits = Limits(alias_budget=100)
+    ten = "a: &a [1,2,3,4,5,6,7,8,9]\n"  # 10 nodes
+    load_yaml(ten + "b: [" + ",".join(["*a"] * 10) + "]\n", what="f", limits=limits)
+    with pytest.raises(RefusedFile, match="aliases expand to more than 100 nodes"):
+        load_yaml(ten + "b: [" + ",".join(["*a"] * 11) + "]\n", what="f", limits=limits)
+    with pytest.raises(RefusedFile, match="more than 10000"):
+        load_yaml(billion_laughs(), what="f")
+
+
+def test_aliases_cannot_hide_depth() -> None:
+    deep = "a: &a " + "[" * 20 + "]" * 20 + "\n"
+    load_yaml(deep + "b: *a\n", what="f", limits=Limits(max_depth=24))
+    with pytest.raises(RefusedFile, match="nested deeper than 24"):
+        load_yaml(deep + "b: [[[[[*a]]]]]\n", what="f", limits=Limits(max_depth=24))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a: !!int xyz", "not valid YAML: ValueError"),
+    ("a: 2020-13-45", "month must be in 1..12"),
+    ("a: *nope", "found undefined alias"),
+    ("a: !!python/object:os.system x", "could not determine a constructor"),
+    ("a: 1\n---\nb: 2\n", "expected a single document"),
+    ("a: \x00", "not valid YAML"),
+    ("a: \ud800", "lone surrogate"),
+])
+def test_what_yaml_cannot_build_is_one_refusal(text: str, message: str) -> None:
+    with pytest.raises(RefusedFile, match=message):
+        load_yaml(text, what="compose file")
+
+
+def test_env_files_have_the_same_limits() -> None:
+    assert parse_env_file(b"# comment\nA=1\n\nexport B='two words'\nC=\"q\"\nD=\n") == {
+        "A": "1", "B": "two words", "C": "q", "D": ""}
+    expected = {"env file of 13 MB": "over the limit of 1 MiB",
+                "env file not UTF-8": "not UTF-8 text (byte 0xe9 at offset 5)",
+                "env file with a duplicate": "line 3: A is set twice"}
+    for name, data in env_cases().items():
+        started = time.perf_counter()
+        with pytest.raises(RefusedFile, match=re.escape(expected[name])):
+            parse_env_file(data)
+        assert time.perf_counter() - started < 1.0
+    with pytest.raises(RefusedFile, match="line 1: '1A' is not a variable name"):
+        parse_env_file("1A=x")
+    with pytest.raises(RefusedFile, match="more than 2 variables"):
+        parse_env_file("A=1\nB=2\nC=3\n", limits=Limits(max_env_entries=2))
+    with pytest.raises(InvalidInput, match="NUL"):
+        parse_env_file("A=\x00")
+
+
+def test_env_entries_of_any_type_are_checked() -> None:
+    for junk in ([1, 2], {"A": ["x"]}, "A=1", {"A": "\x00"}):
+        with pytest.raises(ValueError, match="environment"):
+            parse_env(junk)  # type: ignore[arg-type]
+
+
+# --- generated junk: only edgefleet's own validation error may come out ---------------
+
+FRAGMENTS = [
+    "services:", "\n", "  ", "    ", "web:", "image: a", "image: 127.0.0.1:5000/x:1", "&a ",
+    "*a", "&b ", "*b", "<<: ", "[", "]", "{", "}", ",", "- ", "!!binary ", "!!int ",
+    "!!timestamp ", "!!set ", "!!omap ", "!!float ", "!!python/object ", "!custom ", "? ",
+    ": ", "'", '"', "#", "---\n", "...\n", "%YAML 1.1\n", "\t", "\x00", "\ud800", "é", "\u2028",
+    "privileged: true", "pid: host", "volumes: [/:/h]", "env_file: /etc/x", "0x1F",
+    "2020-13-45", "2001-12-14t21:59:43.10-05:00", "~", "null", "yes", "1e999", "-.inf", "9" * 30,
+    "cap_add: [ALL]", "networks: [host]", "x-a: &x {a: 1}", "include: [/etc/passwd]",
+]
+yaml_junk = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=6)),
+                     max_size=40).map("".join)
+anything = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=4),
+    max_leaves=12)
+JUNK = settings(max_examples=300, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+def _only_our_error(build: type[BaseModel], **fields: Any) -> None:
+    try:
+        validated(build, **fields)
+    except InvalidInput as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 2000, str(exc)
+
+
+@JUNK
+@given(text=yaml_junk | st.text(max_size=200), kind=st.sampled_from(["compose", "swarm"]),
+       allow=st.booleans(), as_bytes=st.booleans())
+def test_generated_compose_files_give_only_our_error(text: str, kind: str, allow: bool,
+                                                     as_bytes: bool) -> None:
+    compose: Any = text.encode("utf-8", "surrogatepass") if as_bytes else text
+    _only_our_error(VersionCreate, version="1.0.0", kind=kind, compose=compose,
+                    allow_privileged=allow)
+    try:
+        parse_compose(compose)
+    except ValueError as exc:
+        assert "\n" not in str(exc)
+
+
+SERVICE_KEYS = ["privileged", "pid", "ipc", "uts", "network_mode", "userns_mode", "cap_add",
+                "devices", "security_opt", "volumes", "networks", "env_file", "extends"]
+service_junk = st.builds(
+    lambda image, rest: {"image": image, **rest},
+    st.sampled_from(["a", "127.0.0.1:5000/x:1"]),
+    st.dictionaries(st.sampled_from(SERVICE_KEYS), anything, max_size=5))
+model_junk = st.fixed_dictionaries(
+    {"services": st.dictionaries(st.text(max_size=4) | st.integers(), service_junk,
+                                 min_size=1, max_size=3)},
+    optional={key: anything for key in ("volumes", "secrets", "configs", "networks", "include")})
+
+
+@JUNK
+@given(model=model_junk, allow=st.booleans())
+def test_generated_compose_models_give_only_our_error(model: dict[str, Any], allow: bool
+                                                      ) -> None:
+    host_privileges(model)
+    control_plane_files(model)
+    _only_our_error(VersionCreate, version="1.0.0", kind="compose",
+                    compose=yaml.safe_dump(model), allow_privileged=allow)
+
+
+@JUNK
+@given(version=anything, kind=anything, image=anything, compose=anything, env=anything,
+       ports=anything, secret=anything, allow=anything)
+def test_generated_version_fields_give_only_our_error(version: Any, kind: Any, image: Any,
+                                                      compose: Any, env: Any, ports: Any,
+                                                      secret: Any, allow: Any) -> None:
+    _only_our_error(VersionCreate, version=version, kind=kind, image=image, compose=compose,
+                    env=env, ports=ports, registry_secret=secret, allow_privileged=allow)
+
+
+@JUNK
+@given(name=anything, host=anything, ca=anything, interval=anything, app_name=anything,
+       env=anything, version=anything)
+def test_generated_edge_and_deployment_fields_give_only_our_error(
+        name: Any, host: Any, ca: Any, interval: Any, app_name: Any, env: Any,
+        version: Any) -> None:
+    _only_our_error(EdgeCreate, name=name, docker_host=host, tls_ca=ca, tls_cert=ca,
+                    tls_key=ca, telemetry_interval=interval)
+    _only_our_error(DeploymentCreate, application=app_name, edge=name, version=version, env=env)
+
+
+@JUNK
+@given(data=st.binary(max_size=300) | yaml_junk.map(
+    lambda t: t.encode("utf-8", "surrogatepass")))
+def test_generated_env_files_give_only_our_error(data: bytes) -> None:
+    try:
+        parse_env_file(data)
+    except RefusedFile as exc:
+        assert "\n" not in str(exc)
+    with contextlib.suppress(RefusedFile):
+        text_of(data, what="f")
