@@ -220,7 +220,7 @@ class VersionCreate(BaseModel):
         """A file given as bytes (as read from disk) is checked as such: size, then UTF-8."""
         if isinstance(v, bytes | bytearray):
             what = "stack file" if info.data.get("kind") is AppKind.SWARM else "compose file"
-            return text_of(v, what=what)
+            return text_of(bytes(v), what=what)
         return v
 
     @field_validator("env", mode="before")

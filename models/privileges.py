@@ -128,7 +128,8 @@ def _host_networks(networks: Any) -> set[str]:
     if not isinstance(networks, dict):
         return set()
     return {key for key, spec in networks.items()
-            if isinstance(spec, dict) and str(spec.get("name", "")).strip() == "host"}
+            if isinstance(spec, dict) and (str(spec.get("name", "")).strip() == "host"
+                                           or "$" in str(spec.get("name", "")))}
 
 
 def _file_references(model: dict[str, Any]) -> Iterator[tuple[str, Any]]:

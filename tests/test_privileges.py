@@ -130,3 +130,41 @@ def test_control_plane_files_are_refused_even_when_allowed(compose: str, key: st
 def test_files_inside_the_deployment_folder_are_no_control_plane_read() -> None:
     model = {"services": {"web": {"image": "a", "env_file": ["app.env", "conf/more.env"]}}}
     assert control_plane_files(model) == []
+
+
+RESOLVED = {  # `compose config --format json` of a file whose variables made it privileged
+    "name": "ef-x",
+    "services": {"web": {
+        "image": IMAGE, "network_mode": "host",
+        "volumes": [{"type": "bind", "source": "/srv/data", "target": "/d",
+                     "bind": {"create_host_path": True}},
+                    {"type": "volume", "source": "data", "target": "/v", "volume": {}}],
+        "devices": [{"source": "/dev/fuse", "target": "/dev/fuse", "permissions": "rwm"}]}},
+    "volumes": {"data": {"name": "ef-x_data"}},
+}
+
+
+def test_the_resolved_file_is_checked_again_at_deploy(edgefleet_home: object) -> None:
+    """A deployment's environment can turn ``network_mode: ${MODE}`` into ``host``: the
+    file compose resolved is checked against the version's allowance before anything runs."""
+    import json
+
+    from edgefleet import labels as L
+    from edgefleet.engine import EngineConnection
+    from edgefleet.errors import InvalidInput
+    from edgefleet.models.plans import DeployPlan
+    from edgefleet.tasks.compose import resolve_compose, work_dir
+
+    plan = DeployPlan(deployment_id="d" * 32, application="shop", version="1.0.0",
+                      kind=AppKind.COMPOSE, project="ef-x", compose="services: {}\n",
+                      edge=EngineConnection(name="e", docker_host="tcp://127.0.0.1:1"))
+    key = L.config_hash({"compose": plan.compose, "env": plan.env, "project": plan.project})
+    (work_dir(plan.deployment_id) / f"resolved-{key}.json").write_text(json.dumps(RESOLVED))
+    with pytest.raises(InvalidInput) as refused:
+        resolve_compose.fn(plan)
+    assert ("services.web.network_mode: host; services.web.devices: [{\"source\": "
+            in str(refused.value))
+    assert "volumes[0]: bind mount of host path /srv/data" in str(refused.value)
+    assert "volumes[1]" not in str(refused.value)
+    allowed = plan.model_copy(update={"allow_privileged": True})
+    assert resolve_compose.fn(allowed) == RESOLVED

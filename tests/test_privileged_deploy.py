@@ -1,0 +1,124 @@
+"""Host-level privileges on the real lab: refused without --allow-privileged (nothing
+stored); with it the version deploys, and the allowance shows in `app show --json`, in the
+publish notification (through the real trigger) and in the deploy flow's log."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from typer.testing import CliRunner
+
+import edgefleet
+from edgefleet.cli.main import app as cli
+from edgefleet.engine import engine_client
+from tests.lab_helpers import containers_of, get_page, unique
+
+pytestmark = pytest.mark.lab
+
+PLAIN = """
+services:
+  web:
+    image: {registry}/edgefleet/hello:1.0.0
+    ports: ["8080"]
+"""
+PRIVILEGED = """
+services:
+  web:
+    image: {registry}/edgefleet/hello:1.1.0
+    ports: ["8080"]
+    privileged: true
+    cap_add: [NET_ADMIN]
+    volumes: ["{shared}:/from-the-host:ro"]
+"""
+
+
+def flow_run_logs(api_url: str, flow_run_id: str, wanted: str) -> list[str]:
+    """The run's log messages, once one contains ``wanted`` (logs travel in batches)."""
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    deadline = time.monotonic() + 30
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        while True:
+            logs = [log.message for log in client.read_logs(log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
+            if any(wanted in message for message in logs) or time.monotonic() > deadline:
+                return logs
+            time.sleep(0.5)
+
+
+def test_privileged_version_needs_the_allowance_and_it_shows_everywhere(
+        lab: Any, edges: dict[str, Any], prefect_api: str, local_runs: None,
+        tmp_path: Path) -> None:
+    name = unique("priv")
+    edgefleet.create_application(name, "1.0.0", compose=PLAIN.format(registry=lab.registry))
+    edgefleet.publish_version(name, "1.0.0")
+    old = edgefleet.deploy(name, "lab-2")
+    assert old["state"] == "STARTED", old["last_error"]
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "note.txt").write_text("from the host\n")
+    path = tmp_path / "privileged.yaml"
+    path.write_text(PRIVILEGED.format(registry=lab.registry, shared=shared))
+    runner = CliRunner()
+
+    # without the flag: one line naming each offending key, and nothing stored
+    refused = runner.invoke(cli, ["app", "version", name, "1.1.0", "--compose", str(path)])
+    assert refused.exit_code == 1
+    (line,) = refused.output.strip().splitlines()
+    for key in ("services.web.privileged: true", 'services.web.cap_add: ["NET_ADMIN"]',
+                f"services.web.volumes[0]: bind mount of host path {shared}",
+                "--allow-privileged"):
+        assert key in line, line
+    assert [v["version"] for v in edgefleet.show_application(name)["versions"]] == ["1.0.0"]
+
+    # with it: recorded, and shown by `app show --json`
+    allowed = runner.invoke(cli, ["app", "version", name, "1.1.0", "--compose", str(path),
+                                  "--allow-privileged"])
+    assert allowed.exit_code == 0, allowed.output
+    shown = json.loads(runner.invoke(cli, ["app", "show", name, "--json"]).output)
+    version = shown["versions"][1]
+    assert version["version"] == "1.1.0" and version["allow_privileged"] is True
+    assert version["privileges"] == [
+        "services.web.privileged: true", 'services.web.cap_add: ["NET_ADMIN"]',
+        f"services.web.volumes[0]: bind mount of host path {shared}"]
+    assert shown["versions"][0]["allow_privileged"] is False
+
+    # the publish notification (written by the served notify flow the event triggers)
+    published = runner.invoke(cli, ["app", "publish", name, "1.1.0"])
+    assert published.exit_code == 0 and "--allow-privileged" in published.output
+    deadline = time.monotonic() + 60
+    while not (notes := [n for n in edgefleet.list_notifications()
+                         if n["deployment_id"] == old["id"] and n["reason"] == "version"]):
+        assert time.monotonic() < deadline, "no notification of the published version"
+        time.sleep(0.5)
+    (note,) = notes
+    assert "Created with --allow-privileged" in note["message"]
+    assert "services.web.privileged: true" in note["message"]
+
+    # it deploys on a lab edge with the privileges it asked for; the deploy log says so
+    new = edgefleet.deploy(name, "lab-2")
+    assert new["state"] == "STARTED", new["last_error"]
+    assert "hello from edgefleet/hello 1.1.0" in get_page(new["urls"][0])
+    (live,) = containers_of(edges["lab-2"].connection, new["id"])
+    host_config = live.attrs["HostConfig"]
+    assert host_config["Privileged"] is True
+    assert "NET_ADMIN" in (host_config["CapAdd"] or [])
+    with engine_client(edges["lab-2"].connection) as client:
+        seen = client.containers.get(live.id).exec_run(["cat", "/from-the-host/note.txt"])
+    assert seen.output.decode().strip() == "from the host"
+    logs = flow_run_logs(prefect_api, new["flow_run_id"], "--allow-privileged")
+    (allowance,) = [m for m in logs if "--allow-privileged" in m]
+    assert f"{name} 1.1.0" in allowance and "services.web.privileged: true" in allowance
+    assert "lab-2" in allowance
+
+    for dep in (old["id"], new["id"]):
+        edgefleet.delete_deployment(dep, force=True)
