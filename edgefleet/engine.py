@@ -29,6 +29,12 @@ from edgefleet.settings import get_settings
 
 # Debian bookworm's dockerd 20.10 speaks API 1.41; newer engines still accept it.
 API_VERSION = "1.41"
+# What the docker and compose CLIs keep of the control plane's environment (and LC_*,
+# COMPOSE_*): a vendor's compose file is interpolated from it.
+CLI_ENV_KEPT = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "XDG_RUNTIME_DIR",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+})
 
 
 class EngineConnection(BaseModel):
@@ -156,10 +162,15 @@ def ping(conn: EngineConnection, timeout: float = 5.0) -> dict[str, Any]:
 def cli_environment(conn: EngineConnection) -> dict[str, str]:
     """Environment for the docker/compose CLIs: DOCKER_HOST and, with TLS, a cert folder.
 
+    Of this process's own environment only what the CLIs need to run is passed on: compose
+    interpolates ``${VAR}`` in a vendor's file from it, and the control plane's database
+    URL or API keys must never land in a container on an edge (or in a resolved file).
+
     The CLIs want ``ca.pem``/``cert.pem``/``key.pem`` in one folder; when the edge's files
     are named otherwise we link them into ``<home>/certs/<edge>/``.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env = {k: v for k, v in os.environ.items()
+           if k in CLI_ENV_KEPT or k.startswith(("LC_", "COMPOSE_"))}
     env["DOCKER_HOST"] = conn.docker_host
     env["DOCKER_API_VERSION"] = API_VERSION
     if conn.uses_tls:

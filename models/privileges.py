@@ -25,6 +25,7 @@ NAMED_VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 FALSE = ("false", "no", "off", "0", "")
 # security_opt entries that only take privileges away
 HARMLESS_SECURITY = ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
+PATH_WIDTH = 160  # a host path is shown whole (but never a page of it)
 SHOWN = 10  # offending keys named in a refusal before "and N more"
 
 
@@ -49,7 +50,7 @@ def control_plane_files(model: dict[str, Any]) -> list[str]:
     found = []
     for key, path in _file_references(model):
         if _outside(path):
-            found.append(f"{key}: {_value(path)}")
+            found.append(f"{key}: {_value(path, width=PATH_WIDTH)}")
     return found
 
 
@@ -80,7 +81,8 @@ def _service(where: str, spec: dict[str, Any], host_networks: set[str]) -> Itera
         for i, volume in enumerate(volumes):
             source = _bind_source(volume)
             if source is not None:
-                yield f"{where}.volumes[{i}]: bind mount of host path {_value(source)}"
+                shown = _value(source, width=PATH_WIDTH)
+                yield f"{where}.volumes[{i}]: bind mount of host path {shown}"
     networks = spec.get("networks")
     names = list(networks) if isinstance(networks, dict | list) else []
     for net in names:
@@ -99,9 +101,10 @@ def _top_level(kind: str, entries: Any) -> Iterator[str]:
             if isinstance(opts, dict) and (
                     "bind" in str(opts.get("o", "")) or str(opts.get("device", "")).startswith(
                         ("/", ".", "~", "$"))):
-                yield f"volumes.{_key(name)}.driver_opts: host path {_value(opts.get('device'))}"
+                device = _value(opts.get("device"), width=PATH_WIDTH)
+                yield f"volumes.{_key(name)}.driver_opts: host path {device}"
         elif "file" in spec:  # compose bind-mounts it from the host
-            yield f"{kind}.{_key(name)}.file: host file {_value(spec['file'])}"
+            yield f"{kind}.{_key(name)}.file: host file {_value(spec['file'], width=PATH_WIDTH)}"
 
 
 def _bind_source(volume: Any) -> str | None:
@@ -175,9 +178,9 @@ def _key(name: Any) -> str:
     return text if PLAIN_KEY_RE.match(text) else _value(text, quoted=True)
 
 
-def _value(value: Any, quoted: bool = False) -> str:
+def _value(value: Any, quoted: bool = False, width: int = 40) -> str:
     """A value in one short line (json.dumps escapes newlines and control characters)."""
     text = value if isinstance(value, str) and not quoted else json.dumps(value, default=str)
     if isinstance(value, str) and not quoted and not text.isprintable():
         text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= width else text[:width - 3] + "..."

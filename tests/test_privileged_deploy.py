@@ -122,3 +122,53 @@ def test_privileged_version_needs_the_allowance_and_it_shows_everywhere(
 
     for dep in (old["id"], new["id"]):
         edgefleet.delete_deployment(dep, force=True)
+
+
+TOKEN = "cp-token-7d1e0c9b5a"  # a secret of the control plane's own environment
+PROBE = """
+services:
+  web:
+    image: {registry}/edgefleet/hello:1.0.0
+    environment: ["PROBE=${{EDGEFLEET_PROBE_TOKEN:-unset}}"]
+"""
+
+
+def test_no_key_or_control_plane_secret_in_files_logs_artifacts_events_or_parameters(
+        lab: Any, edges: dict[str, Any], prefect_api: str, local_runs: None,
+        edgefleet_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    monkeypatch.setenv("EDGEFLEET_PROBE_TOKEN", TOKEN)
+    name = unique("probe")
+    edgefleet.create_application(name, "1.0.0", compose=PROBE.format(registry=lab.registry))
+    edgefleet.publish_version(name, "1.0.0")
+    status = edgefleet.deploy(name, "lab-2")
+    assert status["state"] == "STARTED", status["last_error"]
+    (live,) = containers_of(edges["lab-2"].connection, status["id"])
+    assert "PROBE=unset" in live.attrs["Config"]["Env"]  # compose never saw the token
+    key_path = Path(str(edges["lab-2"].connection.tls_key))
+    key_line = max(key_path.read_text().splitlines(), key=len)  # a line of key material
+    secrets = {"control-plane token": TOKEN, "edge TLS key": key_line}
+
+    # our records, rendered files and Prefect's database (the lab's own key files excepted);
+    # scanned by another process, so that no SQLite lock of this one is dropped
+    for what, secret in secrets.items():
+        scan = subprocess.run(["grep", "-r", "-l", "-a", "-F", "--exclude-dir=lab", secret,
+                               str(edgefleet_home)], capture_output=True, text=True,
+                              timeout=120)
+        assert scan.returncode == 1, f"{what} found in: {scan.stdout}"
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    with temporary_settings({PREFECT_API_URL: prefect_api}), \
+            get_client(sync_client=True) as client:
+        texts = [log.message for log in client.read_logs(log_filter=LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=[status["flow_run_id"]])))]
+        texts += [str(run.parameters) for run in client.read_flow_runs(limit=200)]
+        texts += [f"{a.data} {a.description}" for a in client.read_artifacts(limit=200)]
+        page = client.read_events(limit=200)
+        texts += [event.model_dump_json() for event in page.events]
+    assert texts
+    for what, secret in secrets.items():
+        assert not [t for t in texts if secret in t], f"{what} in Prefect's logs/runs/events"
+    edgefleet.delete_deployment(status["id"], force=True)

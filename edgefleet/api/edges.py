@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import stat
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, col, delete, select
@@ -75,6 +77,22 @@ def set_edge(
             edge.heartbeat_interval = heartbeat_interval
         session.add(edge)
     return edge
+
+
+def key_file_warnings(edge: Edge) -> list[str]:
+    """Warnings about the edge's TLS client key file: whoever reads it drives the engine
+    as root, so it should be readable by its owner only (mode 600)."""
+    if not edge.tls_key:
+        return []
+    path = Path(edge.tls_key)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as exc:
+        return [f"edge {edge.name}: cannot read the TLS key {path}: {exc.strerror}"]
+    if mode & 0o077:
+        return [f"edge {edge.name}: the TLS key {path} is readable by others (mode {mode:04o}); "
+                f"whoever reads it controls the engine: chmod 600 {path}"]
+    return []
 
 
 def list_edges() -> list[Edge]:

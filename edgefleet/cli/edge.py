@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from edgefleet.api import edges
-from edgefleet.cli.common import console, handle_errors, print_json, print_table
+from edgefleet.cli.common import console, err_console, handle_errors, print_json, print_table
 
 edge_app = typer.Typer(help="Register, list, show, change and remove edges (Docker engines).",
                        no_args_is_help=True)
@@ -34,6 +35,7 @@ def add(
         print_json(edges.edge_public(edge))
     else:
         console.print(f"edge [bold]{edge.name}[/] added ({edge.docker_host})")
+    _warn(edges.key_file_warnings(edge))
 
 
 @edge_app.command("set")
@@ -48,6 +50,12 @@ def set_(
                           heartbeat_interval=heartbeat_interval)
     console.print(f"edge {edge.name}: telemetry every {edge.telemetry_interval}s, "
                   f"heartbeat every {edge.heartbeat_interval}s")
+    _warn(edges.key_file_warnings(edge))
+
+
+def _warn(warnings: list[str]) -> None:
+    for line in warnings:
+        err_console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False)
 
 
 @edge_app.command("list")
