@@ -153,6 +153,8 @@ def run_benchmark(runs: int = 5) -> list[dict[str, object]]:
         db.get_engine()  # the records exist before timing starts (migrations run once)
         files = {"normal compose file (accepted)": GOOD.encode(),
                  "200 services (accepted, at the limit)": many_services(200).encode(),
+                 "1 MiB compose file (accepted, at the limit)": big_file(1024 * 1024 - 100
+                                                                          ).encode(),
                  "privileged with --allow-privileged (accepted)": PRIVILEGED.encode(),
                  **compose_cases()}
         for i, (name, data) in enumerate(files.items()):
