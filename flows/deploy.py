@@ -26,7 +26,6 @@ from edgefleet.tasks.compose import (
 )
 from edgefleet.tasks.containers import (
     create_network,
-    observe_containers,
     remove_containers,
     start_container,
     wait_for_containers,
@@ -34,6 +33,9 @@ from edgefleet.tasks.containers import (
 from edgefleet.tasks.images import load_registry_login, pull_image
 from edgefleet.tasks.records import load_plan, move_state, record_containers
 from edgefleet.tasks.updates import ensure_update_limit
+
+# Seconds to confirm that compose's services really run once `up --wait` returned.
+COMPOSE_RECHECK = 15.0
 
 
 @flow(name="deploy-application", flow_run_name="deploy {deployment_id}", log_prints=True)
@@ -99,7 +101,10 @@ def _start(plan: DeployPlan, timeout: float) -> list[ObservedContainer]:
         except Exception as exc:
             tail = compose_logs_tail(conn, plan.project, plan.deployment_id)
             raise type(exc)(f"{exc}\nlast log lines:\n{tail}" if tail else str(exc)) from exc
-        return observe_containers(conn, plan.deployment_id)
+        # compose 2.40 `up --wait` can exit 0 for a container that never started: judge
+        # what the engine runs (compose already waited: a short look is enough)
+        return wait_for_containers(conn, plan.deployment_id, min(timeout, COMPOSE_RECHECK),
+                                   expected=len(model["services"]))
     stack_deploy(plan, model, digests)
     return wait_for_containers(conn, plan.deployment_id, timeout, expected=len(model["services"]))
 
