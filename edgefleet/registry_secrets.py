@@ -7,7 +7,6 @@ line or an edgefleet record.
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from typing import Any
 
 from prefect.blocks.system import Secret
@@ -21,9 +20,8 @@ from edgefleet.registry import Credentials
 
 
 def _api() -> Any:
-    """Talk to the server `edgefleet up` runs, where flows will read the block."""
-    api_url = server.running_api_url()
-    return temporary_settings({PREFECT_API_URL: api_url}) if api_url else nullcontext()
+    """Talk to the server where flows will read the block (the one ``run_here`` reports to)."""
+    return temporary_settings({PREFECT_API_URL: server.flow_api_url()})
 
 
 def save_registry_login(name: str, *, username: str, password: str,

@@ -3,17 +3,26 @@
 Both are started in the background with their PIDs recorded under ``<home>/run``; ``down``
 stops exactly those. While they run, jobs are submitted as flow runs of the served
 deployments (visible in the UI, runnable with ``prefect deployment run``).
+
+Without `edgefleet up`, a command that runs a flow in its own process needs a Prefect API
+too; left alone, Prefect would start a temporary server for that one process (about 20 s
+each time). ``flow_api_url`` starts the same local server instead, alone ("server only"),
+once, in the background: later commands reuse it, `edgefleet up` adopts it and adds the
+serving process, `edgefleet down` stops it. A user's own ``PREFECT_API_URL`` is used as it
+is. A lock file in ``<home>/run`` keeps two commands starting at once from starting two.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +46,25 @@ def state_file() -> Path:
     return run_dir() / "prefect.json"
 
 
+def lock_file() -> Path:
+    return run_dir() / "prefect.lock"
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """Hold the home's server lock: one process at a time starts, adopts or stops servers.
+
+    A ``flock``: released by the kernel when the holder exits, however it exits. Children
+    are spawned with ``close_fds`` (the default), so they never inherit it.
+    """
+    with lock_file().open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -54,7 +82,7 @@ def read_state() -> dict[str, Any]:
 
 
 def running_api_url() -> str | None:
-    """The API URL while the server started by `edgefleet up` runs."""
+    """The API URL while the local server runs (started by `edgefleet up` or a command)."""
     state = read_state()
     return str(state["api_url"]) if state and pid_alive(state.get("server_pid")) else None
 
@@ -65,6 +93,65 @@ def served_api_url() -> str | None:
     if state and pid_alive(state.get("server_pid")) and pid_alive(state.get("serve_pid")):
         return str(state["api_url"])
     return None
+
+
+def _user_api_url() -> str | None:
+    """``PREFECT_API_URL`` as the user set it (environment or Prefect profile), if at all."""
+    from prefect.settings import PREFECT_API_URL  # Prefect only when a flow is about to run
+
+    url = PREFECT_API_URL.value()
+    return str(url) if url else None
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def flow_api_url(notice: Callable[[str], None] = _stderr) -> str:
+    """The Prefect API a flow run in this process reports to; never a temporary server.
+
+    The local server when it runs (`edgefleet up`'s, or the one an earlier command started);
+    else the user's own ``PREFECT_API_URL``; else a local server started now in the
+    background, alone, and left running for later commands. Only the command that starts
+    it says so (``notice``, stderr by default); the next ones reuse it silently.
+    """
+    api_url = running_api_url()
+    if api_url and _healthy(api_url):
+        return api_url
+    if api_url is None:
+        user_url = _user_api_url()
+        if user_url:
+            return user_url
+    with _locked():  # another command may be starting it right now: then wait for it
+        state = read_state()
+        if pid_alive(state.get("server_pid")):
+            api_url = str(state["api_url"])
+            _wait(lambda: _healthy(api_url), "the Prefect server",
+                  run_dir() / "prefect-server.log", 90, int(state["server_pid"]))
+            return api_url
+        return _start_alone(notice)
+
+
+def _start_alone(notice: Callable[[str], None]) -> str:
+    """Start the local server without the serving process (the caller holds the lock)."""
+    api_url = configured_api_url()
+    notice(f"edgefleet: starting a local Prefect server at {api_url} for flow runs; later "
+           "commands reuse it (stop it with 'edgefleet down')")
+    server_pid = _start_server(api_url)
+    _write({"api_url": api_url, "ui_url": api_url.removesuffix("/api"), "server_pid": server_pid})
+    try:
+        _wait(lambda: _healthy(api_url), "the Prefect server", run_dir() / "prefect-server.log",
+              90, server_pid)
+    except BaseException:  # a server that never answered is no use to the next command
+        _terminate(server_pid)
+        state_file().unlink(missing_ok=True)
+        raise
+    return api_url
+
+
+def configured_api_url() -> str:
+    """Where the local server listens: 127.0.0.1, port ``EDGEFLEET_PREFECT_PORT``."""
+    return f"http://127.0.0.1:{get_settings().prefect_port}/api"
 
 
 def prefect_env(api_url: str) -> dict[str, str]:
@@ -105,24 +192,39 @@ def _wait(check: Any, what: str, log: Path, timeout: float, pid: int) -> None:
     raise EdgefleetError(f"{what} did not come up within {timeout:.0f}s; see {log}:\n{tail}")
 
 
+def _start_server(api_url: str) -> int:
+    """Spawn ``prefect server start`` for ``api_url`` (127.0.0.1); its PID."""
+    port = api_url.removesuffix("/api").rsplit(":", 1)[1]
+    if _healthy(api_url):
+        raise EdgefleetError(
+            f"another Prefect server already answers on port {port}; stop it or set "
+            "EDGEFLEET_PREFECT_PORT to a free port (or PREFECT_API_URL to use that server)"
+        )
+    return _spawn([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                   "--port", port], run_dir() / "prefect-server.log", prefect_env(api_url))
+
+
 def up(progress: Any = print) -> dict[str, Any]:
-    """Start (or reuse) the Prefect server and the serving process; idempotent."""
+    """Start (or reuse) the Prefect server and the serving process; idempotent.
+
+    A server that a command started alone (see ``flow_api_url``) is adopted as it is.
+    """
+    with _locked():
+        return _up(progress)
+
+
+def _up(progress: Any) -> dict[str, Any]:
     state = read_state()
-    port = get_settings().prefect_port
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = prefect_env(api_url)
     folder = run_dir()
     server_pid = state.get("server_pid") if pid_alive(state.get("server_pid")) else None
     if server_pid is None:
-        if _healthy(api_url):
-            raise EdgefleetError(
-                f"another Prefect server already answers on port {port}; stop it or set "
-                "EDGEFLEET_PREFECT_PORT to a free port"
-            )
+        api_url = configured_api_url()
         progress(f"starting Prefect server on {api_url}")
-        server_pid = _spawn([sys.executable, "-m", "prefect", "server", "start", "--host",
-                             "127.0.0.1", "--port", str(port)], folder / "prefect-server.log", env)
+        server_pid = _start_server(api_url)
         _write({"api_url": api_url, "server_pid": server_pid})
+    else:
+        api_url = str(state["api_url"])
+    env = prefect_env(api_url)
     _wait(lambda: _healthy(api_url), "the Prefect server", folder / "prefect-server.log", 90,
           server_pid)
     serve_pid = state.get("serve_pid") if pid_alive(state.get("serve_pid")) else None
@@ -154,14 +256,15 @@ def _write(state: dict[str, Any]) -> None:
 
 
 def down(progress: Any = print) -> None:
-    """Stop the serving process and the server by their recorded PIDs."""
-    state = read_state()
-    for key in ("serve_pid", "server_pid"):
-        pid = state.get(key)
-        if pid is not None and pid_alive(pid):
-            progress(f"stopping {key.removesuffix('_pid')} (pid {pid})")
-            _terminate(int(pid))
-    state_file().unlink(missing_ok=True)
+    """Stop the serving process and the server by their recorded PIDs (whoever started them)."""
+    with _locked():
+        state = read_state()
+        for key in ("serve_pid", "server_pid"):
+            pid = state.get(key)
+            if pid is not None and pid_alive(pid):
+                progress(f"stopping {key.removesuffix('_pid')} (pid {pid})")
+                _terminate(int(pid))
+        state_file().unlink(missing_ok=True)
 
 
 def _terminate(pid: int, grace: float = 15) -> None:

@@ -1,4 +1,8 @@
-"""`edgefleet up` / `edgefleet down`: the Prefect server and the served flows."""
+"""`edgefleet up` / `edgefleet down`: the Prefect server and the served flows.
+
+Without `up`, the first command that runs a flow starts the same local server alone in the
+background (see ``edgefleet.server.flow_api_url``); `up` adopts it and `down` stops it.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,6 @@ def register(app: typer.Typer) -> None:
     @app.command("down")
     @handle_errors
     def down() -> None:
-        """Stop the Prefect server and the serving process started by `edgefleet up`."""
+        """Stop the local Prefect server (`up`'s, or one a flow-running command started)."""
         server.down(progress=console.print)
         console.print("edgefleet services stopped")
