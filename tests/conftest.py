@@ -52,9 +52,16 @@ def edgefleet_home_at(home: Path) -> Iterator[Path]:
 
 @pytest.fixture(scope="session", autouse=True)
 def edgefleet_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh EDGEFLEET_HOME for the whole session (records, lab state, certificates)."""
+    """A fresh EDGEFLEET_HOME for the whole session (records, lab state, certificates).
+
+    At the end, a Prefect server that a flow run started there (none should) is stopped.
+    """
+    from edgefleet import server
+
     with edgefleet_home_at(tmp_path_factory.mktemp("edgefleet-home")) as home:
         yield home
+        if server.state_file().exists():
+            server.down(progress=lambda _m: None)
 
 
 @pytest.fixture(scope="session")
