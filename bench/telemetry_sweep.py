@@ -86,17 +86,15 @@ def run_sweeps(sweeps: int, edges: int) -> list[dict[str, float]]:
 
 
 def with_prefect(func: Callable[[], Any]) -> Any:
-    """Report to `edgefleet up`'s server when it runs (else Prefect's temporary one)."""
+    """Report to the local server, as `collect` does (never a temporary one)."""
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         temporary_settings,
     )
 
-    updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}  # as `collect` runs
-    api_url = server.running_api_url()
-    if api_url is not None:
-        updates[PREFECT_API_URL] = api_url
+    updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,  # as `collect` runs
+                               PREFECT_API_URL: server.flow_api_url()}
     with temporary_settings(updates):
         return func()
 

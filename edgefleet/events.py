@@ -17,8 +17,12 @@ APPLICATION_PUBLISHED = "edgefleet.application.published"
 
 
 def emit(name: str, resource_id: str, payload: dict[str, Any]) -> bool:
-    """Emit one event to the server `edgefleet up` runs; False when no server runs."""
-    api_url = server.running_api_url()
+    """Emit one event to the server `edgefleet up` runs; False unless it serves the flows.
+
+    A server that a command started alone serves no flows: no trigger would act on the
+    event there, so the caller does the work itself.
+    """
+    api_url = server.served_api_url()
     if api_url is None:
         return False
     event = Event(event=name, resource={"prefect.resource.id": resource_id,
