@@ -58,8 +58,3 @@ def transition(current: DeploymentState | str, action: Action) -> DeploymentStat
             f"cannot {action.value} a deployment in state {state.value} (allowed from: {names})"
         )
     return target
-
-
-def can_delete(current: DeploymentState | str, *, force: bool = False) -> bool:
-    """Delete only from CREATED or STOPPED, unless forced (the caller then stops first)."""
-    return force or DeploymentState(current) in DELETABLE

@@ -46,7 +46,8 @@ def test_good_compose_parses() -> None:
 
 @pytest.mark.parametrize("port", ["8080", "80:8080", "5353/udp", "1:65535"])
 def test_ports_accepted(port: str) -> None:
-    assert VersionCreate(version="1.0.0", kind=AppKind.IMAGE, image="x", ports=[port])
+    assert VersionCreate(version="1.0.0", kind=AppKind.IMAGE, image="x", ports=[port]).ports == [
+        port]
 
 
 @pytest.mark.parametrize("port", ["http", "0:80", "70000", "80:80/sctp", ":80"])

@@ -3,7 +3,13 @@
 import pytest
 
 import edgefleet
-from edgefleet.errors import AlreadyExists, EdgeUnreachable, InvalidInput, NotFound
+from edgefleet.errors import (
+    AlreadyExists,
+    EdgeUnreachable,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -92,6 +98,22 @@ def test_deploy_requires_a_published_version_and_known_edge() -> None:
                                       allow_unpublished=True)
     assert edgefleet.deployment_status(dep.id)["state"] == "CREATED"
     edgefleet.delete_deployment(dep.id[:8])
+    assert edgefleet.list_deployments() == []
+
+
+@pytest.mark.parametrize("state", ["STARTING", "STARTED", "UPDATING", "STOPPING", "ERROR"])
+def test_a_deployment_is_deleted_only_from_created_or_stopped(state: str) -> None:
+    edgefleet.add_edge("e-unchecked", "tcp://127.0.0.1:1", check=False)
+    edgefleet.create_application("held", "1.0.0", image="x:1")
+    dep = edgefleet.create_deployment("held", "e-unchecked", version="1.0.0",
+                                      allow_unpublished=True)
+    _set_state(dep.id, state)
+    with pytest.raises(InvalidTransition,
+                       match=f"is {state}; delete is allowed from CREATED, STOPPED"):
+        edgefleet.delete_deployment(dep.id)
+    assert [d["id"] for d in edgefleet.list_deployments()] == [dep.id]  # still there
+    _set_state(dep.id, "STOPPED")
+    edgefleet.delete_deployment(dep.id)
     assert edgefleet.list_deployments() == []
 
 

@@ -6,7 +6,6 @@ from edgefleet.models.states import (
     Action,
     DeploymentState,
     IllegalTransition,
-    can_delete,
     transition,
 )
 
@@ -51,9 +50,3 @@ def test_illegal_transitions_name_the_allowed_states(start: S, action: Action) -
     with pytest.raises(IllegalTransition, match="allowed from"):
         transition(start, action)
 
-
-def test_delete_only_from_created_or_stopped_unless_forced() -> None:
-    assert can_delete(S.CREATED) and can_delete(S.STOPPED)
-    for state in (S.STARTING, S.STARTED, S.UPDATING, S.STOPPING, S.ERROR):
-        assert not can_delete(state)
-        assert can_delete(state, force=True)
