@@ -240,6 +240,7 @@ def test_second_up_reuses_what_runs_and_edges_are_registered(lab: LabStatus) -> 
     again = lab_up(edges=2, swarm_edges=1, progress=lines.append)
     assert time.monotonic() - started < 20
     assert again.registry == lab.registry and again.registry_pid == lab.registry_pid
+    assert [e.name for e in again.edges] == ["lab-1", "lab-2"]
     assert [(e.name, e.pid, e.docker_host) for e in again.edges] == [
         (e.name, e.pid, e.docker_host) for e in lab.edges
     ]
@@ -257,6 +258,7 @@ def test_status_json_reports_registry_and_edges(lab: LabStatus) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["registry"] == lab.registry
+    assert [edge["name"] for edge in data["edges"]] == ["lab-1", "lab-2"]
     for edge in data["edges"]:
         assert {"name", "pid", "docker_host", "swarm", "answering", "tls_ca", "tls_cert",
                 "tls_key"} <= set(edge)
