@@ -76,6 +76,26 @@ def pid_alive(pid: int | None) -> bool:
     return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
 
 
+def _start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot): tells it from a later process
+    that got the same PID, say after a reboot left the state file behind."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def recorded_pid(state: dict[str, Any], name: str) -> int | None:
+    """The PID recorded as ``<name>_pid`` while that very process runs, else None."""
+    pid = state.get(f"{name}_pid")
+    if pid is None or not pid_alive(pid):
+        return None
+    started = state.get(f"{name}_started")
+    if started is not None and _start_ticks(int(pid)) != started:
+        return None
+    return int(pid)
+
+
 def read_state() -> dict[str, Any]:
     path = state_file()
     return json.loads(path.read_text()) if path.exists() else {}
@@ -84,13 +104,13 @@ def read_state() -> dict[str, Any]:
 def running_api_url() -> str | None:
     """The API URL while the local server runs (started by `edgefleet up` or a command)."""
     state = read_state()
-    return str(state["api_url"]) if state and pid_alive(state.get("server_pid")) else None
+    return str(state["api_url"]) if recorded_pid(state, "server") else None
 
 
 def served_api_url() -> str | None:
     """The API URL when `edgefleet up` runs (server and serving process alive), else None."""
     state = read_state()
-    if state and pid_alive(state.get("server_pid")) and pid_alive(state.get("serve_pid")):
+    if recorded_pid(state, "server") and recorded_pid(state, "serve"):
         return str(state["api_url"])
     return None
 
@@ -124,10 +144,11 @@ def flow_api_url(notice: Callable[[str], None] = _stderr) -> str:
             return user_url
     with _locked():  # another command may be starting it right now: then wait for it
         state = read_state()
-        if pid_alive(state.get("server_pid")):
+        server_pid = recorded_pid(state, "server")
+        if server_pid:
             api_url = str(state["api_url"])
             _wait(lambda: _healthy(api_url), "the Prefect server",
-                  run_dir() / "prefect-server.log", 90, int(state["server_pid"]))
+                  run_dir() / "prefect-server.log", 90, server_pid)
             return api_url
         return _start_alone(notice)
 
@@ -216,7 +237,7 @@ def up(progress: Any = print) -> dict[str, Any]:
 def _up(progress: Any) -> dict[str, Any]:
     state = read_state()
     folder = run_dir()
-    server_pid = state.get("server_pid") if pid_alive(state.get("server_pid")) else None
+    server_pid = recorded_pid(state, "server")
     if server_pid is None:
         api_url = configured_api_url()
         progress(f"starting Prefect server on {api_url}")
@@ -227,7 +248,7 @@ def _up(progress: Any) -> dict[str, Any]:
     env = prefect_env(api_url)
     _wait(lambda: _healthy(api_url), "the Prefect server", folder / "prefect-server.log", 90,
           server_pid)
-    serve_pid = state.get("serve_pid") if pid_alive(state.get("serve_pid")) else None
+    serve_pid = recorded_pid(state, "serve")
     if serve_pid is None:
         progress("serving edgefleet flows as Prefect deployments")
         serve_pid = _spawn([sys.executable, "-m", "edgefleet.deployments.serve"],
@@ -252,6 +273,11 @@ def _deployments_ready(api_url: str) -> bool:
 
 
 def _write(state: dict[str, Any]) -> None:
+    """Record ``state``, with when each of its processes started (see ``recorded_pid``)."""
+    state = dict(state)
+    for name in ("server", "serve"):
+        if state.get(f"{name}_pid"):
+            state[f"{name}_started"] = _start_ticks(int(state[f"{name}_pid"]))
     state_file().write_text(json.dumps(state, indent=2))
 
 
@@ -259,11 +285,11 @@ def down(progress: Any = print) -> None:
     """Stop the serving process and the server by their recorded PIDs (whoever started them)."""
     with _locked():
         state = read_state()
-        for key in ("serve_pid", "server_pid"):
-            pid = state.get(key)
-            if pid is not None and pid_alive(pid):
-                progress(f"stopping {key.removesuffix('_pid')} (pid {pid})")
-                _terminate(int(pid))
+        for name in ("serve", "server"):
+            pid = recorded_pid(state, name)
+            if pid is not None:  # never a process that merely reuses a recorded PID
+                progress(f"stopping {name} (pid {pid})")
+                _terminate(pid)
         state_file().unlink(missing_ok=True)
 
 
@@ -286,6 +312,6 @@ def status() -> dict[str, Any]:
         "api_url": state.get("api_url"),
         "server_pid": state.get("server_pid"),
         "serve_pid": state.get("serve_pid"),
-        "server_running": pid_alive(state.get("server_pid")),
-        "serving": pid_alive(state.get("serve_pid")),
+        "server_running": recorded_pid(state, "server") is not None,
+        "serving": recorded_pid(state, "serve") is not None,
     }

@@ -160,3 +160,24 @@ def test_a_users_own_prefect_api_url_is_used_and_nothing_starts(
         assert server.flow_api_url(notice=notices.append) == "http://127.0.0.1:9/api"
         assert server.read_state() == {}
     assert notices == []
+
+
+def test_a_process_that_reuses_a_recorded_pid_is_neither_used_nor_stopped(
+    tmp_path: Path, switch_home: Callable[[Path], AbstractContextManager[Path]],
+) -> None:
+    """Say a reboot left the state file and another process got the server's PID."""
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        with switch_home(tmp_path / "home"):
+            server._write({"api_url": "http://127.0.0.1:9/api", "server_pid": stranger.pid})
+            assert server.running_api_url() == "http://127.0.0.1:9/api"  # the very process
+            state = server.read_state()
+            state["server_started"] -= 1  # recorded when the previous owner of the PID started
+            server.state_file().write_text(json.dumps(state))
+            assert server.running_api_url() is None
+            server.down(progress=lambda _m: None)
+            assert stranger.poll() is None  # still running: down never signalled it
+            assert server.read_state() == {}
+    finally:
+        stranger.kill()
+        stranger.wait(10)
