@@ -85,8 +85,9 @@ def run_sweeps(sweeps: int, edges: int) -> list[dict[str, float]]:
     return results
 
 
-def with_prefect(func: Callable[[], Any]) -> Any:
-    """Report to the local server, as `collect` does (never a temporary one)."""
+def with_prefect(func: Callable[[], Any], api_url: str | None = None) -> Any:
+    """Report to ``api_url``, by default the local server as `collect` does (never a
+    temporary one)."""
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
@@ -94,7 +95,7 @@ def with_prefect(func: Callable[[], Any]) -> Any:
     )
 
     updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,  # as `collect` runs
-                               PREFECT_API_URL: server.flow_api_url()}
+                               PREFECT_API_URL: api_url or server.flow_api_url()}
     with temporary_settings(updates):
         return func()
 
@@ -144,10 +145,11 @@ def fan_out(status: LabStatus, records: int, sweeps: int) -> dict[str, Any]:
     read records / engines times per sweep): the per-edge cost with the fixed cost of a
     sweep shared, on real dockerd, in a throw-away home."""
     saved = os.environ.get("EDGEFLEET_HOME")
+    api_url = server.flow_api_url()  # the home's server: the throw-away home has none
     try:
         with tempfile.TemporaryDirectory(prefix="ef-fanout-") as tmp:
             _fleet_home(Path(tmp), records, [e.connection for e in status.edges])
-            results = with_prefect(lambda: run_sweeps(max(2, sweeps), records))
+            results = with_prefect(lambda: run_sweeps(max(2, sweeps), records), api_url)
     finally:
         _restore_home(saved)
     steady = results[-1]

@@ -54,14 +54,23 @@ def edgefleet_home_at(home: Path) -> Iterator[Path]:
 def edgefleet_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh EDGEFLEET_HOME for the whole session (records, lab state, certificates).
 
-    At the end, a Prefect server that a flow run started there (none should) is stopped.
+    A flow run here without `edgefleet up` starts the home's local Prefect server: on a free
+    port (never another session's 4200), and stopped when the session ends.
     """
     from edgefleet import server
 
-    with edgefleet_home_at(tmp_path_factory.mktemp("edgefleet-home")) as home:
-        yield home
-        if server.state_file().exists():
-            server.down(progress=lambda _m: None)
+    saved_port = os.environ.get("EDGEFLEET_PREFECT_PORT")
+    os.environ["EDGEFLEET_PREFECT_PORT"] = str(free_port(set()))
+    try:
+        with edgefleet_home_at(tmp_path_factory.mktemp("edgefleet-home")) as home:
+            yield home
+            if server.state_file().exists():
+                server.down(progress=lambda _m: None)
+    finally:
+        if saved_port is None:
+            os.environ.pop("EDGEFLEET_PREFECT_PORT", None)
+        else:
+            os.environ["EDGEFLEET_PREFECT_PORT"] = saved_port
 
 
 @pytest.fixture(scope="session")
