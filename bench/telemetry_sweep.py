@@ -23,6 +23,7 @@ edge per sweep; 10,000 edges swept within a 60 s interval. Nothing here is asser
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -85,17 +86,23 @@ def run_sweeps(sweeps: int, edges: int) -> list[dict[str, float]]:
     return results
 
 
-def with_prefect(func: Callable[[], Any], api_url: str | None = None) -> Any:
-    """Report to ``api_url``, by default the local server as `collect` does (never a
-    temporary one)."""
+@functools.cache
+def home_api_url() -> str:
+    """The Prefect API of the home the benchmark started in, as `collect` finds it (never a
+    temporary server); asked once, before any throw-away home of the benchmark's own."""
+    return server.flow_api_url()
+
+
+def with_prefect(func: Callable[[], Any]) -> Any:
+    """Run ``func`` reporting to ``home_api_url()`` without flow heartbeats, as `collect`."""
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         temporary_settings,
     )
 
-    updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,  # as `collect` runs
-                               PREFECT_API_URL: api_url or server.flow_api_url()}
+    updates: dict[Any, Any] = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+                               PREFECT_API_URL: home_api_url()}
     with temporary_settings(updates):
         return func()
 
@@ -145,11 +152,10 @@ def fan_out(status: LabStatus, records: int, sweeps: int) -> dict[str, Any]:
     read records / engines times per sweep): the per-edge cost with the fixed cost of a
     sweep shared, on real dockerd, in a throw-away home."""
     saved = os.environ.get("EDGEFLEET_HOME")
-    api_url = server.flow_api_url()  # the home's server: the throw-away home has none
     try:
         with tempfile.TemporaryDirectory(prefix="ef-fanout-") as tmp:
             _fleet_home(Path(tmp), records, [e.connection for e in status.edges])
-            results = with_prefect(lambda: run_sweeps(max(2, sweeps), records), api_url)
+            results = with_prefect(lambda: run_sweeps(max(2, sweeps), records))
     finally:
         _restore_home(saved)
     steady = results[-1]
@@ -320,6 +326,7 @@ def main() -> None:
     sweeps = 1 if args.short else args.sweeps
     scales = [50, 200] if args.short else [int(s) for s in args.scale.split(",")]
     result: dict[str, Any] = {}
+    home_api_url()  # here, before the benchmark's throw-away homes (they have no server)
     if not args.no_lab:
         say("lab: sweeping the lab edges ...")
         result["lab"] = bench_lab(sweeps, 20 if args.short else args.fan_out)
