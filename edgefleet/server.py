@@ -245,6 +245,7 @@ def _up(progress: Any) -> dict[str, Any]:
         _write({"api_url": api_url, "server_pid": server_pid})
     else:
         api_url = str(state["api_url"])
+        progress(f"Prefect server already running on {api_url} (pid {server_pid})")
     env = prefect_env(api_url)
     _wait(lambda: _healthy(api_url), "the Prefect server", folder / "prefect-server.log", 90,
           server_pid)
