@@ -28,6 +28,7 @@ from edgefleet.lab.daemons import free_port
 
 NOTICE = "edgefleet: starting a local Prefect server at"
 CLI = [sys.executable, "-c", "from edgefleet.cli.main import app; app()"]
+ROOT = Path(__file__).resolve().parent.parent  # `python -c` imports from its cwd first
 
 
 @dataclass
@@ -47,7 +48,7 @@ class BareHome:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([*CLI, *args], env=self.env, text=True,
+        return subprocess.Popen([*CLI, *args], env=self.env, cwd=ROOT, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def run(self, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
