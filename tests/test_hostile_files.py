@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +50,11 @@ REFUSALS = {
 
 
 @pytest.mark.parametrize("name", sorted(REFUSALS))
-def test_hostile_compose_file_is_refused_fast_in_one_line(name: str) -> None:
+def test_hostile_compose_file_is_refused_in_one_line(name: str) -> None:
+    """(How fast: `python bench/hostile_files.py`, never a timed assertion here.)"""
     data = compose_cases()[name]
-    started = time.perf_counter()
     with pytest.raises(InvalidInput) as refused:
         edgefleet.create_application("hostile", "1.0.0", compose=data)
-    assert time.perf_counter() - started < 1.0
     message = str(refused.value)
     assert REFUSALS[name] in message
     assert "\n" not in message and len(message) < 700
@@ -145,10 +143,8 @@ def test_env_files_have_the_same_limits() -> None:
                 "env file not UTF-8": "not UTF-8 text (byte 0xe9 at offset 5)",
                 "env file with a duplicate": "line 3: A is set twice"}
     for name, data in env_cases().items():
-        started = time.perf_counter()
         with pytest.raises(RefusedFile, match=re.escape(expected[name])):
             parse_env_file(data)
-        assert time.perf_counter() - started < 1.0
     with pytest.raises(RefusedFile, match="line 1: '1A' is not a variable name"):
         parse_env_file("1A=x")
     with pytest.raises(RefusedFile, match="more than 2 variables"):
