@@ -1,37 +1,62 @@
 """edgefleet: deploy, update and watch container applications on fleets of edge devices.
 
-The public Python API: the same operations the CLI runs.
+The public Python API: the same operations the CLI runs (``edgefleet.deploy(...)``). The
+names are loaded on first use (PEP 562), so importing one module of the package, say the
+pure rules in ``edgefleet.metrics``, does not import Prefect, docker and SQLModel too.
 """
 
+from __future__ import annotations
+
 import os
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 # No internet here or on many edge sites: Prefect's usage telemetry would only log errors.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from edgefleet.api.applications import (  # noqa: E402
-    add_version,
-    create_application,
-    delete_application,
-    list_applications,
-    publish_version,
-    show_application,
-)
-from edgefleet.api.deployments import (
-    create_deployment,
-    delete_deployment,
-    deploy,
-    deployment_status,
-    list_deployments,
-    set_policy,
-    start_deployment,
-    stop_deployment,
-    update_deployment,
-)
-from edgefleet.api.edges import add_edge, list_edges, remove_edge, set_edge, show_edge
-from edgefleet.api.notifications import acknowledge, list_notifications
-from edgefleet.api.telemetry import collect as collect_telemetry
-from edgefleet.api.telemetry import edge_telemetry
-from edgefleet.errors import EdgefleetError
+if TYPE_CHECKING:
+    from edgefleet.api.applications import (
+        add_version,
+        create_application,
+        delete_application,
+        list_applications,
+        publish_version,
+        show_application,
+    )
+    from edgefleet.api.deployments import (
+        create_deployment,
+        delete_deployment,
+        deploy,
+        deployment_status,
+        list_deployments,
+        set_policy,
+        start_deployment,
+        stop_deployment,
+        update_deployment,
+    )
+    from edgefleet.api.edges import add_edge, list_edges, remove_edge, set_edge, show_edge
+    from edgefleet.api.notifications import acknowledge, list_notifications
+    from edgefleet.api.telemetry import collect as collect_telemetry
+    from edgefleet.api.telemetry import edge_telemetry
+    from edgefleet.errors import EdgefleetError
+
+# public name -> (module, attribute)
+_API: dict[str, tuple[str, str]] = {
+    **{name: ("edgefleet.api.applications", name) for name in (
+        "add_version", "create_application", "delete_application", "list_applications",
+        "publish_version", "show_application")},
+    **{name: ("edgefleet.api.deployments", name) for name in (
+        "create_deployment", "delete_deployment", "deploy", "deployment_status",
+        "list_deployments", "set_policy", "start_deployment", "stop_deployment",
+        "update_deployment")},
+    **{name: ("edgefleet.api.edges", name) for name in (
+        "add_edge", "list_edges", "remove_edge", "set_edge", "show_edge")},
+    **{name: ("edgefleet.api.notifications", name) for name in (
+        "acknowledge", "list_notifications")},
+    "collect_telemetry": ("edgefleet.api.telemetry", "collect"),
+    "edge_telemetry": ("edgefleet.api.telemetry", "edge_telemetry"),
+    "EdgefleetError": ("edgefleet.errors", "EdgefleetError"),
+}
 
 __all__ = [
     "EdgefleetError",
@@ -60,3 +85,18 @@ __all__ = [
     "acknowledge",
     "list_notifications",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public API name on first use (and keep it, so this runs once per name)."""
+    try:
+        module, attr = _API[name]
+    except KeyError:
+        raise AttributeError(f"module 'edgefleet' has no attribute {name!r}") from None
+    value = getattr(import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
