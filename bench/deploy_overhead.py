@@ -22,8 +22,8 @@ from typing import Any
 
 import edgefleet
 from edgefleet import compose_cli, server
-from edgefleet.engine import connection_of
 from edgefleet.lab import lab_status, lab_up
+from edgefleet.models.connections import connection_of
 from edgefleet.settings import get_settings
 
 COMPOSE = """

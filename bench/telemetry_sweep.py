@@ -39,9 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import fake_engine  # noqa: E402
 from edgefleet import db, server  # noqa: E402
-from edgefleet.engine import EngineConnection, engine_client  # noqa: E402
+from edgefleet.engine import engine_client  # noqa: E402
 from edgefleet.lab import LabStatus, certs, lab_status, lab_up  # noqa: E402
 from edgefleet.lab.engines import sample_workload  # noqa: E402
+from edgefleet.models.connections import EngineConnection  # noqa: E402
 from edgefleet.settings import get_settings  # noqa: E402
 
 BENCH_LABEL = "edgefleet.bench"
@@ -198,8 +199,7 @@ def _fleet_home(folder: Path, edges: int, engines: list[EngineConnection]) -> No
 def read_only(conns: list[EngineConnection], in_flight: int) -> float:
     """CPU ms per edge of just reading (no Prefect, no records): where the CPU goes."""
     from edgefleet.edge_readings import read_many
-    from edgefleet.models.readings import EdgeTarget
-    from edgefleet.models.telemetry import Work
+    from edgefleet.models.readings import EdgeTarget, Work
 
     targets = [EdgeTarget(edge_id=i, conn=c, work=Work.SAMPLE) for i, c in enumerate(conns)]
     started = time.process_time()

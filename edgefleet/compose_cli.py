@@ -11,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgefleet.engine import EngineConnection, cli_environment
+from edgefleet.engine import cli_environment
 from edgefleet.errors import ComposeError
+from edgefleet.models.connections import EngineConnection
 from edgefleet.settings import get_settings
 
 

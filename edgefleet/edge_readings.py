@@ -27,10 +27,9 @@ from edgefleet import metrics
 from edgefleet.engine_api import AsyncEngine, open_engine
 from edgefleet.errors import EdgefleetError, EngineRequestFailed
 from edgefleet.models.plans import ObservedContainer
-from edgefleet.models.readings import ContainerReading, EdgeReading, EdgeTarget
+from edgefleet.models.readings import ContainerReading, EdgeReading, EdgeTarget, Work
 from edgefleet.models.records import utcnow
-from edgefleet.models.telemetry import Work
-from edgefleet.tasks.containers import to_observed
+from edgefleet.observed import to_observed
 
 T = TypeVar("T")
 DISK_KEYS = ("disk_images", "disk_containers", "disk_volumes")

@@ -1,9 +1,10 @@
 """Connections to an edge's Docker engine: the one place a docker SDK client is made.
 
-Tasks take an :class:`EngineConnection` (plain settings), never a live client, and open a
-client inside ``with engine_client(conn) as client`` so every call has a timeout and TLS is
-checked against the edge's own CA (``trust_env`` is off: ``REQUESTS_CA_BUNDLE`` set on many
-machines would otherwise replace that CA and fail verification).
+Tasks take an :class:`EngineConnection` (plain settings, ``edgefleet.models.connections``),
+never a live client, and open a client inside ``with engine_client(conn) as client`` so every
+call has a timeout and TLS is checked against the edge's own CA (``trust_env`` is off:
+``REQUESTS_CA_BUNDLE`` set on many machines would otherwise replace that CA and fail
+verification).
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import docker
 import docker.errors
 import requests.adapters
 import requests.exceptions
-from pydantic import BaseModel
 
+from edgefleet import labels as L
 from edgefleet.errors import EdgeUnreachable
+from edgefleet.models.connections import EngineConnection
+from edgefleet.models.plans import ObservedContainer
+from edgefleet.observed import to_observed
 from edgefleet.settings import get_settings
+from edgefleet.swarm_tasks import SWARM_TASK_LABEL, current_tasks
 
 # Debian bookworm's dockerd 20.10 speaks API 1.41; newer engines still accept it.
 API_VERSION = "1.41"
@@ -35,38 +39,6 @@ CLI_ENV_KEPT = frozenset({
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "XDG_RUNTIME_DIR",
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
 })
-
-
-class EngineConnection(BaseModel):
-    """How to reach one edge's engine (copied from the Edge record, safe to pass to tasks)."""
-
-    name: str
-    docker_host: str
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-
-    @property
-    def host(self) -> str:
-        """The host name URLs of published ports use (``http://<host>:<port>``)."""
-        parsed = urlparse(self.docker_host)
-        if parsed.scheme == "tcp" and parsed.hostname:
-            return parsed.hostname
-        return "127.0.0.1"
-
-    @property
-    def uses_tls(self) -> bool:
-        return bool(self.tls_ca and self.tls_cert and self.tls_key)
-
-
-def connection_of(edge: Any) -> EngineConnection:
-    return EngineConnection(
-        name=edge.name,
-        docker_host=edge.docker_host,
-        tls_ca=edge.tls_ca,
-        tls_cert=edge.tls_cert,
-        tls_key=edge.tls_key,
-    )
 
 
 def make_client(conn: EngineConnection, timeout: float | None = None) -> docker.DockerClient:
@@ -157,6 +129,38 @@ def ping(conn: EngineConnection, timeout: float = 5.0) -> dict[str, Any]:
         raise EdgeUnreachable(
             f"edge {conn.name} ({conn.docker_host}) did not answer: {describe_failure(exc)}"
         ) from exc
+
+
+def observe(client: Any, conn: EngineConnection, deployment_id: str) -> list[ObservedContainer]:
+    """Every container of the deployment (stopped ones too), rebuilt from labels; ``client``
+    is one :func:`engine_client` opened.
+
+    Of a swarm stack, only the containers that stand for its services now: the tasks swarm
+    shut down on purpose stay in its history as exited containers and are left out.
+    """
+    found = client.containers.list(all=True, filters=L.deployment_filter(deployment_id))
+    observed = [to_observed(c.attrs, conn.host) for c in found]
+    if any(SWARM_TASK_LABEL in o.labels for o in observed):
+        observed = _current_swarm_containers(client, deployment_id, observed)
+    return sorted(observed, key=lambda o: o.name)
+
+
+def _current_swarm_containers(client: Any, deployment_id: str,
+                              observed: list[ObservedContainer]) -> list[ObservedContainer]:
+    """Keep each swarm slot's current container, its restarts counted from swarm's tasks."""
+    services = client.api.services(filters=L.deployment_filter(deployment_id))
+    tasks = (client.api.tasks(filters={"service": [s["ID"] for s in services]})
+             if services else [])
+    current = {cid[:12]: task for cid, task in
+               current_tasks(services, tasks, L.CONFIG_HASH).items()}
+    kept = []
+    for obs in observed:
+        if SWARM_TASK_LABEL not in obs.labels:
+            kept.append(obs)
+        elif obs.container_id in current:
+            kept.append(obs.model_copy(update={
+                "restart_count": obs.restart_count + current[obs.container_id].restarts}))
+    return kept
 
 
 def cli_environment(conn: EngineConnection) -> dict[str, str]:

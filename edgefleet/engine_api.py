@@ -25,8 +25,9 @@ from urllib.parse import urlencode, urlparse
 
 import h11
 
-from edgefleet.engine import API_VERSION, EngineConnection, describe_failure, ssl_context_of
+from edgefleet.engine import API_VERSION, describe_failure, ssl_context_of
 from edgefleet.errors import EdgeUnreachable, EngineRequestFailed
+from edgefleet.models.connections import EngineConnection
 
 READ_SIZE = 65536
 PLAIN_TO_TLS = b"HTTP request to an HTTPS server"  # Go's answer to plain HTTP on a TLS port

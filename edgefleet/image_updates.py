@@ -2,19 +2,17 @@
 
 A floating tag (``latest``) is new when its digest moved; a semantic-version tag when a
 newer semantic-version tag exists and the deployment's update policy counts a release that
-big. Pure functions here; the flow does the I/O.
+big. Pure rules here: the running images are read from the records by
+``edgefleet.crud.running_images``, the registry is asked by the flow's tasks.
 """
 
 from __future__ import annotations
 
 import semver
 from pydantic import BaseModel
-from sqlmodel import select
 
-from edgefleet.db import session_scope
+from edgefleet.image_refs import parse_reference
 from edgefleet.models.policies import Answer, UpdatePolicy, answer
-from edgefleet.models.records import Application, ApplicationVersion, ContainerStatus, Deployment
-from edgefleet.registry import parse_reference
 from edgefleet.update_plan import short
 
 
@@ -83,22 +81,6 @@ def tag_is_news(policy: UpdatePolicy, running: str | None, newer: str) -> bool:
 def is_checkable(ref: str) -> bool:
     """A reference pinned by digest cannot move: nothing to check."""
     return parse_reference(ref).digest is None
-
-
-def running_images() -> list[RunningImage]:
-    """Images of every STARTED deployment, from the recorded per-container status."""
-    with session_scope() as session:
-        rows = session.exec(
-            select(ContainerStatus, Deployment, Application, ApplicationVersion)
-            .where(ContainerStatus.deployment_id == Deployment.id,
-                   Deployment.application_id == Application.id,
-                   Deployment.version_id == ApplicationVersion.id,
-                   Deployment.state == "STARTED")
-        ).all()
-        return [RunningImage(deployment_id=dep.id, application=app.name, version=ver.version,
-                             service=cs.service, ref=cs.image, digest=cs.digest,
-                             policy=UpdatePolicy.model_validate(dep.policy))
-                for cs, dep, app, ver in rows if is_checkable(cs.image)]
 
 
 def findings(running: list[RunningImage], checks: dict[str, RefCheck]) -> list[Finding]:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from edgefleet.models.telemetry import Availability, Work
+from edgefleet.models.readings import Work
+from edgefleet.models.states import Availability
 
 T = TypeVar("T")
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, SecretStr
 
 from edgefleet.errors import RegistryError
+from edgefleet.image_refs import ImageRef, parse_reference
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.index.v1+json",
@@ -24,44 +24,6 @@ MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ])
-DOCKER_HUB = "registry-1.docker.io"
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """An image reference split the way the registry API wants it."""
-
-    registry: str
-    repository: str
-    tag: str | None
-    digest: str | None
-
-    @property
-    def reference(self) -> str:
-        """What goes after ``/manifests/``: the digest when pinned, else the tag."""
-        return self.digest or self.tag or "latest"
-
-
-def parse_reference(ref: str) -> ImageRef:
-    """``[registry/]repo[:tag][@digest]`` with Docker Hub's defaults (``library/``)."""
-    name, _, digest = ref.partition("@")
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        registry, path = first, rest
-    else:
-        registry, path = DOCKER_HUB, name
-    tag = None
-    if ":" in path.rsplit("/", 1)[-1]:
-        path, tag = path.rsplit(":", 1)
-    if registry in (DOCKER_HUB, "docker.io", "index.docker.io"):
-        registry = DOCKER_HUB
-        if "/" not in path:
-            path = f"library/{path}"
-    if not tag and not digest:
-        tag = "latest"
-    return ImageRef(registry=registry, repository=path, tag=tag, digest=digest or None)
-
-
 def is_insecure(registry: str) -> bool:
     """Loopback registries speak plain HTTP (as Docker itself allows them to)."""
     host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry

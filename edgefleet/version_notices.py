@@ -9,8 +9,7 @@ from __future__ import annotations
 import semver
 from sqlmodel import Session, select
 
-from edgefleet.api.applications import get_application, get_version, latest_published
-from edgefleet.api.notifications import notify_once
+from edgefleet.crud import get_application, get_version, latest_published, notify_once
 from edgefleet.db import session_scope
 from edgefleet.models.policies import Answer, UpdatePolicy, answer
 from edgefleet.models.records import Application, ApplicationVersion, Deployment

@@ -11,15 +11,18 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
-from edgefleet import image_updates
+from edgefleet import crud, image_updates
+from edgefleet.db import session_scope
 from edgefleet.errors import RegistryError
-from edgefleet.registry import RegistryClient, parse_reference
+from edgefleet.image_refs import parse_reference
+from edgefleet.registry import RegistryClient
 from edgefleet.tasks.records import notify_operator
 
 
 @task(name="collect-running-images", retries=2, retry_delay_seconds=1, cache_policy=NONE)
 def collect_running_images() -> list[image_updates.RunningImage]:
-    return image_updates.running_images()
+    with session_scope() as session:
+        return crud.running_images(session)
 
 
 @task(name="check-reference", retries=2, retry_delay_seconds=2, cache_policy=NONE,

@@ -17,8 +17,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from edgefleet.models.readings import EdgeReading
-from edgefleet.models.telemetry import Work
+from edgefleet.models.readings import EdgeReading, Work
 from edgefleet.tasks.telemetry import (
     apply_retention,
     emit_availability_events,

@@ -1,28 +1,8 @@
-"""edgefleet's records (SQLModel tables), validated inputs and deployment states."""
+"""edgefleet's models: pure data, no I/O.
 
-from edgefleet.models.records import (
-    Application,
-    ApplicationVersion,
-    ContainerStatus,
-    Deployment,
-    Edge,
-    LogCursor,
-    Notification,
-)
-from edgefleet.models.states import Action, DeploymentState
-from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
-
-__all__ = [
-    "Action",
-    "Application",
-    "ApplicationVersion",
-    "ContainerStatus",
-    "Deployment",
-    "DeploymentState",
-    "Edge",
-    "EdgeAvailability",
-    "EdgeSample",
-    "EdgeSampleHourly",
-    "LogCursor",
-    "Notification",
-]
+``records`` and ``telemetry`` (SQLModel tables), ``inputs`` (validated requests),
+``states`` (deployment states and transitions, edge availability), ``policies`` (update
+policies), ``connections`` (how to reach an engine), ``plans`` and ``readings`` (what flows
+and tasks pass each other). Import the module you need: this package imports none of them,
+so the pure ones stay free of SQLModel.
+"""

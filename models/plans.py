@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from edgefleet.engine import EngineConnection
+from edgefleet.models.connections import EngineConnection
 from edgefleet.models.inputs import AppKind
 
 

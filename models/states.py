@@ -1,4 +1,5 @@
-"""Deployment states and the one table of legal transitions (the reference platform's rules).
+"""Deployment states and the one table of legal transitions (the reference platform's rules),
+and an edge's availability.
 
 Every state change goes through :func:`transition`, so no caller can invent a half-state.
 """
@@ -26,6 +27,13 @@ class Action(StrEnum):
     STOP = "stop"
     STOPPED = "stopped"
     FAIL = "fail"
+
+
+class Availability(StrEnum):
+    """An edge's status by the heartbeat rule (``edgefleet.metrics.availability``)."""
+
+    ONLINE = "ONLINE"
+    OFFLINE = "OFFLINE"
 
 
 S = DeploymentState

@@ -8,26 +8,12 @@ the raw window; ``EdgeAvailability`` records each ONLINE/OFFLINE change.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from edgefleet.models.records import utcnow
-
-
-class Availability(StrEnum):
-    ONLINE = "ONLINE"
-    OFFLINE = "OFFLINE"
-
-
-class Work(StrEnum):
-    """What a sweep does for one edge: a full sample, only a ping, or nothing."""
-
-    SAMPLE = "sample"
-    HEARTBEAT = "heartbeat"
-    NONE = "none"
 
 
 class EdgeSample(SQLModel, table=True):

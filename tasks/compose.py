@@ -16,8 +16,8 @@ from prefect.cache_policies import NONE
 
 from edgefleet import compose_cli
 from edgefleet import labels as L
-from edgefleet.engine import EngineConnection
 from edgefleet.errors import DeploymentFailed, InvalidInput
+from edgefleet.models.connections import EngineConnection
 from edgefleet.models.plans import DeployPlan
 from edgefleet.models.privileges import described, host_privileges
 from edgefleet.settings import get_settings

@@ -10,79 +10,10 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from edgefleet import labels as L
-from edgefleet.engine import EngineConnection, engine_client
+from edgefleet.engine import engine_client, observe
 from edgefleet.errors import DeploymentFailed
+from edgefleet.models.connections import EngineConnection
 from edgefleet.models.plans import ObservedContainer
-from edgefleet.swarm_tasks import SWARM_TASK_LABEL, current_tasks
-
-
-def observe(client: Any, conn: EngineConnection, deployment_id: str) -> list[ObservedContainer]:
-    """Every container of the deployment (stopped ones too), rebuilt from labels.
-
-    Of a swarm stack, only the containers that stand for its services now: the tasks swarm
-    shut down on purpose stay in its history as exited containers and are left out.
-    """
-    found = client.containers.list(all=True, filters=L.deployment_filter(deployment_id))
-    observed = [to_observed(c.attrs, conn.host) for c in found]
-    if any(SWARM_TASK_LABEL in o.labels for o in observed):
-        observed = _current_swarm_containers(client, deployment_id, observed)
-    return sorted(observed, key=lambda o: o.name)
-
-
-def _current_swarm_containers(client: Any, deployment_id: str,
-                              observed: list[ObservedContainer]) -> list[ObservedContainer]:
-    """Keep each swarm slot's current container, its restarts counted from swarm's tasks."""
-    services = client.api.services(filters=L.deployment_filter(deployment_id))
-    tasks = (client.api.tasks(filters={"service": [s["ID"] for s in services]})
-             if services else [])
-    current = {cid[:12]: task for cid, task in
-               current_tasks(services, tasks, L.CONFIG_HASH).items()}
-    kept = []
-    for obs in observed:
-        if SWARM_TASK_LABEL not in obs.labels:
-            kept.append(obs)
-        elif obs.container_id in current:
-            kept.append(obs.model_copy(update={
-                "restart_count": obs.restart_count + current[obs.container_id].restarts}))
-    return kept
-
-
-def to_observed(attrs: dict[str, Any], host: str) -> ObservedContainer:
-    state = attrs.get("State", {})
-    config = attrs.get("Config", {})
-    labels = config.get("Labels") or {}
-    ports: list[str] = []
-    urls: list[str] = []
-    for container_port, bindings in sorted((attrs.get("NetworkSettings", {}).get("Ports")
-                                            or {}).items()):
-        for host_port in host_ports(bindings or []):
-            ports.append(f"{host_port}:{container_port}")
-            if container_port.endswith("/tcp"):
-                urls.append(f"http://{host}:{host_port}")
-    service = (labels.get(L.SERVICE) or labels.get("com.docker.compose.service")
-               or labels.get("com.docker.swarm.service.name") or attrs.get("Name", "").lstrip("/"))
-    return ObservedContainer(
-        service=service,
-        container_id=attrs["Id"][:12],
-        name=attrs.get("Name", "").lstrip("/"),
-        image=labels.get(L.IMAGE) or config.get("Image", ""),
-        digest=labels.get(L.IMAGE_DIGEST),
-        state=state.get("Status", "unknown"),
-        health=(state.get("Health") or {}).get("Status"),
-        restart_count=int(attrs.get("RestartCount", 0)),
-        exit_code=state.get("ExitCode"),
-        ports=ports,
-        urls=urls,
-        labels=labels,
-        started_at=state.get("StartedAt"),
-    )
-
-
-def host_ports(bindings: list[dict[str, str]]) -> list[str]:
-    """Host ports reachable over IPv4 (the engine may give the IPv6 binding another port)."""
-    ipv4 = [b for b in bindings if b.get("HostPort") and ":" not in b.get("HostIp", "")]
-    chosen = ipv4 or [b for b in bindings if b.get("HostPort")]
-    return sorted({b["HostPort"] for b in chosen}, key=int)
 
 
 def parse_port(spec: str) -> tuple[str, int | None]:

@@ -7,8 +7,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from edgefleet import registry_secrets
-from edgefleet.engine import EngineConnection, engine_client
+from edgefleet.engine import engine_client
 from edgefleet.errors import EdgeUnreachable, ImagePullError
+from edgefleet.models.connections import EngineConnection
 from edgefleet.registry import Credentials
 from edgefleet.settings import get_settings
 from edgefleet.tasks.retry import unless_final

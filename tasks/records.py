@@ -6,14 +6,13 @@ from datetime import UTC, datetime
 
 from prefect import task
 from prefect.cache_policies import NONE
-from sqlmodel import col, delete, select
+from sqlmodel import col, delete
 
-from edgefleet.api.applications import get_version
-from edgefleet.api.notifications import notify_once
+from edgefleet.crud import get_version, notify_once
 from edgefleet.db import session_scope
-from edgefleet.engine import connection_of
 from edgefleet.errors import InvalidTransition, NotFound
 from edgefleet.labels import project_name
+from edgefleet.models.connections import connection_of
 from edgefleet.models.inputs import AppKind
 from edgefleet.models.plans import DeployPlan, ObservedContainer
 from edgefleet.models.records import (
@@ -109,11 +108,6 @@ def record_containers(deployment_id: str, observed: list[ObservedContainer]) -> 
                 restart_count=obs.restart_count, ports=obs.ports, urls=obs.urls, updated_at=now,
             ))
     return len(observed)
-
-
-def containers_of(session, deployment_id: str) -> list[ContainerStatus]:  # type: ignore[no-untyped-def]
-    return list(session.exec(select(ContainerStatus).where(
-        ContainerStatus.deployment_id == deployment_id).order_by(ContainerStatus.service)).all())
 
 
 @task(name="set-version", retries=2, retry_delay_seconds=1, cache_policy=NONE,

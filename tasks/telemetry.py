@@ -25,18 +25,12 @@ from edgefleet import labels as L
 from edgefleet import metrics
 from edgefleet.db import session_scope
 from edgefleet.edge_readings import DISK_KEYS, read_many
-from edgefleet.engine import connection_of
 from edgefleet.errors import NotFound
-from edgefleet.models.readings import EdgeReading, EdgeTarget
+from edgefleet.models.connections import connection_of
+from edgefleet.models.readings import EdgeReading, EdgeTarget, Work
 from edgefleet.models.records import ContainerStatus, Deployment, Edge, utcnow
-from edgefleet.models.states import DeploymentState
-from edgefleet.models.telemetry import (
-    Availability,
-    EdgeAvailability,
-    EdgeSample,
-    EdgeSampleHourly,
-    Work,
-)
+from edgefleet.models.states import Availability, DeploymentState
+from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
 from edgefleet.settings import get_settings
 from edgefleet.tasks.retry import unless_final
 

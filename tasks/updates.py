@@ -13,10 +13,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectNotFound
 
-from edgefleet.engine import EngineConnection, engine_client
+from edgefleet.engine import engine_client, observe
 from edgefleet.errors import DeploymentFailed
+from edgefleet.models.connections import EngineConnection
 from edgefleet.models.plans import ObservedContainer
-from edgefleet.tasks.containers import describe_failure, observe, parse_port
+from edgefleet.tasks.containers import describe_failure, parse_port
 from edgefleet.tasks.retry import unless_final
 
 NEXT = "-next"

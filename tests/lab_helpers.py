@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 
 from edgefleet import labels as L
-from edgefleet.engine import EngineConnection, engine_client
+from edgefleet.engine import engine_client
+from edgefleet.models.connections import EngineConnection
 
 
 def unique(prefix: str) -> str:

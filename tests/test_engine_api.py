@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 
 from edgefleet.edge_readings import read_many
-from edgefleet.engine import EngineConnection, engine_client
+from edgefleet.engine import engine_client
 from edgefleet.engine_api import open_engine
 from edgefleet.errors import EngineRequestFailed
 from edgefleet.lab import LabStatus, certs
 from edgefleet.lab.engines import sample_workload
 from edgefleet.lab.state import load_state
-from edgefleet.models.readings import EdgeTarget
-from edgefleet.models.telemetry import Work
+from edgefleet.models.connections import EngineConnection
+from edgefleet.models.readings import EdgeTarget, Work
 from edgefleet.settings import get_settings
 
 TEST_LABEL = "edgefleet.test"

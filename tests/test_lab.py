@@ -24,10 +24,11 @@ from typer.testing import CliRunner
 
 from edgefleet.api.edges import list_edges
 from edgefleet.cli.lab import lab_app
-from edgefleet.engine import EngineConnection, engine_client
+from edgefleet.engine import engine_client
 from edgefleet.errors import LabError
 from edgefleet.lab import LabStatus, certs, daemons, images, lab_down, lab_status, lab_up
 from edgefleet.lab.state import EdgeState, LabState, load_state, run_dir_for, save_state
+from edgefleet.models.connections import EngineConnection
 
 HELLO_TAGS = ("1.0.0", "1.1.0", "2.0.0", "latest")
 TEST_LABEL = "edgefleet.test"

@@ -32,10 +32,11 @@ from typer.testing import CliRunner
 import edgefleet
 from edgefleet.cli.main import app
 from edgefleet.db import session_scope
-from edgefleet.engine import EngineConnection, cli_environment, engine_client
+from edgefleet.engine import cli_environment, engine_client
 from edgefleet.flows.telemetry import collect_telemetry
 from edgefleet.lab import LabStatus, lab_down, lab_status, lab_up
 from edgefleet.lab.engines import sample_workload
+from edgefleet.models.connections import EngineConnection
 from edgefleet.models.records import Edge
 from edgefleet.models.telemetry import EdgeAvailability, EdgeSample
 from tests.lab_helpers import unique

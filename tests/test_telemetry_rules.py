@@ -18,9 +18,9 @@ from edgefleet.api import telemetry
 from edgefleet.api.edges import add_edge, edge_public, list_edges
 from edgefleet.cli.main import app
 from edgefleet.db import get_engine, session_scope
-from edgefleet.engine import EngineConnection
 from edgefleet.errors import InvalidInput, NotFound
-from edgefleet.models.readings import ContainerReading, EdgeReading, EdgeTarget
+from edgefleet.models.connections import EngineConnection
+from edgefleet.models.readings import ContainerReading, EdgeReading, EdgeTarget, Work
 from edgefleet.models.records import (
     Application,
     ApplicationVersion,
@@ -28,13 +28,8 @@ from edgefleet.models.records import (
     Deployment,
     Edge,
 )
-from edgefleet.models.telemetry import (
-    Availability,
-    EdgeAvailability,
-    EdgeSample,
-    EdgeSampleHourly,
-    Work,
-)
+from edgefleet.models.states import Availability
+from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
 from edgefleet.settings import get_settings
 from edgefleet.tasks import telemetry as T
 

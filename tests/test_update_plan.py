@@ -59,7 +59,7 @@ def test_running_services_are_rebuilt_from_labels() -> None:
 
 
 def test_urls_come_from_the_ipv4_binding() -> None:
-    from edgefleet.tasks.containers import to_observed
+    from edgefleet.observed import to_observed
 
     attrs = {"Id": "f" * 64, "Name": "/ef-1-web", "State": {"Status": "running"},
              "Config": {"Image": "r/web:1", "Labels": {}},

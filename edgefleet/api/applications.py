@@ -5,49 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import semver
 from sqlmodel import Session, select
 
-from edgefleet import events
+from edgefleet import events, version_notices
+from edgefleet.crud import get_application, get_version, latest_published, versions_of
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, InvalidInput, NotFound
 from edgefleet.models.inputs import AppKind, VersionCreate, check_name, check_semver
 from edgefleet.models.records import Application, ApplicationVersion, Deployment, as_dict
 from edgefleet.validation import validated
-
-
-def get_application(session: Session, *, name: str) -> Application:
-    app = session.exec(select(Application).where(Application.name == name)).first()
-    if app is None:
-        raise NotFound(f"no application named {name!r} (see `edgefleet app list`)")
-    return app
-
-
-def get_version(session: Session, *, application: Application, version: str) -> ApplicationVersion:
-    row = session.exec(
-        select(ApplicationVersion).where(
-            ApplicationVersion.application_id == application.id,
-            ApplicationVersion.version == version,
-        )
-    ).first()
-    if row is None:
-        known = ", ".join(v.version for v in versions_of(session, application=application))
-        raise NotFound(
-            f"application {application.name!r} has no version {version!r} (known: {known or '-'})"
-        )
-    return row
-
-
-def versions_of(session: Session, *, application: Application) -> list[ApplicationVersion]:
-    rows = session.exec(
-        select(ApplicationVersion).where(ApplicationVersion.application_id == application.id)
-    ).all()
-    return sorted(rows, key=lambda v: semver.Version.parse(v.version))
-
-
-def latest_published(session: Session, *, application: Application) -> ApplicationVersion | None:
-    published = [v for v in versions_of(session, application=application) if v.published]
-    return published[-1] if published else None
 
 
 def _version_spec(
@@ -165,8 +131,6 @@ def publish_version(name: str, version: str) -> ApplicationVersion:
             row.published = True
             row.published_at = datetime.now(UTC)
             session.add(row)
-    from edgefleet import version_notices  # it builds on this module
-
     payload = {"name": name, "version": version}
     if not events.emit(events.APPLICATION_PUBLISHED, f"edgefleet.application.{name}", payload):
         version_notices.notify_all(name, version)

@@ -9,8 +9,7 @@ import semver
 from sqlmodel import Session, col, select
 
 from edgefleet import jobs
-from edgefleet.api.applications import get_application, get_version, latest_published
-from edgefleet.api.edges import get_edge
+from edgefleet.crud import containers_of, get_application, get_edge, get_version, latest_published
 from edgefleet.db import session_scope
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
 from edgefleet.models.inputs import DeploymentCreate, check_semver
@@ -31,7 +30,6 @@ from edgefleet.models.states import (
     IllegalTransition,
     transition,
 )
-from edgefleet.tasks.records import containers_of
 from edgefleet.validation import validated
 
 Progress = Callable[[str], None]
@@ -261,7 +259,7 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
          "digest": c.digest, "state": c.state, "health": c.health,
          "restart_count": c.restart_count, "ports": c.ports, "urls": c.urls,
          "updated_at": c.updated_at.isoformat()}
-        for c in containers_of(session, dep.id)
+        for c in containers_of(session, deployment_id=dep.id)
     ]
     return {
         "id": dep.id,
@@ -279,5 +277,5 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
         "created_at": dep.created_at.isoformat(),
         "updated_at": dep.updated_at.isoformat(),
         "containers": containers,
-        "urls": [u for c in containers_of(session, dep.id) for u in c.urls],
+        "urls": [u for c in containers_of(session, deployment_id=dep.id) for u in c.urls],
     }

@@ -7,23 +7,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, col, delete, select
+from sqlmodel import col, delete, select
 
+from edgefleet.crud import get_edge
 from edgefleet.db import session_scope
-from edgefleet.engine import connection_of, ping
-from edgefleet.errors import AlreadyExists, InvalidInput, NotFound
+from edgefleet.engine import ping
+from edgefleet.errors import AlreadyExists, InvalidInput
 from edgefleet.metrics import availability
+from edgefleet.models.connections import connection_of
 from edgefleet.models.inputs import EdgeCreate
 from edgefleet.models.records import Deployment, Edge, as_dict
 from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
 from edgefleet.validation import validated
-
-
-def get_edge(session: Session, *, name: str) -> Edge:
-    edge = session.exec(select(Edge).where(Edge.name == name)).first()
-    if edge is None:
-        raise NotFound(f"no edge named {name!r} (see `edgefleet edge list`)")
-    return edge
 
 
 def add_edge(

@@ -15,11 +15,11 @@ from sqlmodel import select
 
 from edgefleet.api.deployments import find_deployment
 from edgefleet.db import session_scope
-from edgefleet.engine import connection_of, engine_client
+from edgefleet.engine import engine_client, observe
 from edgefleet.errors import InvalidInput
+from edgefleet.models.connections import connection_of
 from edgefleet.models.records import Edge, LogCursor
 from edgefleet.settings import get_settings
-from edgefleet.tasks.containers import observe
 
 
 def parse_timestamp(text: str) -> int:

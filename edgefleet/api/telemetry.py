@@ -14,7 +14,7 @@ from sqlalchemy import case
 from sqlmodel import Session, col, func, select
 
 from edgefleet import metrics
-from edgefleet.api.edges import get_edge
+from edgefleet.crud import get_edge
 from edgefleet.db import session_scope
 from edgefleet.errors import InvalidInput
 from edgefleet.models.records import Edge

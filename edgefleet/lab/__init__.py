@@ -23,10 +23,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from edgefleet.engine import EngineConnection
 from edgefleet.errors import EdgefleetError, LabError
 from edgefleet.lab import certs, daemons, engines, images, packages, records
 from edgefleet.lab.state import EdgeState, LabState, load_state, run_dir_for, save_state
+from edgefleet.models.connections import EngineConnection
 from edgefleet.settings import get_settings
 
 __all__ = ["LabEdge", "LabStatus", "lab_down", "lab_status", "lab_up"]

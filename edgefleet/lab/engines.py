@@ -17,10 +17,11 @@ from pathlib import Path
 import docker.errors
 import requests.exceptions
 
-from edgefleet.engine import EngineConnection, engine_client, ping
+from edgefleet.engine import engine_client, ping
 from edgefleet.errors import EdgefleetError, LabError
 from edgefleet.lab.daemons import processes_with
 from edgefleet.lab.state import EdgeState, LabState
+from edgefleet.models.connections import EngineConnection
 
 PING_TIMEOUT = 3.0
 CLEAR_TIMEOUT = 30.0

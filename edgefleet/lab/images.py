@@ -28,8 +28,9 @@ import docker.errors
 import httpx
 import requests.exceptions
 
-from edgefleet.engine import EngineConnection, engine_client
+from edgefleet.engine import engine_client
 from edgefleet.errors import LabError
+from edgefleet.models.connections import EngineConnection
 
 BUSYBOX = Path("/bin/busybox")
 BASE_IMAGE = "edgefleet-lab/busybox:base"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from edgefleet.api.edges import add_edge, get_edge, remove_edge, show_edge
+from edgefleet.api.edges import add_edge, remove_edge, show_edge
+from edgefleet.crud import get_edge
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, InvalidInput, NotFound
 from edgefleet.lab.state import EdgeState

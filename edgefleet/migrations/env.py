@@ -4,7 +4,8 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import edgefleet.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import edgefleet.models.records  # noqa: F401  (these register the tables on SQLModel.metadata)
+import edgefleet.models.telemetry  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata

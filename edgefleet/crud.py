@@ -1,0 +1,116 @@
+"""Records access shared by the API, the tasks and the notification rules.
+
+Functions over edgefleet's records, keyword-only after the session, which the caller owns
+(opens with ``edgefleet.db.session_scope`` and commits): a task and an API call that both
+need "the version V of application A" read it the same way, and neither imports the other.
+"""
+
+from __future__ import annotations
+
+import semver
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from edgefleet.errors import NotFound
+from edgefleet.image_updates import RunningImage, is_checkable
+from edgefleet.models.policies import UpdatePolicy
+from edgefleet.models.records import (
+    Application,
+    ApplicationVersion,
+    ContainerStatus,
+    Deployment,
+    Edge,
+    Notification,
+)
+from edgefleet.settings import get_settings
+
+
+def get_application(session: Session, *, name: str) -> Application:
+    app = session.exec(select(Application).where(Application.name == name)).first()
+    if app is None:
+        raise NotFound(f"no application named {name!r} (see `edgefleet app list`)")
+    return app
+
+
+def get_version(session: Session, *, application: Application, version: str) -> ApplicationVersion:
+    row = session.exec(
+        select(ApplicationVersion).where(
+            ApplicationVersion.application_id == application.id,
+            ApplicationVersion.version == version,
+        )
+    ).first()
+    if row is None:
+        known = ", ".join(v.version for v in versions_of(session, application=application))
+        raise NotFound(
+            f"application {application.name!r} has no version {version!r} (known: {known or '-'})"
+        )
+    return row
+
+
+def versions_of(session: Session, *, application: Application) -> list[ApplicationVersion]:
+    rows = session.exec(
+        select(ApplicationVersion).where(ApplicationVersion.application_id == application.id)
+    ).all()
+    return sorted(rows, key=lambda v: semver.Version.parse(v.version))
+
+
+def latest_published(session: Session, *, application: Application) -> ApplicationVersion | None:
+    published = [v for v in versions_of(session, application=application) if v.published]
+    return published[-1] if published else None
+
+
+def get_edge(session: Session, *, name: str) -> Edge:
+    edge = session.exec(select(Edge).where(Edge.name == name)).first()
+    if edge is None:
+        raise NotFound(f"no edge named {name!r} (see `edgefleet edge list`)")
+    return edge
+
+
+def containers_of(session: Session, *, deployment_id: str) -> list[ContainerStatus]:
+    """The deployment's recorded per-container status, by service."""
+    return list(session.exec(select(ContainerStatus).where(
+        ContainerStatus.deployment_id == deployment_id).order_by(ContainerStatus.service)).all())
+
+
+def running_images(session: Session) -> list[RunningImage]:
+    """Images of every STARTED deployment, from the recorded per-container status (those
+    pinned by digest left out: they cannot move)."""
+    rows = session.exec(
+        select(ContainerStatus, Deployment, Application, ApplicationVersion)
+        .where(ContainerStatus.deployment_id == Deployment.id,
+               Deployment.application_id == Application.id,
+               Deployment.version_id == ApplicationVersion.id,
+               Deployment.state == "STARTED")
+    ).all()
+    return [RunningImage(deployment_id=dep.id, application=app.name, version=ver.version,
+                         service=cs.service, ref=cs.image, digest=cs.digest,
+                         policy=UpdatePolicy.model_validate(dep.policy))
+            for cs, dep, app, ver in rows if is_checkable(cs.image)]
+
+
+def ui_link(deployment: Deployment) -> str:
+    """Where to look: the Prefect UI's page of the deployment's last flow run."""
+    base = f"http://127.0.0.1:{get_settings().prefect_port}"
+    if deployment.flow_run_id:
+        return f"{base}/runs/flow-run/{deployment.flow_run_id}"
+    return f"{base}/deployments"
+
+
+def notify_once(session: Session, *, deployment: Deployment, application: str,
+                from_version: str, to_version: str, reason: str, key: str, command: str,
+                message: str) -> Notification | None:
+    """Add the notification unless the same (deployment, reason, key) exists; None then."""
+    exists = session.exec(select(Notification).where(
+        Notification.deployment_id == deployment.id, Notification.reason == reason,
+        Notification.key == key)).first()
+    if exists is not None:
+        return None
+    row = Notification(deployment_id=deployment.id, application=application,
+                       from_version=from_version, to_version=to_version, reason=reason, key=key,
+                       link=ui_link(deployment), command=command, message=message)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:  # a concurrent run added it first
+        return None
+    return row
