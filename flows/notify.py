@@ -6,26 +6,13 @@ refuse a duplicate, so a trigger that fires twice or a reconcile adds nothing.
 
 from __future__ import annotations
 
-from prefect import flow, task
-from prefect.cache_policies import NONE
+from prefect import flow
 
-from edgefleet import version_notices
-
-
-@task(name="find-older-deployments", retries=2, retry_delay_seconds=1, cache_policy=NONE,
-      task_run_name="deployments older than {application} {version}")
-def find_older_deployments(application: str, version: str) -> list[str]:
-    from edgefleet.db import session_scope
-
-    with session_scope() as session:
-        return version_notices.older_deployments(session, application=application,
-                                                 version=version)
-
-
-@task(name="notify-deployment", retries=2, retry_delay_seconds=1, cache_policy=NONE,
-      task_run_name="notify {deployment_id} of {application} {version}")
-def notify_deployment(application: str, version: str, deployment_id: str) -> bool:
-    return version_notices.notify_version(application, version, deployment_id)
+from edgefleet.tasks.notifications import (
+    find_newest_published,
+    find_older_deployments,
+    notify_deployment,
+)
 
 
 @flow(name="notify-application-update",
@@ -40,4 +27,4 @@ def notify_application_update(application: str, version: str) -> int:
 def reconcile_notifications() -> int:
     """Catch a publish whose event was lost: re-notify for every newest published version."""
     return sum(notify_application_update(app, version)
-               for app, version in version_notices.newest_published())
+               for app, version in find_newest_published())
