@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The test command: lint, type-check, then every test (the lab tests start a real lab:
-# dockerd edges with mutual TLS, a registry, compose, a Prefect server).
-# Pass pytest arguments through, e.g. `./scripts/test.sh -m "not lab"` for the fast tier.
+# The test command: lint, type-check, check the layers (lint-imports), then every test (the
+# lab tests start a real lab: dockerd edges with mutual TLS, a registry, compose, a Prefect
+# server).
+# Pass pytest arguments through, e.g. `./scripts/test.sh -m "not lab and not slow"` for the
+# fast tier.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -19,4 +21,5 @@ fi
 export PATH="$ROOT/.venv/bin:$PATH"
 ruff check .
 mypy
+lint-imports
 pytest "$@"

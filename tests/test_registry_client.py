@@ -9,13 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from edgefleet.errors import RegistryError
-from edgefleet.registry import (
-    MANIFEST_TYPES,
-    Credentials,
-    RegistryClient,
-    is_insecure,
-    parse_reference,
-)
+from edgefleet.image_refs import parse_reference
+from edgefleet.registry import MANIFEST_TYPES, Credentials, RegistryClient, is_insecure
 
 DIGEST = "sha256:" + "a" * 64
 

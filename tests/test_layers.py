@@ -1,0 +1,159 @@
+"""The layers hold at run time too: every module imports alone, pure ones stay light, and the
+wheel installs one top-level package.
+
+``lint-imports`` (pyproject ``[tool.importlinter]``) checks the import graph; these tests
+check what it cannot see: import cycles that only bite in a fresh interpreter, what a
+package ``__init__`` drags in, and what lands in site-packages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import edgefleet
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = Path(edgefleet.__file__).parent
+# Alembic's scripts: run inside Alembic's context by `edgefleet.db`, never imported alone
+# (the wheel test below runs them from the installed package).
+ALEMBIC_SCRIPTS = ("edgefleet.migrations.env", "edgefleet.migrations.versions")
+
+# The pure layers (models, then rules and plans).
+PURE_MODELS = ("edgefleet.models.states", "edgefleet.models.inputs", "edgefleet.models.policies",
+               "edgefleet.models.connections", "edgefleet.models.plans",
+               "edgefleet.models.readings", "edgefleet.models.records",
+               "edgefleet.models.telemetry")
+PURE_RULES = ("edgefleet.metrics", "edgefleet.update_plan", "edgefleet.labels",
+              "edgefleet.observed", "edgefleet.image_refs", "edgefleet.image_updates",
+              "edgefleet.validation", "edgefleet.errors", "edgefleet.settings")
+
+
+def package_modules() -> list[str]:
+    """Every ``edgefleet.*`` module on disk, through the linked models/, tasks/, flows/ and
+    deployments/ folders."""
+    found = []
+    for folder, dirs, files in os.walk(PACKAGE, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        parts = ("edgefleet", *Path(folder).relative_to(PACKAGE).parts)
+        for name in sorted(files):
+            if name.endswith(".py"):
+                module = ".".join(parts if name == "__init__.py" else (*parts, name[:-3]))
+                if not module.startswith(ALEMBIC_SCRIPTS):
+                    found.append(module)
+    return found
+
+
+def run_python(code: str, *, cwd: Path = REPO, isolated: bool = False
+               ) -> subprocess.CompletedProcess[str]:
+    """``python -c code`` in a fresh interpreter (``-I``: no PYTHONPATH, no current dir)."""
+    flags = ["-I"] if isolated else []
+    return subprocess.run([sys.executable, *flags, "-c", code], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def in_fresh_interpreters(codes: Iterable[str]) -> list[subprocess.CompletedProcess[str]]:
+    """Run each snippet in its own interpreter, a few at a time."""
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+        return list(pool.map(run_python, codes))
+
+
+def test_the_walk_finds_the_linked_layers() -> None:
+    modules = package_modules()
+    for expected in ("edgefleet.cli.main", "edgefleet.api.deployments", "edgefleet.models.plans",
+                     "edgefleet.tasks.records", "edgefleet.flows.deploy",
+                     "edgefleet.deployments.serve", "edgefleet.lab.engines"):
+        assert expected in modules
+
+
+@pytest.mark.slow
+def test_every_module_imports_alone_in_a_fresh_interpreter() -> None:
+    modules = package_modules()
+    results = in_fresh_interpreters(f"import {module}" for module in modules)
+    failed = {module: (r.stderr.strip().splitlines() or ["?"])[-1]
+              for module, r in zip(modules, results, strict=True) if r.returncode != 0}
+    assert failed == {}
+
+
+def heavy_imports(modules: tuple[str, ...], banned: set[str]) -> dict[str, list[str]]:
+    """Import ``modules`` one after the other in one fresh interpreter; for each, the banned
+    top-level packages its import loaded (the first module that pulls one in is named)."""
+    code = ("import importlib, json, sys\n"
+            "found = {}\n"
+            f"for name in {list(modules)!r}:\n"
+            "    before = set(sys.modules)\n"
+            "    importlib.import_module(name)\n"
+            "    found[name] = sorted({m.split('.')[0] for m in set(sys.modules) - before}\n"
+            f"                         & set({sorted(banned)!r}))\n"
+            "print(json.dumps(found))")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    loaded: dict[str, list[str]] = json.loads(result.stdout)
+    return loaded
+
+
+def test_pure_modules_import_neither_prefect_nor_docker() -> None:
+    """The rules not even SQLModel: their models are the pydantic ones, not the tables."""
+    banned = {"prefect", "docker", "requests", "httpx"}
+    assert heavy_imports(PURE_MODELS, banned) == {m: [] for m in PURE_MODELS}
+    banned |= {"sqlmodel", "sqlalchemy", "alembic"}
+    assert heavy_imports(PURE_RULES, banned) == {m: [] for m in PURE_RULES}
+
+
+def test_the_public_api_is_loaded_on_first_use() -> None:
+    result = run_python("import sys, edgefleet; before = 'edgefleet.api.edges' in sys.modules; "
+                        "f = edgefleet.add_edge; print(before, f.__module__, 'add_edge' in "
+                        "dir(edgefleet), 'prefect' in sys.modules)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "edgefleet.api.edges", "True", "False"]
+    assert set(edgefleet._API) == set(edgefleet.__all__)
+    for name in edgefleet.__all__:
+        assert callable(getattr(edgefleet, name)), name
+    with pytest.raises(AttributeError):
+        edgefleet.no_such_thing  # noqa: B018
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_only_the_edgefleet_package(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    for name in ("edgefleet", "models", "tasks", "flows", "deployments"):
+        shutil.copytree(REPO / name, source / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(source)], check=True,
+                   timeout=600)
+    (wheel,) = wheels.glob("edgefleet-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"edgefleet"}
+    assert "edgefleet/models/states.py" in names and "edgefleet/tasks/records.py" in names
+
+    target = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, timeout=600)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    prefix = f"import sys; sys.path.insert(0, {str(target)!r}); "
+    for generic in ("models", "tasks", "flows", "deployments"):
+        result = run_python(prefix + f"import {generic}", cwd=outside, isolated=True)
+        assert "ModuleNotFoundError" in result.stderr, (generic, result.stdout, result.stderr)
+    # The installed package works: its modules, and its migrations (Alembic's env.py imports
+    # the tables) on a new database.
+    result = run_python(
+        prefix + "import edgefleet.models.states as s; from edgefleet.db import get_engine; "
+                 f"get_engine('sqlite:///{tmp_path / 'records.db'}'); print(s.__file__)",
+        cwd=outside, isolated=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith(str(target))
