@@ -34,7 +34,8 @@ PURE_MODELS = ("edgefleet.models.states", "edgefleet.models.inputs", "edgefleet.
                "edgefleet.models.readings", "edgefleet.models.records",
                "edgefleet.models.telemetry")
 PURE_RULES = ("edgefleet.metrics", "edgefleet.update_plan", "edgefleet.labels",
-              "edgefleet.observed", "edgefleet.image_refs", "edgefleet.image_updates",
+              "edgefleet.observed", "edgefleet.swarm_tasks", "edgefleet.image_refs",
+              "edgefleet.image_updates",
               "edgefleet.validation", "edgefleet.errors", "edgefleet.settings")
 
 
