@@ -3,7 +3,7 @@
 A floating tag (``latest``) is new when its digest moved; a semantic-version tag when a
 newer semantic-version tag exists and the deployment's update policy counts a release that
 big. Pure rules here: the running images are read from the records by
-``edgefleet.crud.running_images``, the registry is asked by the flow's tasks.
+``edgefleet.crud.running_images``, the registry is asked by ``edgefleet.tasks.registry``.
 """
 
 from __future__ import annotations
