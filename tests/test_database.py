@@ -4,6 +4,8 @@ The records themselves run on PostgreSQL too: ``empty_records`` (tests/conftest.
 the records and telemetry-rules tests on SQLite and again on a real PostgreSQL server.
 """
 
+from typing import Any
+
 import pytest
 from typer.testing import CliRunner
 
@@ -51,3 +53,44 @@ def test_the_cli_prints_the_error_text_as_written(monkeypatch: pytest.MonkeyPatc
         db.get_engine.cache_clear()
     assert result.exit_code == 1
     assert "edgefleet[postgres]" in result.output  # brackets are text here, not markup
+
+
+def test_every_migration_applies_over_records_that_refer_to_each_other(tmp_path: Any) -> None:
+    """A fleet upgrades with its records in place: an edge, an application, a version and a
+    deployment on it (foreign keys on, as edgefleet connects), then every later migration,
+    and back down again."""
+    import sqlite3
+
+    from alembic import command
+    from sqlalchemy import create_engine, event
+
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+    engine = create_engine(url)
+    event.listen(engine, "connect", db._sqlite_pragmas)
+    cfg = db.alembic_config(url)
+
+    def migrate(step: Any, revision: str) -> None:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            step(cfg, revision)
+
+    migrate(command.upgrade, "0006")
+    rows = sqlite3.connect(tmp_path / "records.db")
+    rows.executescript("""
+        INSERT INTO edge (name, docker_host, telemetry_interval, heartbeat_interval, status,
+                          created_at)
+            VALUES ('e', 'tcp://10.0.0.7:2376', 60, 20, 'ONLINE', '2026-01-01');
+        INSERT INTO application (name, created_at) VALUES ('a', '2026-01-01');
+        INSERT INTO application_version (application_id, version, kind, env, ports, published,
+                                         created_at)
+            VALUES (1, '1.0.0', 'image', '{}', '[]', 1, '2026-01-01');
+        INSERT INTO deployment (id, application_id, version_id, edge_id, env, state, created_at,
+                                updated_at, policy) VALUES ('d1', 1, 1, 1, '{}', 'STARTED',
+                                '2026-01-01', '2026-01-01', '{}');
+    """)
+    rows.close()
+    migrate(command.upgrade, "head")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT state FROM deployment").scalar() == "STARTED"
+    migrate(command.downgrade, "0006")
+    engine.dispose()

@@ -16,14 +16,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('application_version', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('allow_privileged', sa.Boolean(), nullable=False,
-                                      server_default=sa.false()))
-        batch_op.add_column(sa.Column('privileges', sa.JSON(), nullable=False,
-                                      server_default='[]'))
+    # plain ADD COLUMN, not a batch: SQLite would rebuild the table, and dropping the old copy
+    # fails while deployments refer to its rows (foreign keys are on)
+    op.add_column('application_version', sa.Column('allow_privileged', sa.Boolean(),
+                                                   nullable=False, server_default=sa.false()))
+    op.add_column('application_version', sa.Column('privileges', sa.JSON(), nullable=False,
+                                                   server_default='[]'))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('application_version', schema=None) as batch_op:
-        batch_op.drop_column('privileges')
-        batch_op.drop_column('allow_privileged')
+    op.drop_column('application_version', 'privileges')
+    op.drop_column('application_version', 'allow_privileged')
