@@ -28,7 +28,7 @@ from yaml.resolver import Resolver
 from edgefleet.errors import RefusedFile
 
 MIB = 1024 * 1024
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 MERGE_TAG = "tag:yaml.org,2002:merge"
 SHOWN = 160  # characters of a refusal message's detail, so it stays one readable line
 

@@ -20,8 +20,8 @@ from typing import Any
 
 HOST_NAMESPACES = ("pid", "ipc", "uts", "userns_mode", "cgroup", "network_mode")
 LISTS = ("cap_add", "devices", "device_cgroup_rules")
-PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
-NAMED_VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,40}\Z")
+NAMED_VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 FALSE = ("false", "no", "off", "0", "")
 # security_opt entries that only take privileges away
 HARMLESS_SECURITY = ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")

@@ -1,9 +1,20 @@
 """Validation at the boundary: each bad input names itself and what to do."""
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
-from edgefleet.models.inputs import AppKind, EdgeCreate, VersionCreate, parse_compose, parse_env
+from edgefleet.models.inputs import (
+    AppKind,
+    EdgeCreate,
+    VersionCreate,
+    check_image,
+    check_name,
+    check_port,
+    parse_compose,
+    parse_env,
+)
 
 GOOD_COMPOSE = "services:\n  web:\n    image: 127.0.0.1:5000/edgefleet/hello:1.0.0\n"
 
@@ -71,3 +82,14 @@ def test_edge_input() -> None:
         EdgeCreate(name="e1", docker_host="tcp://127.0.0.1:2376", tls_ca="/ca.pem")
     with pytest.raises(ValidationError, match="edge name"):
         EdgeCreate(name="Bad Name", docker_host="tcp://127.0.0.1:2376")
+
+
+@pytest.mark.parametrize("check", [
+    lambda v: check_name(v, "edge"), check_image, check_port,
+    lambda v: parse_env([f"{v}=1"]),
+])
+def test_a_trailing_newline_is_no_part_of_a_valid_value(check: Any) -> None:
+    """``$`` matches before a final newline: every pattern must end at the very end."""
+    for value in ("lab-1\n", "127.0.0.1:5000/edgefleet/hello:1.0.0\n", "8080\n", "KEY\n"):
+        with pytest.raises(ValueError):
+            check(value)

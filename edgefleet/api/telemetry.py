@@ -20,7 +20,7 @@ from edgefleet.errors import InvalidInput
 from edgefleet.models.records import Edge
 from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
 
-SINCE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+SINCE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*\Z")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 TREND_POINTS = 12
 CONTAINER_KEYS = ("name", "id", "deployment_id", "service", "image", "state", "health",
