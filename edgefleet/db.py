@@ -1,27 +1,38 @@
-"""The database: one engine per URL, schema brought to head by Alembic before first use."""
+"""The database: one engine per URL, schema brought to head by Alembic before first use.
+
+Alembic is imported only when the schema is not at head: a database already there is
+recognised by comparing its ``alembic_version`` row with the head read from the migration
+scripts' text, which keeps read-only CLI commands fast.
+"""
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event, make_url
+from sqlalchemy import Engine, event, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, create_engine
 
 from edgefleet.errors import EdgefleetError, InvalidInput
 from edgefleet.settings import get_settings
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+# ``revision: str = '0006'`` / ``down_revision: str | None = '0005'`` in a migration script
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\b[^=\n]*=(.*)$", re.MULTILINE)
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -77,7 +88,53 @@ def _shown(url: str) -> str:
         return repr(url)
 
 
+@lru_cache(maxsize=1)
+def script_heads() -> frozenset[str] | None:
+    """The head revision(s) of the migration scripts, read from their text (no import of
+    Alembic or of the scripts); None when a script is not in the plain form read here, and
+    then Alembic itself decides."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        found = {}
+        for match in _REVISION_LINE.finditer(path.read_text()):
+            try:
+                found[match.group(1)] = ast.literal_eval(match.group(2).strip())
+            except (ValueError, SyntaxError):
+                return None
+        revision, down = found.get("revision"), found.get("down_revision")
+        if not isinstance(revision, str) or revision in revisions:
+            return None
+        revisions.add(revision)
+        downs = (down,) if down is None or isinstance(down, str) else down
+        if not isinstance(downs, tuple | list):
+            return None
+        parents.update(d for d in downs if d is not None)
+    heads = frozenset(revisions - parents)
+    return heads or None
+
+
+def at_head(engine: Engine) -> bool:
+    """Whether the database's stored revision is the scripts' head (False when unsure)."""
+    heads = script_heads()
+    if heads is None:
+        return False
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return False
+        stored = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return frozenset(stored) == heads
+
+
 def _upgrade(engine: Engine, url: str) -> None:
+    if at_head(engine):
+        return
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     cfg = alembic_config(url)
     head = ScriptDirectory.from_config(cfg).get_current_head()
     with engine.connect() as conn:
