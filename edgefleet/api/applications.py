@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from edgefleet import events, version_notices
 from edgefleet.crud import get_application, get_version, latest_published, versions_of
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, InvalidInput, NotFound
@@ -131,6 +130,8 @@ def publish_version(name: str, version: str) -> ApplicationVersion:
             row.published = True
             row.published_at = datetime.now(UTC)
             session.add(row)
+    from edgefleet import events, version_notices  # Prefect; it builds on this module
+
     payload = {"name": name, "version": version}
     if not events.emit(events.APPLICATION_PUBLISHED, f"edgefleet.application.{name}", payload):
         version_notices.notify_all(name, version)

@@ -8,7 +8,6 @@ from typing import Any
 import semver
 from sqlmodel import Session, col, select
 
-from edgefleet import jobs
 from edgefleet.crud import containers_of, get_application, get_edge, get_version, latest_published
 from edgefleet.db import session_scope
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
@@ -91,6 +90,8 @@ def start_deployment(ref: str, *, wait: bool = True, progress: Progress | None =
                      ) -> dict[str, Any]:
     """Run flow `deploy-application` for a CREATED or STOPPED deployment."""
     dep_id = _check_action(ref, Action.START)
+    from edgefleet import jobs  # Prefect: only for the commands that run a flow
+
     jobs.run_flow("deploy-application", {"deployment_id": dep_id}, wait=wait,
                   deployment_id=dep_id, progress=progress)
     return deployment_status(dep_id)
@@ -134,6 +135,8 @@ def stop_deployment(ref: str, *, remove_volumes: bool = False, wait: bool = True
                     progress: Progress | None = None) -> dict[str, Any]:
     """Run flow `stop-application`: containers removed, volumes only when asked."""
     dep_id = _check_action(ref, Action.STOP)
+    from edgefleet import jobs
+
     jobs.run_flow("stop-application", {"deployment_id": dep_id,
                                        "remove_volumes": remove_volumes},
                   wait=wait, deployment_id=dep_id, progress=progress)
@@ -182,6 +185,8 @@ def update_deployment(
                                f"{current.version}; pass --force to re-pull its images and "
                                "restart what changed")
         dep_id, version = dep.id, target.version
+    from edgefleet import jobs
+
     jobs.run_flow("update-application",
                   {"deployment_id": dep_id, "version": version, "force": force},
                   wait=wait, deployment_id=dep_id, progress=progress)
