@@ -9,10 +9,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from edgefleet.api import applications
 from edgefleet.cli.common import console, handle_errors, print_json, print_table
 from edgefleet.errors import InvalidInput
-from edgefleet.models.records import as_dict
 
 app_app = typer.Typer(help="Define applications and their versions; publish them to operators.",
                       no_args_is_help=True)
@@ -63,6 +61,9 @@ def create(
     json_out: bool = typer.Option(False, "--json", help="print the version as JSON"),
 ) -> None:
     """Create an application with its first version (not published yet)."""
+    from edgefleet.api import applications
+    from edgefleet.models.records import as_dict
+
     row = applications.create_application(
         name, version, image=image, compose=_read(compose, "compose file"),
         stack=_read(stack, "stack file"), env=env, ports=port, registry_secret=registry_secret,
@@ -90,6 +91,8 @@ def version(
     allow_privileged: bool = PRIVILEGED,
 ) -> None:
     """Add a version to an application (publish it when it is ready for operators)."""
+    from edgefleet.api import applications
+
     row = applications.add_version(
         name, version, image=image, compose=_read(compose, "compose file"),
         stack=_read(stack, "stack file"), env=env, ports=port, registry_secret=registry_secret,
@@ -103,6 +106,8 @@ def version(
 @handle_errors
 def publish(name: str, version: str) -> None:
     """Publish a version: operators running older versions are told an update exists."""
+    from edgefleet.api import applications
+
     row = applications.publish_version(name, version)
     console.print(f"application {name} {row.version} is published")
     _warn_privileges(row.privileges)
@@ -112,6 +117,8 @@ def publish(name: str, version: str) -> None:
 @handle_errors
 def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List applications with their newest published version."""
+    from edgefleet.api import applications
+
     rows = applications.list_applications()
     if json_out:
         print_json(rows)
@@ -126,6 +133,8 @@ def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> 
 @handle_errors
 def show(name: str, json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Show an application and its versions."""
+    from edgefleet.api import applications
+
     data = applications.show_application(name)
     if json_out:
         print_json(data)
@@ -157,5 +166,7 @@ def delete(name: str = typer.Argument(..., help="application name")) -> None:
     Images stay in their registry. Recreate it with `edgefleet app create` when its image
     references changed, e.g. after the lab's registry moved to another port.
     """
+    from edgefleet.api import applications
+
     count = applications.delete_application(name)
     console.print(f"application {name} deleted ({count} version(s))")

@@ -1,4 +1,8 @@
-"""What every CLI command shares: one-line errors on stderr, JSON output, rich tables."""
+"""What every CLI command shares: one-line errors on stderr, JSON output, rich tables.
+
+Rich is imported on first use (a command printing JSON never needs it), so the consoles
+here are stand-ins that create the real ``rich.console.Console`` when first printed to.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,49 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from edgefleet.errors import EdgefleetError
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class LazyConsole:
+    """A ``rich.console.Console(**options)`` made when first used; attributes pass through."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    @property
+    def real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        self.real.print(*objects, **kwargs)
+
+
+console = LazyConsole()
+err_console = LazyConsole(stderr=True, soft_wrap=True)
+
+
+def escape(text: str) -> str:
+    """``rich.markup.escape``: the text prints as written, never as markup."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def handle_errors(func: F) -> F:
@@ -42,6 +76,8 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for col in columns:
         table.add_column(col, overflow="fold")

@@ -6,11 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
-from rich.markup import escape
 
-from edgefleet.api import deployments, logs
-from edgefleet.cli.common import console, err_console, handle_errors, print_json, print_table
-from edgefleet.models.policies import UpdatePolicy
+from edgefleet.cli.common import (
+    console,
+    err_console,
+    escape,
+    handle_errors,
+    print_json,
+    print_table,
+)
 
 WAIT = typer.Option(True, "--wait/--no-wait", help="wait for the final state, showing progress")
 JSON = typer.Option(False, "--json", help="print the deployment record as JSON")
@@ -76,6 +80,8 @@ def register(app: typer.Typer) -> None:
         Its update policy (--notify, --prereleases) says which newly published versions its
         operator hears of; change it later with `edgefleet policy`.
         """
+        from edgefleet.api import deployments
+
         dep = deployments.create_deployment(application, edge, version=version, env=env,
                                             allow_unpublished=allow_unpublished,
                                             policy=_policy_changes(notify, prereleases))
@@ -101,12 +107,16 @@ def register(app: typer.Typer) -> None:
         is a prerelease (such as 2.0.0-rc.1) and they neither take prereleases
         (--prereleases) nor run one. Example: `edgefleet policy ID --notify minor`.
         """
+        from edgefleet.api import deployments
+
         changes = _policy_changes(notify, prereleases)
         rules = (deployments.set_policy(deployment, **changes) if changes
                  else deployments.deployment_status(deployment)["policy"])
         if json_out:
             print_json(rules)
             return
+        from edgefleet.models.policies import UpdatePolicy
+
         console.print(f"deployment {deployment}: {UpdatePolicy(**rules).describe()}",
                       highlight=False)
 
@@ -114,6 +124,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def start(deployment: str, wait: bool = WAIT, json_out: bool = JSON) -> None:
         """Start a CREATED or STOPPED deployment again."""
+        from edgefleet.api import deployments
+
         data = deployments.start_deployment(deployment, wait=wait,
                                             progress=_progress(json_out))
         show_deployment(data, json_out)
@@ -124,6 +136,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
         """List deployments with their state and URLs."""
+        from edgefleet.api import deployments
+
         rows = deployments.list_deployments()
         if json_out:
             print_json(rows)
@@ -137,6 +151,8 @@ def register(app: typer.Typer) -> None:
     def status(deployment: str = typer.Argument(..., help="deployment id (or unique prefix)"),
                json_out: bool = JSON) -> None:
         """State, containers, URLs, last error and last flow run of a deployment."""
+        from edgefleet.api import deployments
+
         show_deployment(deployments.deployment_status(deployment), json_out)
 
     @app.command("stop")
@@ -145,6 +161,8 @@ def register(app: typer.Typer) -> None:
              remove_volumes: bool = typer.Option(False, help="also remove its volumes"),
              wait: bool = WAIT, json_out: bool = JSON) -> None:
         """Stop a deployment: its containers are removed (volumes only when asked)."""
+        from edgefleet.api import deployments
+
         show_deployment(deployments.stop_deployment(deployment, remove_volumes=remove_volumes,
                                                     wait=wait, progress=_progress(json_out)),
                         json_out)
@@ -154,6 +172,8 @@ def register(app: typer.Typer) -> None:
     def delete(deployment: str,
                force: bool = typer.Option(False, help="stop it first if it still runs")) -> None:
         """Delete a CREATED or STOPPED deployment (--force stops a running one first)."""
+        from edgefleet.api import deployments
+
         warning = deployments.delete_deployment(deployment, force=force)
         if warning:
             err_console.print(f"[yellow]warning:[/] {escape(warning)}")
@@ -169,6 +189,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
         """Log lines with timestamps; each call resumes where the previous one stopped."""
+        from edgefleet.api import logs
+
         result = logs.fetch_logs(deployment, service=service, lines=lines, since=since)
         if json_out:
             print_json(result)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
 
-from edgefleet.api import edges
-from edgefleet.cli.common import console, err_console, handle_errors, print_json, print_table
+from edgefleet.cli.common import (
+    console,
+    err_console,
+    escape,
+    handle_errors,
+    print_json,
+    print_table,
+)
 
 edge_app = typer.Typer(help="Register, list, show, change and remove edges (Docker engines).",
                        no_args_is_help=True)
@@ -26,6 +31,8 @@ def add(
     json_out: bool = typer.Option(False, "--json", help="print the edge as JSON"),
 ) -> None:
     """Register an edge. Its engine must answer first (mutual TLS when certificates are given)."""
+    from edgefleet.api import edges
+
     edge = edges.add_edge(
         name, docker_host, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
         telemetry_interval=telemetry_interval, heartbeat_interval=heartbeat_interval,
@@ -46,6 +53,8 @@ def set_(
     heartbeat_interval: int | None = typer.Option(None, help="seconds between heartbeats"),
 ) -> None:
     """Change an edge's telemetry and heartbeat intervals."""
+    from edgefleet.api import edges
+
     edge = edges.set_edge(name, telemetry_interval=telemetry_interval,
                           heartbeat_interval=heartbeat_interval)
     console.print(f"edge {edge.name}: telemetry every {edge.telemetry_interval}s, "
@@ -62,6 +71,8 @@ def _warn(warnings: list[str]) -> None:
 @handle_errors
 def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List edges with their status."""
+    from edgefleet.api import edges
+
     rows = edges.list_edges()
     if json_out:
         print_json([edges.edge_public(e) for e in rows])
@@ -76,6 +87,8 @@ def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> 
 @handle_errors
 def show(name: str, json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Show one edge."""
+    from edgefleet.api import edges
+
     data = edges.edge_public(edges.show_edge(name))
     if json_out:
         print_json(data)
@@ -87,5 +100,7 @@ def show(name: str, json_out: bool = typer.Option(False, "--json", help="print J
 @handle_errors
 def remove(name: str) -> None:
     """Forget an edge (refused while deployments use it)."""
+    from edgefleet.api import edges
+
     edges.remove_edge(name)
     console.print(f"edge {name} removed")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from edgefleet.cli.common import console, handle_errors, print_json, print_table
-from edgefleet.lab import LabStatus, lab_down, lab_status, lab_up
+
+if TYPE_CHECKING:
+    from edgefleet.lab import LabStatus
 
 lab_app = typer.Typer(
     help="A local lab: an image registry and real dockerd edges reached over mutual TLS.",
@@ -53,6 +56,8 @@ def up(
     ),
 ) -> None:
     """Start (or complete) the lab; what already runs is reused."""
+    from edgefleet.lab import lab_up
+
     started = time.monotonic()
     status = lab_up(edges=edges, swarm_edges=swarm_edges, progress=_progress)
     _show(status)
@@ -64,6 +69,8 @@ def up(
 @handle_errors
 def status(json_: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Whether the registry and each edge answer."""
+    from edgefleet.lab import lab_status
+
     current = lab_status()
     if json_:
         print_json(current.model_dump(mode="json"))
@@ -75,4 +82,6 @@ def status(json_: bool = typer.Option(False, "--json", help="print JSON")) -> No
 @handle_errors
 def down() -> None:
     """Stop everything the lab started, forget its edges and delete its state."""
+    from edgefleet.lab import lab_down
+
     lab_down(progress=_progress)

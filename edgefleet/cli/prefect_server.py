@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import typer
 
-from edgefleet import server
 from edgefleet.cli.common import console, handle_errors, print_json
 
 
@@ -17,6 +16,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def up(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
         """Start a local Prefect server and serve every edgefleet flow (idempotent)."""
+        from edgefleet import server
+
         state = server.up(progress=(lambda _m: None) if json_out else console.print)
         if json_out:
             print_json(state)
@@ -27,5 +28,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def down() -> None:
         """Stop the local Prefect server (`up`'s, or one a flow-running command started)."""
+        from edgefleet import server
+
         server.down(progress=console.print)
         console.print("edgefleet services stopped")

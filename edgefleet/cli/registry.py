@@ -6,7 +6,6 @@ import sys
 
 import typer
 
-from edgefleet import registry_secrets
 from edgefleet.cli.common import console, handle_errors
 from edgefleet.errors import InvalidInput
 
@@ -30,6 +29,8 @@ def login(
         raise InvalidInput("pass the password on standard input with --password-stdin "
                            "(never on the command line)")
     password = sys.stdin.readline().rstrip("\n")
+    from edgefleet import registry_secrets  # Prefect
+
     registry_secrets.save_registry_login(name, username=username, password=password,
                                          registry=registry)
     console.print(f"registry login {name} saved as a Prefect Secret block")

@@ -6,11 +6,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import typer
-from rich.markup import escape
 
-from edgefleet import metrics
-from edgefleet.api import telemetry
-from edgefleet.cli.common import console, err_console, handle_errors, print_json, print_table
+from edgefleet.cli.common import (
+    console,
+    err_console,
+    escape,
+    handle_errors,
+    print_json,
+    print_table,
+)
 
 
 def _size(value: float | None) -> str:
@@ -31,6 +35,8 @@ def _ago(iso: str | None) -> str:
 
 
 def show(rows: list[dict[str, Any]], detail: bool) -> None:
+    from edgefleet import metrics
+
     colour = {"ONLINE": "green", "OFFLINE": "red"}
     table_rows = []
     for row in rows:
@@ -83,6 +89,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
         """Latest telemetry per edge (status, engine, CPU, memory, containers, disk) and trend."""
+        from edgefleet.api import telemetry
+
         if collect:
             telemetry.collect([edge] if edge else None, force=True)
         rows = telemetry.edge_telemetry(edge, since=since)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
 
-from edgefleet import jobs
-from edgefleet.api import deployments, notifications
-from edgefleet.cli.common import console, err_console, handle_errors, print_json, print_table
+from edgefleet.cli.common import (
+    console,
+    err_console,
+    escape,
+    handle_errors,
+    print_json,
+    print_table,
+)
 from edgefleet.cli.deployments import show_deployment
 
 notifications_app = typer.Typer(help="What operators are told: newer versions, moved images, "
@@ -24,6 +28,8 @@ def list_notifications(
     """List notifications (unacknowledged by default)."""
     if ctx.invoked_subcommand is not None:
         return
+    from edgefleet.api import notifications
+
     rows = notifications.list_notifications(include_acknowledged=all_)
     if json_out:
         print_json(rows)
@@ -38,6 +44,8 @@ def list_notifications(
 @handle_errors
 def ack(notification_id: int) -> None:
     """Mark a notification as seen."""
+    from edgefleet.api import notifications
+
     notifications.acknowledge(notification_id)
     console.print(f"notification {notification_id} acknowledged")
 
@@ -57,6 +65,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="print the deployment as JSON"),
     ) -> None:
         """Update a deployment: pull first, recreate only what changed, roll back on failure."""
+        from edgefleet.api import deployments
+
         progress = None if json_out else (lambda m: err_console.print(f"[dim]{m}[/]"))
         data = deployments.update_deployment(deployment, to=to, force=force,
                                              allow_unpublished=allow_unpublished, wait=wait,
@@ -69,6 +79,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def check_updates(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
         """One image-update sweep now: each unique image reference asked once."""
+        from edgefleet import jobs  # Prefect
+
         result = jobs.run_here("check-image-updates")
         if json_out:
             print_json(result)
