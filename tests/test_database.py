@@ -94,3 +94,26 @@ def test_every_migration_applies_over_records_that_refer_to_each_other(tmp_path:
         assert conn.exec_driver_sql("SELECT state FROM deployment").scalar() == "STARTED"
     migrate(command.downgrade, "0006")
     engine.dispose()
+
+
+def test_the_schema_check_skips_alembic_only_at_head(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A database at head is recognised without Alembic; a fresh or an older one is migrated."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+    cfg = db.alembic_config(url)
+    assert db.script_heads() == frozenset(ScriptDirectory.from_config(cfg).get_heads())
+    try:
+        engine = db.get_engine(url)  # a fresh database: migrated
+        assert db.at_head(engine)
+        command.downgrade(cfg, "-1")  # an older schema
+        assert not db.at_head(engine)
+        db.get_engine.cache_clear()
+        engine = db.get_engine(url)
+        assert db.at_head(engine)
+        assert "policy" in {c["name"] for c in inspect(engine).get_columns("deployment")}
+    finally:
+        db.get_engine(url).dispose()
+        db.get_engine.cache_clear()
