@@ -13,7 +13,6 @@ from edgefleet.crud import get_edge
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, InvalidInput
 from edgefleet.metrics import availability
-from edgefleet.models.inputs import EdgeCreate
 from edgefleet.models.records import Deployment, Edge, as_dict
 from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
 from edgefleet.validation import validated
@@ -31,6 +30,8 @@ def add_edge(
     check: bool = True,
 ) -> Edge:
     """Register an edge; with ``check`` (the default) its engine must answer first."""
+    from edgefleet.models.inputs import EdgeCreate  # yaml, semver: only to add one
+
     spec = validated(
         EdgeCreate,
         name=name,
