@@ -47,7 +47,8 @@ def add_edge(
             raise AlreadyExists(f"an edge named {spec.name!r} already exists")
     edge = Edge(**spec.model_dump())
     if check:
-        from edgefleet.engine import connection_of, ping  # docker: only to check
+        from edgefleet.engine import ping  # docker: only to check the engine answers
+        from edgefleet.models.connections import connection_of
 
         ping(connection_of(edge))
         edge.status = "ONLINE"
