@@ -7,12 +7,13 @@ need "the version V of application A" read it the same way, and neither imports 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import semver
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from edgefleet.errors import NotFound
-from edgefleet.image_updates import RunningImage, is_checkable
 from edgefleet.models.policies import UpdatePolicy
 from edgefleet.models.records import (
     Application,
@@ -23,6 +24,9 @@ from edgefleet.models.records import (
     Notification,
 )
 from edgefleet.settings import get_settings
+
+if TYPE_CHECKING:  # the image rules are only needed by running_images (not by a listing)
+    from edgefleet.image_updates import RunningImage
 
 
 def get_application(session: Session, *, name: str) -> Application:
@@ -75,6 +79,8 @@ def containers_of(session: Session, *, deployment_id: str) -> list[ContainerStat
 def running_images(session: Session) -> list[RunningImage]:
     """Images of every STARTED deployment, from the recorded per-container status (those
     pinned by digest left out: they cannot move)."""
+    from edgefleet.image_updates import RunningImage, is_checkable
+
     rows = session.exec(
         select(ContainerStatus, Deployment, Application, ApplicationVersion)
         .where(ContainerStatus.deployment_id == Deployment.id,

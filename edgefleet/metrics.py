@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from edgefleet.models.readings import Work
-from edgefleet.models.states import Availability
+from edgefleet.models.states import Availability, Work
 
 T = TypeVar("T")
 

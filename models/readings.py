@@ -6,20 +6,14 @@ Plain pydantic data, so task inputs stay serialisable and nothing holds a live c
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 from edgefleet.models.connections import EngineConnection
 from edgefleet.models.plans import ObservedContainer
+from edgefleet.models.states import Work
 
-
-class Work(StrEnum):
-    """What a sweep does for one edge: a full sample, only a ping, or nothing."""
-
-    SAMPLE = "sample"
-    HEARTBEAT = "heartbeat"
-    NONE = "none"
+__all__ = ["ContainerReading", "EdgeReading", "EdgeTarget", "Work"]
 
 
 class EdgeTarget(BaseModel):

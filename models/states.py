@@ -29,6 +29,14 @@ class Action(StrEnum):
     FAIL = "fail"
 
 
+class Work(StrEnum):
+    """What a sweep does for one edge: a full sample, only a ping, or nothing."""
+
+    SAMPLE = "sample"
+    HEARTBEAT = "heartbeat"
+    NONE = "none"
+
+
 class Availability(StrEnum):
     """An edge's status by the heartbeat rule (``edgefleet.metrics.availability``)."""
 

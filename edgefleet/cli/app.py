@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
-from edgefleet.cli.common import console, handle_errors, print_json, print_table
+from edgefleet.cli.common import console, escape, handle_errors, print_json, print_table
 from edgefleet.errors import InvalidInput
 
 app_app = typer.Typer(help="Define applications and their versions; publish them to operators.",
