@@ -178,7 +178,8 @@ anything = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
                                                                 max_size=4),
     max_leaves=12)
-JUNK = settings(max_examples=300, deadline=None,
+# 100 junk inputs per test keep the fast tier fast; every run draws new ones
+JUNK = settings(max_examples=100, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 
