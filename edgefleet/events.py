@@ -12,22 +12,33 @@ import httpx
 from prefect.events import Event
 
 from edgefleet import server
+from edgefleet.notice_events import Notice, event_of
 
 APPLICATION_PUBLISHED = "edgefleet.application.published"
 
 
-def emit(name: str, resource_id: str, payload: dict[str, Any]) -> bool:
+def emit(name: str, resource_id: str, payload: dict[str, Any],
+         related: list[dict[str, str]] | None = None) -> bool:
     """Emit one event to the server `edgefleet up` runs; False unless it serves the flows.
 
     A server that a command started alone serves no flows: no trigger would act on the
     event there, so the caller does the work itself.
     """
-    api_url = server.served_api_url()
+    return _post(Event(event=name,
+                       resource={"prefect.resource.id": resource_id,
+                                 "prefect.resource.name": resource_id.rsplit(".", 1)[-1]},
+                       related=related or [], payload=payload), server.served_api_url())
+
+
+def emit_notice(notice: Notice) -> bool:
+    """Announce a notice that was just recorded to any running server: its automations (the
+    notify channels) deliver it, whether or not it serves the flows."""
+    return _post(Event(**event_of(notice)), server.running_api_url())
+
+
+def _post(event: Event, api_url: str | None) -> bool:
     if api_url is None:
         return False
-    event = Event(event=name, resource={"prefect.resource.id": resource_id,
-                                        "prefect.resource.name": resource_id.rsplit(".", 1)[-1]},
-                  payload=payload)
     try:
         resp = httpx.post(f"{api_url}/events", json=[event.model_dump(mode="json")], timeout=10,
                           trust_env=False)

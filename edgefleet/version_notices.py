@@ -12,7 +12,8 @@ from sqlmodel import Session, select
 from edgefleet.crud import get_application, get_version, latest_published, notify_once
 from edgefleet.db import session_scope
 from edgefleet.models.policies import Answer, UpdatePolicy, answer
-from edgefleet.models.records import Application, ApplicationVersion, Deployment
+from edgefleet.models.records import Application, ApplicationVersion, Deployment, Edge
+from edgefleet.notice_events import Notice, notice_of
 
 # Deployments running on an edge (CREATED or STOPPED ones start on whatever version is chosen).
 ACTIVE = ("STARTING", "STARTED", "UPDATING", "ERROR")
@@ -29,19 +30,20 @@ def older_deployments(session: Session, *, application: str, version: str) -> li
                   if dep.state in ACTIVE and semver.Version.parse(ver.version) < target)
 
 
-def notify_version(application: str, version: str, deployment_id: str) -> bool:
-    """One notification for this deployment and version, if its update policy wants it;
-    False when it already exists or the policy leaves this version out."""
+def notify_version(application: str, version: str, deployment_id: str) -> Notice | None:
+    """One notification for this deployment and version, if its update policy wants it: the
+    new notice (for the caller to announce once committed), None when it already exists or
+    the policy leaves this version out."""
     with session_scope() as session:
         dep = session.get(Deployment, deployment_id)
         if dep is None:
-            return False
+            return None
         current = session.get(ApplicationVersion, dep.version_id)
         assert current is not None
         decision, _why = answer(UpdatePolicy.model_validate(dep.policy),
                                 current.version, version)
         if decision is Answer.SKIP:
-            return False
+            return None
         dep.update_available = f"version {version} published"
         session.add(dep)
         target = get_version(session, application=get_application(session, name=application),
@@ -53,7 +55,8 @@ def notify_version(application: str, version: str, deployment_id: str) -> bool:
                      f"{current.version}{privileges_note(target)}"),
             command=f"edgefleet update {dep.id} --to {version}",
         )
-        return created is not None
+        edge = session.get(Edge, dep.edge_id)
+        return notice_of(created, edge.name if edge else "?") if created else None
 
 
 def privileges_note(version: ApplicationVersion) -> str:
@@ -65,11 +68,12 @@ def privileges_note(version: ApplicationVersion) -> str:
             f"on the edge ({asked})")
 
 
-def notify_all(application: str, version: str) -> int:
-    """Notify every older deployment; returns how many notifications were new."""
+def notify_all(application: str, version: str) -> list[Notice]:
+    """Notify every older deployment; returns the notices that are new (to announce)."""
     with session_scope() as session:
         targets = older_deployments(session, application=application, version=version)
-    return sum(notify_version(application, version, dep_id) for dep_id in targets)
+    found = (notify_version(application, version, dep_id) for dep_id in targets)
+    return [notice for notice in found if notice is not None]
 
 
 def newest_published() -> list[tuple[str, str]]:

@@ -87,6 +87,7 @@ def _update(deployment_id: str, version: str | None, force: bool) -> str:
     except Exception as exc:
         reason = f"update to {target.version} not started, nothing was changed: {exc}"
         _give_up(deployment_id, reason, was_error)
+        _tell_failed(deployment_id, target.version, reason)
         publish_update_report(deployment_id, [_row("(all)", "-", None, None, "failed", reason)],
                               reason)
         raise
@@ -158,6 +159,7 @@ def _roll_back(current: DeployPlan, deployment_id: str, reason: str, ops: list[O
         record_containers(deployment_id, observe_containers(current.edge, deployment_id))
         move_state(deployment_id, Action.FAIL, error=full)
         publish_update_report(deployment_id, _rows(ops, None, "failed", full), full)
+        _tell_failed(deployment_id, current.version, full)
         return
     record_containers(deployment_id, restored)
     move_state(deployment_id, Action.FAIL if was_error else Action.UPDATED, error=reason)
@@ -165,6 +167,14 @@ def _roll_back(current: DeployPlan, deployment_id: str, reason: str, ops: list[O
     publish_update_report(deployment_id, _rows(ops, after, "rolled back", reason), reason)
     notify_operator(deployment_id, reason="rollback", key=str(runtime.flow_run.id or reason),
                     to_version=current.version, message=reason,
+                    command=f"edgefleet status {deployment_id}")
+
+
+def _tell_failed(deployment_id: str, version: str, reason: str) -> None:
+    """The operator hears of an update that failed (and could not be rolled back, or never
+    started) once per run: a notice, and its `edgefleet.update.failed` event."""
+    notify_operator(deployment_id, reason="failed", key=str(runtime.flow_run.id or reason),
+                    to_version=version, message=reason,
                     command=f"edgefleet status {deployment_id}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NONE
 
-from edgefleet import version_notices
+from edgefleet import events, version_notices
 from edgefleet.db import session_scope
 
 
@@ -20,7 +20,11 @@ def find_older_deployments(application: str, version: str) -> list[str]:
 @task(name="notify-deployment", retries=2, retry_delay_seconds=1, cache_policy=NONE,
       task_run_name="notify {deployment_id} of {application} {version}")
 def notify_deployment(application: str, version: str, deployment_id: str) -> bool:
-    return version_notices.notify_version(application, version, deployment_id)
+    """Record the notice; announce it (its event) only when it is new."""
+    notice = version_notices.notify_version(application, version, deployment_id)
+    if notice is not None:
+        events.emit_notice(notice)
+    return notice is not None
 
 
 @task(name="find-newest-published", retries=2, retry_delay_seconds=1, cache_policy=NONE)

@@ -11,6 +11,7 @@ from sqlmodel import col, delete
 from edgefleet.crud import get_version, notify_once
 from edgefleet.db import session_scope
 from edgefleet.errors import InvalidTransition, NotFound
+from edgefleet.events import emit_notice
 from edgefleet.labels import project_name
 from edgefleet.models.connections import connection_of
 from edgefleet.models.inputs import AppKind
@@ -23,6 +24,7 @@ from edgefleet.models.records import (
     Edge,
 )
 from edgefleet.models.states import Action, IllegalTransition, transition
+from edgefleet.notice_events import notice_of
 from edgefleet.tasks.retry import unless_final
 
 
@@ -141,4 +143,8 @@ def notify_operator(deployment_id: str, *, reason: str, key: str, to_version: st
         created = notify_once(session, deployment=dep, application=app.name,
                               from_version=current.version, to_version=to_version,
                               reason=reason, key=key, command=command, message=message)
-        return created is not None
+        edge = session.get(Edge, dep.edge_id)
+        notice = notice_of(created, edge.name if edge else "?") if created else None
+    if notice is not None:  # announced once it is recorded, never for a notice found again
+        emit_notice(notice)
+    return notice is not None

@@ -31,6 +31,7 @@ from edgefleet.models.readings import EdgeReading, EdgeTarget, Work
 from edgefleet.models.records import ContainerStatus, Deployment, Edge, utcnow
 from edgefleet.models.states import Availability, DeploymentState
 from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
+from edgefleet.notice_events import Notice, event_of
 from edgefleet.settings import get_settings
 from edgefleet.tasks.retry import unless_final
 
@@ -228,20 +229,23 @@ def mark_availability(now: datetime | None = None) -> list[AvailabilityChange]:
 
 @task(name="emit-availability-events", retries=2, retry_delay_seconds=1, cache_policy=NONE)
 def emit_availability_events(changes: list[AvailabilityChange]) -> int:
-    """One Prefect event per change (`edgefleet.edge.offline` / `.online`), for automations."""
+    """One Prefect event per change (`edgefleet.edge.offline` / `.online`), for automations
+    (the notify channels): the edge is its resource and, as for every notice, related."""
     for change in changes:
-        emit_event(
-            event=f"edgefleet.edge.{change.status.value.lower()}",
-            resource={"prefect.resource.id": f"edgefleet.edge.{change.edge}",
-                      "prefect.resource.name": change.edge,
-                      "edgefleet.docker-host": change.docker_host},
-            occurred=change.time,
-            payload={"edge": change.edge, "status": change.status.value,
-                     "previous": change.previous, "docker_host": change.docker_host,
-                     "last_contact": change.last_contact.isoformat()
-                     if change.last_contact else None,
-                     "reason": change.reason},
-        )
+        went = change.status.value.lower()
+        contact = change.last_contact.isoformat() if change.last_contact else None
+        message = (f"edge {change.edge} is OFFLINE: {change.reason or 'no contact'} (last "
+                   f"contact {contact or 'never'})" if went == "offline"
+                   else f"edge {change.edge} is ONLINE again")
+        notice = event_of(Notice(kind=went, message=message, edge=change.edge,
+                                 command=f"edgefleet telemetry {change.edge}",
+                                 extra={"status": change.status.value,
+                                        "previous": change.previous,
+                                        "docker_host": change.docker_host,
+                                        "last_contact": contact, "reason": change.reason}))
+        emit_event(event=notice["event"],
+                   resource={**notice["resource"], "edgefleet.docker-host": change.docker_host},
+                   related=notice["related"], occurred=change.time, payload=notice["payload"])
     return len(changes)
 
 

@@ -134,7 +134,8 @@ def publish_version(name: str, version: str) -> ApplicationVersion:
 
     payload = {"name": name, "version": version}
     if not events.emit(events.APPLICATION_PUBLISHED, f"edgefleet.application.{name}", payload):
-        version_notices.notify_all(name, version)
+        for notice in version_notices.notify_all(name, version):
+            events.emit_notice(notice)  # a server alone still runs the channels' automations
     return row
 
 

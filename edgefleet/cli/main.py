@@ -9,6 +9,7 @@ from edgefleet.cli import telemetry as telemetry_cli
 from edgefleet.cli.app import app_app
 from edgefleet.cli.edge import edge_app
 from edgefleet.cli.lab import lab_app
+from edgefleet.cli.notify import notify_app
 from edgefleet.cli.registry import registry_app
 
 app = typer.Typer(
@@ -24,4 +25,5 @@ prefect_server.register(app)
 telemetry_cli.register(app)
 updates.register(app)
 app.add_typer(registry_app, name="registry")
+app.add_typer(notify_app, name="notify")
 app.add_typer(lab_app, name="lab", help="A local lab of real dockerd edges and a registry.")

@@ -1,0 +1,181 @@
+"""Notify channels on the lab: Prefect automations deliver edgefleet's events to a webhook.
+
+A local HTTP receiver on 127.0.0.1 stands for the operators' endpoint; `edgefleet up` (the
+session's Prefect server and served flows) evaluates the automations.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+import edgefleet
+from edgefleet.api.channels import add_channel, list_channels, remove_channel
+from edgefleet.api.channels import test_channel as send_test_message
+from edgefleet.errors import EdgefleetError, InvalidInput, NotFound
+from edgefleet.lab.daemons import free_port
+from edgefleet.settings import get_settings
+from tests.lab_helpers import unique
+
+pytestmark = pytest.mark.lab
+
+
+class Receiver:
+    """Collects the JSON bodies POSTed to it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("Content-Length", 0))
+                received.append(json.loads(self.rfile.read(length) or b"{}"))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def matching(self, test: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        return [b for b in list(self.bodies) if test(b)]
+
+    def wait_for(self, test: Callable[[dict[str, Any]], bool], count: int,
+                 timeout: float = 60) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.matching(test)) < count and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return self.matching(test)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    yield found
+    found.server.shutdown()
+
+
+@pytest.fixture
+def quick(local_runs: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("EDGEFLEET_SOAK_SECONDS", "3")
+    monkeypatch.setenv("EDGEFLEET_DEPLOY_TIMEOUT", "25")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def kind(name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda body: body.get("subject", "").startswith(f"edgefleet {name}:")
+
+
+def test_webhook_channel_gets_each_notice_once(lab: Any, edges: dict[str, Any], prefect_api: str,
+                                               receiver: Receiver, quick: None) -> None:
+    app = unique("ntf")
+    image = f"{lab.registry}/edgefleet/hello"
+    edgefleet.create_application(app, "1.0.0", image=f"{image}:1.0.0", ports=["8080"])
+    edgefleet.add_version(app, "1.1.0", image=f"{image}:1.1.0", ports=["8080"])
+    edgefleet.add_version(app, "1.2.0", image=f"{image}:2.0.0", ports=["8080"],
+                          env=["HELLO_CRASH=1"])
+    edgefleet.publish_version(app, "1.0.0")
+    channel = unique("ops")
+    made = add_channel(channel, webhook=receiver.url, application=app,
+                       on="update-available,rolled-back,offline")
+    assert made["on"] == ["update-available", "rolled-back", "offline"]
+    launched = [edgefleet.deploy(app, edge) for edge in ("lab-1", "lab-2")]
+    deployments = [d["id"] for d in launched]
+    try:
+        assert [d["state"] for d in launched] == ["STARTED", "STARTED"], launched
+        edgefleet.publish_version(app, "1.1.0")
+        available = receiver.wait_for(kind("update-available"), 2)
+        assert len(available) == 2
+        named = sorted(d[:12] for b in available for d in deployments if d[:12] in b["text"])
+        assert named == sorted(d[:12] for d in deployments)  # one message per deployment
+        assert all("1.0.0 → 1.1.0" in b["text"] and "edgefleet update" in b["text"]
+                   for b in available)
+
+        edgefleet.publish_version(app, "1.1.0")  # again: the notices exist, nothing is sent
+        time.sleep(10)
+        assert len(receiver.matching(kind("update-available"))) == 2
+
+        edgefleet.publish_version(app, "1.2.0")
+        assert len(receiver.wait_for(kind("update-available"), 4)) == 4
+        after = edgefleet.update_deployment(deployments[0], to="1.2.0")
+        assert after["state"] == "STARTED" and "rolled back" in (after["last_error"] or "")
+        rolled = receiver.wait_for(kind("rolled-back"), 1)
+        assert len(rolled) == 1 and deployments[0][:12] in rolled[0]["text"]
+        deadline = time.monotonic() + 60  # the automation records its actions as events
+        while time.monotonic() < deadline:
+            sent = {c["name"]: c["deliveries"] for c in list_channels()}[channel]
+            if sent["sent"] >= 5:
+                break
+            time.sleep(1)
+        assert sent["sent"] == 5 and sent["failed"] == 0, sent
+    finally:
+        for dep in deployments:
+            edgefleet.delete_deployment(dep, force=True)
+        remove_channel(channel)
+    assert channel not in {c["name"] for c in list_channels()}
+
+
+def test_offline_edge_test_message_and_a_refusing_receiver(
+        lab: Any, edges: dict[str, Any], prefect_api: str, receiver: Receiver) -> None:
+    gone = unique("gone")
+    edgefleet.add_edge(gone, f"tcp://127.0.0.1:{free_port(set())}", check=False)
+    watch = unique("edgewatch")
+    add_channel(watch, webhook=receiver.url, edge=gone, on="offline,online")
+    refused = unique("refused")
+    add_channel(refused, webhook=f"http://127.0.0.1:{free_port(set())}/nobody", edge=gone,
+                on="offline")
+    try:
+        send_test_message(watch)
+        assert len(receiver.wait_for(lambda b: "test message" in b.get("text", ""), 1)) == 1
+        with pytest.raises(EdgefleetError, match="could not deliver"):
+            send_test_message(refused)
+
+        offline = receiver.wait_for(kind("offline"), 1)  # the served sweeps find it
+        assert len(offline) == 1 and gone in offline[0]["text"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            failed = {c["name"]: c["deliveries"] for c in list_channels()}[refused]
+            if failed["failed"]:
+                break
+            time.sleep(1)
+        assert failed["failed"] >= 1 and failed["last_failure"], failed
+    finally:
+        remove_channel(watch)
+        remove_channel(refused)
+        edgefleet.remove_edge(gone)
+
+
+def test_bad_channel_requests_change_nothing(lab: Any, prefect_api: str) -> None:
+    name = unique("bad")
+    with pytest.raises(InvalidInput, match="unknown notification kind 'sometimes'"):
+        add_channel(name, webhook="http://127.0.0.1:9/x", on="offline,sometimes")
+    with pytest.raises(InvalidInput, match="exactly one of --webhook"):
+        add_channel(name, on="offline")
+    with pytest.raises(InvalidInput, match="not an http"):
+        add_channel(name, webhook="file:///etc/passwd", on="offline")
+    with pytest.raises(NotFound, match="no application"):
+        add_channel(name, webhook="http://127.0.0.1:9/x", on="offline", application="nope")
+    with pytest.raises(NotFound, match="no Prefect block"):
+        add_channel(name, block="slack-webhook/nope", on="offline")
+    with pytest.raises(InvalidInput, match="channel name"):
+        add_channel("../etc", webhook="http://127.0.0.1:9/x", on="offline")
+    assert name not in {c["name"] for c in list_channels()}
+    add_channel(name, webhook="http://127.0.0.1:9/x", on="offline")
+    with pytest.raises(InvalidInput, match="exists"):
+        add_channel(name, webhook="http://127.0.0.1:9/y", on="online")
+    remove_channel(name)
+    with pytest.raises(NotFound, match="no notify channel"):
+        remove_channel(name)
