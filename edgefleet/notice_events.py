@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import NAMESPACE_URL, uuid5
 
 # notify kind (what `edgefleet notify add --on` takes) -> Prefect event name
 KINDS: dict[str, str] = {
@@ -43,7 +44,16 @@ class Notice:
     to_version: str | None = None
     command: str | None = None
     link: str | None = None
+    event_id: str | None = None  # fixed for a recorded notice: see notice_event_id
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def notice_event_id(notification_id: int | None) -> str | None:
+    """The event id of a recorded notice, the same whoever emits it and however often: the
+    Prefect server keeps one event per id, and deliveries are traced back to the notice."""
+    if notification_id is None:
+        return None
+    return str(uuid5(NAMESPACE_URL, f"edgefleet.notification.{notification_id}"))
 
 
 def related(role: str, name: str) -> dict[str, str]:
@@ -88,8 +98,11 @@ def event_of(notice: Notice) -> dict[str, Any]:
                "application": notice.application, "from_version": notice.from_version,
                "to_version": notice.to_version, "command": notice.command,
                "link": notice.link, **notice.extra}
-    return {"event": KINDS[notice.kind], "resource": resource, "related": links,
-            "payload": payload}
+    fields = {"event": KINDS[notice.kind], "resource": resource, "related": links,
+              "payload": payload}
+    if notice.event_id:
+        fields["id"] = notice.event_id
+    return fields
 
 
 def channel_filters(application: str | None, edge: str | None) -> list[dict[str, str]]:
@@ -122,4 +135,4 @@ def notice_of(row: Any, edge: str) -> Notice:
     return Notice(kind=KIND_OF_REASON.get(row.reason, "update-available"), message=row.message,
                   edge=edge, deployment_id=row.deployment_id, application=row.application,
                   from_version=row.from_version, to_version=row.to_version,
-                  command=row.command, link=row.link)
+                  command=row.command, link=row.link, event_id=notice_event_id(row.id))

@@ -105,7 +105,8 @@ def test_publish_notifies_through_the_real_trigger(lab: Any, edges: dict[str, An
         assert note["link"].startswith("http://127.0.0.1:")
         assert not note["acknowledged"]
     assert edgefleet.deployment_status(sorted(told)[0])["update_available"]
-    assert edgefleet.deployment_status(quiet)["update_available"] is None
+    # (the served image check may flag the newer 2.0.0 tag meanwhile: a major is news to it)
+    assert "1.1.0" not in (edgefleet.deployment_status(quiet)["update_available"] or "")
 
     edgefleet.publish_version(app, "1.1.0")  # again: the trigger fires, nothing is added
     jobs.run_here("reconcile-notifications")

@@ -121,6 +121,14 @@ def test_webhook_channel_gets_each_notice_once(lab: Any, edges: dict[str, Any], 
                 break
             time.sleep(1)
         assert sent["sent"] == 5 and sent["failed"] == 0, sent
+        deadline = time.monotonic() + 60  # each notice names the channel that delivered it
+        while time.monotonic() < deadline:
+            notes = [n for n in edgefleet.list_notifications()
+                     if n["deployment_id"] in deployments and n["reason"] == "version"]
+            if len(notes) == 4 and all(n["delivered_to"] == [channel] for n in notes):
+                break
+            time.sleep(1)
+        assert [n["delivered_to"] for n in notes] == [[channel]] * 4, notes
     finally:
         for dep in deployments:
             edgefleet.delete_deployment(dep, force=True)

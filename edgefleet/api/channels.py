@@ -36,6 +36,9 @@ PAYLOAD = ('{"subject": {{ ("edgefleet " ~ event.payload.kind ~ ": " ~ event.pay
            '{{ event.payload.kind | tojson }}, "channel": "%s"}')
 URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 BLOCK_RE = re.compile(r"^[a-z0-9-]+/[a-z0-9-]+$")
+PAGE = 50  # the most events the server returns at once
+CHUNK = 50  # notice event ids per query
+MAX_PAGES = 20
 
 
 @contextmanager
@@ -153,7 +156,7 @@ def _deliveries(client: Any, automation_id: Any, limit: int = 20) -> dict[str, A
         event=EventNameFilter(name=["prefect.automation.action.executed",
                                     "prefect.automation.action.failed"]),
         resource=EventResourceFilter(id=[f"prefect.automation.{automation_id}"])),
-        limit=limit)
+        limit=min(limit, PAGE))
     sent, failures = 0, []
     for event in page.events:  # newest first
         status = event.payload.get("status_code")
@@ -165,6 +168,46 @@ def _deliveries(client: Any, automation_id: Any, limit: int = 20) -> dict[str, A
             sent += 1
     return {"sent": sent, "failed": len(failures),
             "last_failure": failures[0][:300] if failures else None}
+
+
+def delivered_to(event_ids: list[str]) -> dict[str, list[str]]:
+    """Per notice event id, the channels whose automation delivered it ({} without a server)."""
+    from prefect.events.filters import (
+        EventFilter,
+        EventNameFilter,
+        EventRelatedFilter,
+        EventResourceFilter,
+    )
+
+    if not event_ids or server.running_api_url() is None:
+        return {}
+    wanted = {f"prefect.event.{i}": i for i in event_ids}
+    found: dict[str, list[str]] = {}
+    ids = list(wanted)
+    with _client() as client:
+        for start in range(0, len(ids), CHUNK):
+            page = client.read_events(filter=EventFilter(
+                event=EventNameFilter(name=["prefect.automation.action.executed"]),
+                resource=EventResourceFilter(id_prefix=["prefect.automation."]),
+                related=EventRelatedFilter(id=ids[start:start + CHUNK])), limit=PAGE)
+            for _ in range(MAX_PAGES):
+                for event in page.events:
+                    _note_delivery(event, wanted, found)
+                if not page.next_page:
+                    break
+                page = client.read_events_page(page.next_page)
+    return found
+
+
+def _note_delivery(event: Any, wanted: dict[str, str], found: dict[str, list[str]]) -> None:
+    channel = str(event.resource.get("prefect.resource.name", ""))
+    status = event.payload.get("status_code")
+    if not channel.startswith(PREFIX) or (isinstance(status, int) and status >= 400):
+        return
+    for resource in event.related:
+        event_id = wanted.get(resource.id)
+        if event_id and channel[len(PREFIX):] not in found.get(event_id, []):
+            found.setdefault(event_id, []).append(channel[len(PREFIX):])
 
 
 def _find(client: Any, name: str) -> Any:

@@ -14,14 +14,30 @@ from sqlmodel import col, select
 from edgefleet.db import session_scope
 from edgefleet.errors import NotFound
 from edgefleet.models.records import Notification, as_dict
+from edgefleet.notice_events import notice_event_id
 
 
 def list_notifications(*, include_acknowledged: bool = False) -> list[dict[str, Any]]:
+    """The notices (unacknowledged unless asked), each with the channels that delivered it
+    (``delivered_to``, read from the automations' events while a Prefect server runs)."""
     with session_scope() as session:
         query = select(Notification).order_by(col(Notification.created_at))
         if not include_acknowledged:
             query = query.where(col(Notification.acknowledged).is_(False))
-        return [as_dict(n) for n in session.exec(query).all()]
+        rows = [as_dict(n) for n in session.exec(query).all()]
+    import httpx
+
+    from edgefleet.api.channels import delivered_to  # Prefect only when a server runs
+
+    ids = {row["id"]: notice_event_id(row["id"]) for row in rows}
+    try:
+        delivered: dict[str, list[str]] | None = delivered_to([i for i in ids.values() if i])
+    except httpx.HTTPError:  # the server did not answer: who delivered is unknown (None)
+        delivered = None
+    for row in rows:
+        row["delivered_to"] = (None if delivered is None
+                               else sorted(delivered.get(ids[row["id"]] or "", [])))
+    return rows
 
 
 def acknowledge(notification_id: int) -> dict[str, Any]:
