@@ -172,6 +172,8 @@ def _deliveries(client: Any, automation_id: Any, limit: int = 20) -> dict[str, A
 
 def delivered_to(event_ids: list[str]) -> dict[str, list[str]]:
     """Per notice event id, the channels whose automation delivered it ({} without a server)."""
+    if not event_ids or server.running_api_url() is None:
+        return {}
     from prefect.events.filters import (
         EventFilter,
         EventNameFilter,
@@ -179,8 +181,6 @@ def delivered_to(event_ids: list[str]) -> dict[str, list[str]]:
         EventResourceFilter,
     )
 
-    if not event_ids or server.running_api_url() is None:
-        return {}
     wanted = {f"prefect.event.{i}": i for i in event_ids}
     found: dict[str, list[str]] = {}
     ids = list(wanted)
