@@ -3,11 +3,17 @@
 Run by `edgefleet up` as ``python -m edgefleet.deployments.serve``; ``pause_on_shutdown=False`` so
 stopping it does not pause the deployments. Jobs (deploy, stop, update) run on demand; the
 image check, the notification reconcile and the telemetry sweep on an interval;
-notify-application-update on the ``edgefleet.application.published`` event.
+notify-application-update on the ``edgefleet.application.published`` event;
+reconcile-deployments on an interval and once at start (runs the previous serving process
+left behind), clean-up-edge on ``edgefleet.edge.online``. Served runs send a heartbeat every
+``run_heartbeat_seconds``: three missed tell reconcile-deployments a run's process is gone.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -16,10 +22,11 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
-from edgefleet.events import APPLICATION_PUBLISHED
+from edgefleet.events import APPLICATION_PUBLISHED, EDGE_ONLINE
 from edgefleet.flows.check_updates import check_image_updates
 from edgefleet.flows.deploy import deploy_application
 from edgefleet.flows.notify import notify_application_update, reconcile_notifications
+from edgefleet.flows.reconcile import clean_up_edge, reconcile_deployments
 from edgefleet.flows.stop import stop_application
 from edgefleet.flows.telemetry import collect_telemetry
 from edgefleet.flows.update import update_application
@@ -36,6 +43,17 @@ def publish_trigger() -> DeploymentEventTrigger:
     )
 
 
+def online_trigger() -> DeploymentEventTrigger:
+    """An edge back ONLINE becomes a run of clean-up-edge for it (its engine is named too,
+    so an event from another control plane's edge of the same name is told apart)."""
+    return DeploymentEventTrigger(
+        expect={EDGE_ONLINE},
+        match={"prefect.resource.id": "edgefleet.edge.*"},
+        parameters={"edge": "{{ event.payload.edge }}",
+                    "docker_host": "{{ event.payload.docker_host }}"},
+    )
+
+
 def served_flows() -> list[tuple[Any, dict[str, Any]]]:
     """Each flow with its deployment options (schedule or trigger)."""
     settings = get_settings()
@@ -46,6 +64,11 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
         (update_application, {}),
         (notify_application_update, {"triggers": [publish_trigger()]}),
         (reconcile_notifications, {"interval": timedelta(seconds=settings.reconcile_seconds)}),
+        (reconcile_deployments, {"interval": timedelta(seconds=settings.stuck_check_seconds),
+                                 "concurrency_limit": ConcurrencyLimitConfig(
+                                     limit=1,
+                                     collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)}),
+        (clean_up_edge, {"triggers": [online_trigger()]}),
         (check_image_updates, {"interval": timedelta(seconds=settings.image_check_seconds)}),
         # each run sweeps for its whole interval, as often as the edges' heartbeats ask;
         # one run at a time: a run still going when the next is due skips that one
@@ -66,7 +89,29 @@ def build_deployments() -> list[RunnerDeployment]:
     return built
 
 
+def reconcile_at_start(timeout: float = 120) -> None:
+    """Submit one reconcile-deployments run as soon as its deployment is served: runs the
+    previous serving process left in a transient state are settled now, not in a minute."""
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    name = f"{reconcile_deployments.name}/{reconcile_deployments.name}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            run_deployment(name=name, timeout=0, flow_run_name="reconcile deployments at start")
+            return
+        except ObjectNotFound:
+            time.sleep(1)
+        except Exception as exc:  # the interval schedule will do it; say why not now
+            print(f"reconcile at start not submitted: {exc}", flush=True)
+            return
+
+
 def main() -> None:
+    # inherited by every served run (its own process): three missed beats = a dead run
+    os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(get_settings().run_heartbeat_seconds)
+    threading.Thread(target=reconcile_at_start, name="reconcile-at-start", daemon=True).start()
     serve(*build_deployments(), pause_on_shutdown=False, limit=8)
 
 

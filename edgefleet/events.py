@@ -15,6 +15,7 @@ from edgefleet import server
 from edgefleet.notice_events import Notice, event_of
 
 APPLICATION_PUBLISHED = "edgefleet.application.published"
+EDGE_ONLINE = "edgefleet.edge.online"  # emitted by the telemetry sweep (tasks/telemetry.py)
 
 
 def emit(name: str, resource_id: str, payload: dict[str, Any],

@@ -34,6 +34,8 @@ FLOWS = {
     "check-image-updates": "edgefleet.flows.check_updates:check_image_updates",
     "reconcile-notifications": "edgefleet.flows.notify:reconcile_notifications",
     "collect-telemetry": "edgefleet.flows.telemetry:collect_telemetry",
+    "reconcile-deployments": "edgefleet.flows.reconcile:reconcile_deployments",
+    "clean-up-edge": "edgefleet.flows.reconcile:clean_up_edge",
 }
 TRANSIENT = {DeploymentState.STARTING, DeploymentState.UPDATING, DeploymentState.STOPPING}
 

@@ -32,6 +32,15 @@ class Settings(BaseSettings):
                                      description="cadence of the served image-update check")
     reconcile_seconds: int = Field(default=60, gt=0,
                                    description="cadence of the notification reconcile")
+    stuck_check_seconds: int = Field(
+        default=60, gt=0, description="cadence of the served reconcile of deployments whose "
+        "run died (also run once each time the serving process starts)")
+    stuck_margin: float = Field(
+        default=300.0, ge=0, description="seconds beyond 2 x deploy timeout + soak a "
+        "deployment may stay transient while its run shows no sign of life")
+    run_heartbeat_seconds: int = Field(
+        default=30, ge=30, description="heartbeat of served flow runs; three missed mean "
+        "the run's process is gone")
     telemetry_sweep_seconds: int = Field(
         default=10, gt=0, description="cadence of the served collect-telemetry sweep; each "
         "edge's own intervals decide whether it is due")

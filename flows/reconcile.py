@@ -1,0 +1,148 @@
+"""Flows that leave nothing transient and nothing behind after a fault.
+
+- `reconcile-deployments` (served on an interval, and once each time the serving process
+  starts): a deployment held in STARTING, UPDATING or STOPPING by a flow run that is no
+  longer alive (ended, gone, or RUNNING without heartbeats) is moved to a final state from
+  what its edge really runs: STARTED on the version running and healthy, STOPPED when a
+  stop left nothing, else ERROR with what was found.
+- `clean-up-edge` (on `edgefleet.edge.online`): containers, swarm services and networks of
+  deleted or STOPPED deployments, or of ERROR ones after a failed deploy or stop, are
+  removed from the edge that came back (the run that failed could not reach it), each
+  removal logged with its cause.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import flow, get_run_logger
+
+from edgefleet.models.plans import ObservedContainer
+from edgefleet.models.records import utcnow
+from edgefleet.models.states import Action
+from edgefleet.reconcile_rules import Limits, Outcome, plan_clean_up, run_is_gone, settle
+from edgefleet.settings import get_settings
+from edgefleet.tasks.containers import observe_containers
+from edgefleet.tasks.reconcile import (
+    Held,
+    find_edge,
+    find_transient,
+    list_managed,
+    load_owners,
+    load_shape,
+    read_runs,
+    remove_container,
+    remove_leftover,
+    still_held,
+)
+from edgefleet.tasks.records import load_plan, move_state, record_containers, set_version
+from edgefleet.tasks.updates import confirm_replacement
+
+
+def limits() -> Limits:
+    """Three missed heartbeats; or deploy timeout + soak + margin without a sign of life."""
+    settings = get_settings()
+    return Limits(silent=timedelta(seconds=3 * settings.run_heartbeat_seconds + 10),
+                  stale=timedelta(seconds=2 * settings.deploy_timeout + settings.soak_seconds
+                                  + settings.stuck_margin))
+
+
+@flow(name="reconcile-deployments", flow_run_name="reconcile deployments")
+def reconcile_deployments() -> dict[str, str]:
+    """Settle every deployment whose run died; returns deployment id → outcome."""
+    logger = get_run_logger()
+    held = find_transient()
+    if not held:
+        return {}
+    runs = read_runs([h.flow_run_id for h in held if h.flow_run_id])
+    now, rules = utcnow(), limits()
+    outcomes = {}
+    for item in held:
+        why = run_is_gone(runs.get(item.flow_run_id) if item.flow_run_id else None,
+                          item.updated_at, now, rules)
+        if why is None:
+            continue
+        outcome = _settle(item, why)
+        if outcome is not None:
+            outcomes[item.deployment_id] = outcome.render()
+            logger.warning("deployment %s was stuck %s: now %s", item.deployment_id[:12],
+                           item.state, outcome.render())
+    if not outcomes:
+        logger.info("%d deployment(s) in a transient state, all with a live run", len(held))
+    return outcomes
+
+
+def _settle(held: Held, why: str) -> Outcome | None:
+    logger = get_run_logger()
+    plan = load_plan(held.deployment_id)
+    shape = load_shape(held.deployment_id)
+    observed: list[ObservedContainer] = []
+    unreachable = None
+    try:
+        observed = observe_containers(plan.edge, held.deployment_id)
+    except Exception as exc:
+        unreachable = str(exc) or type(exc).__name__
+    outcome = settle(held.state, why, observed=observed, expected=shape.expected,
+                     container_name=shape.container_name, unreachable=unreachable)
+    if not still_held(held):  # its run (or an operator) moved it after all
+        logger.info("deployment %s moved on while it was looked at; left alone",
+                    held.deployment_id[:12])
+        return None
+    for tidy in outcome.tidy:
+        try:
+            if tidy.operation == "confirm":
+                confirm_replacement(plan.edge, tidy.container)
+            else:
+                remove_container(plan.edge, tidy.container)
+        except Exception as exc:
+            outcome = Outcome(Action.FAIL, f"{outcome.reason}; {tidy.describe()} failed: {exc}")
+            break
+    try:
+        if outcome.tidy and outcome.action is not Action.FAIL:
+            observed = observe_containers(plan.edge, held.deployment_id)
+        record_containers(held.deployment_id, [] if outcome.action is Action.STOPPED
+                          else observed)
+        if outcome.version and outcome.version != plan.version:
+            set_version(held.deployment_id, outcome.version)
+        move_state(held.deployment_id, outcome.action, error=outcome.reason)
+    except Exception as exc:
+        logger.error("deployment %s could not be settled: %s", held.deployment_id[:12], exc)
+        return None
+    return outcome
+
+
+@flow(name="clean-up-edge", flow_run_name="clean up {edge}")
+def clean_up_edge(edge: str, docker_host: str | None = None) -> list[str]:
+    """Remove what failed or deleted deployments left on ``edge``; returns the removals.
+
+    ``docker_host``: the engine the triggering event was about; an event about another
+    engine of the same name (another control plane's records) is ignored.
+    """
+    logger = get_run_logger()
+    conn = find_edge(edge)
+    if conn is None:
+        logger.info("no edge named %s in the records; nothing to clean", edge)
+        return []
+    if docker_host and docker_host != conn.docker_host:
+        logger.info("the event was about %s at %s, not ours at %s; nothing to clean", edge,
+                    docker_host, conn.docker_host)
+        return []
+    items = list_managed(conn)
+    planned = plan_clean_up(items, load_owners())
+    if not planned:
+        logger.info("edge %s: nothing left behind (%d item(s) of ours, all in use)", edge,
+                    len(items))
+        return []
+    # the records again, just before acting: a deployment started meanwhile keeps its things
+    still = {r.render() for r in plan_clean_up(items, load_owners())}
+    done = []
+    for removal in planned:
+        if removal.render() not in still:
+            continue
+        try:
+            if remove_leftover(conn, removal.item, removal.cause):
+                done.append(removal.render())
+        except Exception as exc:  # one stubborn item must not keep the others
+            logger.warning("edge %s: could not %s: %s", edge, removal.render(), exc)
+    logger.info("edge %s: %d leftover(s) removed", edge, len(done))
+    return done
