@@ -1,0 +1,174 @@
+"""Faults on the real lab: an engine killed mid-deploy, the control plane killed mid-update.
+
+Everything runs served by the session's `edgefleet up`. The engine that dies is a dockerd of
+a small lab of its own (own home and ports), registered in the session's records as
+``faults-edge``: the session lab's edges are shared by every other test and never killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, LogFilter, LogFilterFlowRunId
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+import edgefleet
+from edgefleet import server
+from edgefleet.engine import EngineConnection
+from edgefleet.lab import LabStatus, lab_down, lab_up
+from tests.lab_helpers import containers_of, get_page, networks_of, unique
+
+pytestmark = pytest.mark.lab
+TRANSIENT = {"STARTING", "UPDATING", "STOPPING"}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def state_of(dep_id: str) -> dict[str, Any]:
+    return edgefleet.deployment_status(dep_id)
+
+
+def edge_status(name: str) -> str:
+    return str(edgefleet.show_edge(name).status)
+
+
+def flow_logs(api_url: str, flow: str, contains: str) -> list[str]:
+    """Messages of the runs of ``flow`` that contain ``contains``."""
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])))
+        if not runs:
+            return []
+        logs = client.read_logs(log_filter=LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])), limit=200)
+    return [log.message for log in logs if contains in log.message]
+
+
+def test_an_engine_killed_mid_deploy_ends_error_and_its_leftovers_go_when_back_online(
+        lab: LabStatus, prefect_api: str, tmp_path: Path,
+        switch_home: Callable[[Path], AbstractContextManager[Path]]) -> None:
+    home = tmp_path / "home"
+    with switch_home(home):
+        small = lab_up(edges=1)
+    victim = small.edge("lab-1")
+    assert victim.pid
+    conn = victim.connection
+    name = unique("fault")
+    dep_id = None
+    try:
+        edgefleet.add_edge("faults-edge", victim.docker_host, tls_ca=victim.tls_ca,
+                           tls_cert=victim.tls_cert, tls_key=victim.tls_key,
+                           telemetry_interval=3, heartbeat_interval=2)
+        edgefleet.create_application(name, "1.0.0", ports=["8080"],
+                                     image=f"{lab.registry}/edgefleet/hello:1.0.0")
+        edgefleet.publish_version(name, "1.0.0")
+        # unhealthy on purpose: the deploy waits (health "starting") long enough to be killed
+        status = edgefleet.deploy(name, "faults-edge", env={"HELLO_UNHEALTHY": "1"}, wait=False)
+        dep_id = status["id"]
+        wait_for(lambda: [c for c in containers_of(conn, dep_id) if c.status == "running"],
+                 120, "the deployment's container to run", every=0.1)
+        assert state_of(dep_id)["state"] == "STARTING"
+        os.kill(victim.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        final = wait_for(lambda: (s := state_of(dep_id))["state"] not in TRANSIENT and s,
+                         150, "the deployment to leave STARTING")
+        took = time.monotonic() - killed
+        print(f"\nengine death → {final['state']}: {took:.1f}s; reason: {final['last_error']}")
+        assert final["state"] == "ERROR"
+        assert "faults-edge" in final["last_error"], final["last_error"]
+        assert took < 120, took  # within the deploy timeout
+
+        # back ONLINE: the served telemetry's online event triggers clean-up-edge
+        wait_for(lambda: edge_status("faults-edge") == "OFFLINE", 90, "faults-edge OFFLINE")
+        with switch_home(home):
+            assert lab_up(edges=1).edge("lab-1").answering
+        assert containers_of(conn, dep_id), "dockerd brought the failed deploy's container back"
+        wait_for(lambda: edge_status("faults-edge") == "ONLINE", 90, "faults-edge ONLINE")
+        wait_for(lambda: not containers_of(conn, dep_id) and not networks_of(conn, dep_id), 120,
+                 "the leftovers of the failed deploy to be removed")
+        logged = wait_for(lambda: flow_logs(prefect_api, "clean-up-edge", dep_id[:12]), 30,
+                          "the clean-up log")
+        assert any("removed container" in m and "ERROR after a failed deploy" in m
+                   for m in logged), logged
+        assert state_of(dep_id)["state"] == "ERROR"  # the record is left as it was
+    finally:
+        if dep_id:
+            with contextlib.suppress(Exception):
+                edgefleet.delete_deployment(dep_id, force=True)
+        with contextlib.suppress(Exception):
+            edgefleet.delete_application(name)
+        with contextlib.suppress(Exception):
+            edgefleet.remove_edge("faults-edge")
+        with switch_home(home):
+            lab_down()
+
+
+def kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def next_container(conn: EngineConnection, dep_id: str) -> Any:
+    return [c for c in containers_of(conn, dep_id) if c.name.endswith("-next")
+            and c.attrs["State"].get("Health", {}).get("Status") == "healthy"]
+
+
+def test_a_control_plane_killed_mid_update_is_reconciled_after_up(
+        lab: LabStatus, prefect_api: str) -> None:
+    name = unique("crash")
+    image = f"{lab.registry}/edgefleet/hello"
+    edgefleet.create_application(name, "1.0.0", image=f"{image}:1.0.0", ports=["8080"])
+    edgefleet.add_version(name, "1.1.0", image=f"{image}:1.1.0", ports=["8080"])
+    for version in ("1.0.0", "1.1.0"):
+        edgefleet.publish_version(name, version)
+    conn = lab.edge("lab-2").connection
+    status = edgefleet.deploy(name, "lab-2", version="1.0.0")
+    dep_id = status["id"]
+    try:
+        assert status["state"] == "STARTED", status["last_error"]
+        edgefleet.update_deployment(dep_id, to="1.1.0", wait=False)
+        # in the soak: the new container runs healthy, the old one is kept stopped
+        wait_for(lambda: next_container(conn, dep_id), 120, "the new container in its soak")
+        assert state_of(dep_id)["state"] == "UPDATING"
+        pids = server.read_state()
+        for key in ("serve_pid", "server_pid"):  # the whole control plane, by SIGKILL
+            kill_group(int(pids[key]))
+        killed = time.monotonic()
+        wait_for(lambda: not server.pid_alive(pids["serve_pid"]), 10, "serve to die")
+        assert state_of(dep_id)["state"] == "UPDATING"
+        server.up(progress=lambda _m: None)
+        final = wait_for(lambda: (s := state_of(dep_id))["state"] not in TRANSIENT and s,
+                         300, "the deployment to leave UPDATING")
+        took = time.monotonic() - killed
+        print(f"\ncontrol plane killed → {final['state']} on {final['version']}: {took:.1f}s; "
+              f"reason: {final['last_error']}")
+        assert final["state"] == "STARTED", final["last_error"]
+        assert "stopped without a result" in final["last_error"]
+        assert final["version"] == "1.1.0"  # the version its healthy container runs
+        (only,) = containers_of(conn, dep_id)  # the swap was confirmed: old gone, renamed
+        assert not only.name.endswith("-next") and only.labels["io.edgefleet.version"] == "1.1.0"
+        (url,) = final["urls"]
+        assert "1.1.0" in get_page(url)
+        logged = flow_logs(prefect_api, "reconcile-deployments", dep_id[:12])
+        assert any("was stuck UPDATING" in m for m in logged), logged
+    finally:
+        with contextlib.suppress(Exception):
+            edgefleet.delete_deployment(dep_id, force=True)
+        with contextlib.suppress(Exception):
+            edgefleet.delete_application(name)
