@@ -5,8 +5,9 @@ stopping it does not pause the deployments. Jobs (deploy, stop, update) run on d
 image check, the notification reconcile and the telemetry sweep on an interval;
 notify-application-update on the ``edgefleet.application.published`` event;
 reconcile-deployments on an interval and once at start (runs the previous serving process
-left behind), clean-up-edge on ``edgefleet.edge.online``. Served runs send a heartbeat every
-``run_heartbeat_seconds``: three missed tell reconcile-deployments a run's process is gone.
+left behind), clean-up-edge on ``edgefleet.edge.online`` and hourly. Served runs send a
+heartbeat every ``run_heartbeat_seconds``: three missed tell reconcile-deployments a run's
+process is gone.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
                                  "concurrency_limit": ConcurrencyLimitConfig(
                                      limit=1,
                                      collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)}),
-        (clean_up_edge, {"triggers": [online_trigger()]}),
+        (clean_up_edge, {"triggers": [online_trigger()],
+                         "interval": timedelta(seconds=settings.cleanup_seconds)}),
         (check_image_updates, {"interval": timedelta(seconds=settings.image_check_seconds)}),
         # each run sweeps for its whole interval, as often as the edges' heartbeats ask;
         # one run at a time: a run still going when the next is due skips that one

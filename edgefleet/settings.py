@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     stuck_margin: float = Field(
         default=300.0, ge=0, description="seconds beyond 2 x deploy timeout + soak a "
         "deployment may stay transient while its run shows no sign of life")
+    cleanup_seconds: int = Field(
+        default=3600, gt=0, description="cadence of the served clean-up of every ONLINE edge "
+        "(it also runs for one edge each time that edge comes back ONLINE)")
     run_heartbeat_seconds: int = Field(
         default=30, ge=30, description="heartbeat of served flow runs; three missed mean "
         "the run's process is gone")

@@ -5,7 +5,8 @@
   longer alive (ended, gone, or RUNNING without heartbeats) is moved to a final state from
   what its edge really runs: STARTED on the version running and healthy, STOPPED when a
   stop left nothing, else ERROR with what was found.
-- `clean-up-edge` (on `edgefleet.edge.online`): containers, swarm services and networks of
+- `clean-up-edge` (on `edgefleet.edge.online`, and hourly over every ONLINE edge since
+  event delivery is best effort): containers, swarm services and networks of
   deleted or STOPPED deployments, or of ERROR ones after a failed deploy or stop, are
   removed from the edge that came back (the run that failed could not reach it), each
   removal logged with its cause.
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, runtime
 
+from edgefleet.engine import EngineConnection
 from edgefleet.models.plans import ObservedContainer
 from edgefleet.models.records import utcnow
 from edgefleet.models.states import Action
@@ -30,6 +32,7 @@ from edgefleet.tasks.reconcile import (
     list_managed,
     load_owners,
     load_shape,
+    online_edges,
     read_runs,
     remove_container,
     remove_leftover,
@@ -62,7 +65,11 @@ def reconcile_deployments() -> dict[str, str]:
                           item.updated_at, now, rules)
         if why is None:
             continue
-        outcome = _settle(item, why)
+        try:
+            outcome = _settle(item, why)
+        except Exception as exc:  # e.g. deleted meanwhile: the others are still settled
+            logger.error("deployment %s could not be settled: %s", item.deployment_id[:12], exc)
+            continue
         if outcome is not None:
             outcomes[item.deployment_id] = outcome.render()
             logger.warning("deployment %s was stuck %s: now %s", item.deployment_id[:12],
@@ -111,26 +118,45 @@ def _settle(held: Held, why: str) -> Outcome | None:
     return outcome
 
 
-@flow(name="clean-up-edge", flow_run_name="clean up {edge}")
-def clean_up_edge(edge: str, docker_host: str | None = None) -> list[str]:
-    """Remove what failed or deleted deployments left on ``edge``; returns the removals.
+@flow(name="clean-up-edge", flow_run_name=lambda: f"clean up {_edge_param() or 'edges'}")
+def clean_up_edge(edge: str | None = None, docker_host: str | None = None) -> list[str]:
+    """Remove what failed or deleted deployments left on ``edge`` (None: every ONLINE edge,
+    the served hourly pass that catches a lost online event); returns the removals.
 
     ``docker_host``: the engine the triggering event was about; an event about another
     engine of the same name (another control plane's records) is ignored.
     """
     logger = get_run_logger()
-    conn = find_edge(edge)
-    if conn is None:
+    if edge is None:
+        done = []
+        for conn in online_edges():
+            try:
+                done += _clean_up(conn)
+            except Exception as exc:  # one edge that does not answer must not stop the rest
+                logger.warning("edge %s: clean-up did not finish: %s", conn.name, exc)
+        return done
+    found = find_edge(edge)
+    if found is None:
         logger.info("no edge named %s in the records; nothing to clean", edge)
         return []
-    if docker_host and docker_host != conn.docker_host:
+    if docker_host and docker_host != found.docker_host:
         logger.info("the event was about %s at %s, not ours at %s; nothing to clean", edge,
-                    docker_host, conn.docker_host)
+                    docker_host, found.docker_host)
         return []
+    return _clean_up(found)
+
+
+def _edge_param() -> str | None:
+    value = runtime.flow_run.parameters.get("edge")
+    return str(value) if value else None
+
+
+def _clean_up(conn: EngineConnection) -> list[str]:
+    logger = get_run_logger()
     items = list_managed(conn)
     planned = plan_clean_up(items, load_owners())
     if not planned:
-        logger.info("edge %s: nothing left behind (%d item(s) of ours, all in use)", edge,
+        logger.info("edge %s: nothing left behind (%d item(s) of ours, all in use)", conn.name,
                     len(items))
         return []
     # the records again, just before acting: a deployment started meanwhile keeps its things
@@ -143,6 +169,6 @@ def clean_up_edge(edge: str, docker_host: str | None = None) -> list[str]:
             if remove_leftover(conn, removal.item, removal.cause):
                 done.append(removal.render())
         except Exception as exc:  # one stubborn item must not keep the others
-            logger.warning("edge %s: could not %s: %s", edge, removal.render(), exc)
-    logger.info("edge %s: %d leftover(s) removed", edge, len(done))
+            logger.warning("edge %s: could not %s: %s", conn.name, removal.render(), exc)
+    logger.info("edge %s: %d leftover(s) removed", conn.name, len(done))
     return done

@@ -150,6 +150,15 @@ def find_edge(name: str) -> EngineConnection | None:
         return connection_of(row) if row else None
 
 
+@task(name="online-edges", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def online_edges() -> list[EngineConnection]:
+    from edgefleet.engine import connection_of
+
+    with session_scope() as session:
+        rows = session.exec(select(Edge).where(Edge.status == "ONLINE").order_by(Edge.name))
+        return [connection_of(row) for row in rows.all()]
+
+
 @task(name="list-managed", retries=2, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="list what is ours on {conn.name}")
 def list_managed(conn: EngineConnection) -> list[Item]:

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -170,5 +171,48 @@ def test_a_control_plane_killed_mid_update_is_reconciled_after_up(
     finally:
         with contextlib.suppress(Exception):
             edgefleet.delete_deployment(dep_id, force=True)
+        with contextlib.suppress(Exception):
+            edgefleet.delete_application(name)
+
+
+def test_the_hourly_clean_up_removes_what_deleted_deployments_left(
+        lab: LabStatus, prefect_api: str) -> None:
+    """Every ONLINE edge, in this process: a container of a deleted deployment and a compose
+    network of a deleted project go; a labelled container of a live deployment stays."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    from edgefleet.engine import engine_client
+    from edgefleet.flows.reconcile import clean_up_edge
+
+    conn = lab.edge("lab-2").connection
+    gone = uuid.uuid4().hex
+    project = f"ef-{uuid.uuid4().hex[:12]}"
+    name = unique("keep")
+    edgefleet.create_application(name, "1.0.0", image=f"{lab.registry}/edgefleet/ticker:1.0.0")
+    edgefleet.publish_version(name, "1.0.0")
+    kept = edgefleet.deploy(name, "lab-2")
+    try:
+        assert kept["state"] == "STARTED", kept["last_error"]
+        with engine_client(conn) as client:
+            client.containers.run(f"{lab.registry}/edgefleet/ticker:1.0.0", detach=True,
+                                  name=f"ef-{gone[:12]}-old",
+                                  labels={"io.edgefleet.managed": "true",
+                                          "io.edgefleet.deployment": gone})
+            client.networks.create(f"{project}_default", driver="bridge",
+                                   labels={"com.docker.compose.project": project})
+        with temporary_settings({PREFECT_API_URL: prefect_api,
+                                 PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            removed = clean_up_edge()
+        assert any(f"ef-{gone[:12]}-old" in r and "no longer exists (deleted)" in r
+                   for r in removed), removed
+        assert any(f"{project}_default" in r for r in removed), removed
+        assert not containers_of(conn, gone)
+        with engine_client(conn) as client:
+            assert not client.networks.list(names=[f"{project}_default"])
+        assert containers_of(conn, kept["id"])  # a STARTED deployment keeps its container
+        assert not [r for r in removed if kept["id"][:12] in r]
+    finally:
+        with contextlib.suppress(Exception):
+            edgefleet.delete_deployment(kept["id"], force=True)
         with contextlib.suppress(Exception):
             edgefleet.delete_application(name)
