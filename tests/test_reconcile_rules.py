@@ -150,3 +150,23 @@ def test_the_clean_up_keeps_what_is_in_use() -> None:
         "failed deploy",
         "remove network ef-net-gone (n1): deployment gggggggggggg no longer exists (deleted)",
     ]
+
+
+def test_the_fault_flows_are_served_and_submittable() -> None:
+    """reconcile-deployments on an interval, clean-up-edge on the online event and hourly;
+    `edgefleet up` waits for both; a job can run them by name."""
+    from edgefleet import jobs, server
+    from edgefleet.deployments.serve import build_deployments
+
+    built = {d.name: d for d in build_deployments()}
+    assert set(server.SERVED_FLOWS) == set(built)
+    assert set(jobs.FLOWS) <= set(built)
+    reconcile, clean = built["reconcile-deployments"], built["clean-up-edge"]
+    assert [s.schedule.interval.total_seconds() for s in reconcile.schedules] == [60]
+    (trigger,) = clean.triggers
+    assert trigger.expect == {"edgefleet.edge.online"}
+    assert trigger.parameters == {"edge": "{{ event.payload.edge }}",
+                                  "docker_host": "{{ event.payload.docker_host }}"}
+    assert [s.schedule.interval.total_seconds() for s in clean.schedules] == [3600]
+    for name in ("reconcile-deployments", "clean-up-edge"):
+        assert jobs.load_flow(name).name == name
