@@ -38,6 +38,7 @@ NEXT = "-next"
 # Flows whose failure meant to leave nothing on the edge (their clean-up may not have run).
 REMOVING_FLOWS = frozenset({"deploy-application", "stop-application"})
 PROJECT = re.compile(r"^ef-[0-9a-f]{12}$")
+GRACE = timedelta(seconds=10)  # on top of three missed heartbeats
 
 
 # ------------------------------------------------------------------ runs that died
@@ -52,6 +53,7 @@ class RunView:
     state_name: str | None = None
     changed: datetime | None = None  # when it entered that state
     heartbeat: datetime | None = None  # its newest heartbeat event, None if it sends none
+    beat_every: timedelta | None = None  # between its two newest heartbeats, when known
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,9 @@ def run_is_gone(run: RunView | None, since: datetime, now: datetime, limits: Lim
     if run.state == "RUNNING":
         if run.heartbeat is not None:
             silent = now - max(run.heartbeat, run.changed or run.heartbeat)
-            if silent > limits.silent:
+            # a run that beats slower than ours (a worker set otherwise) gets 3 of its beats
+            allowed = max(limits.silent, 3 * (run.beat_every or timedelta()) + GRACE)
+            if silent > allowed:
                 return (f"its flow run is still marked RUNNING but sent no heartbeat for "
                         f"{_ago(silent)} (its process is gone)")
             return None

@@ -85,28 +85,28 @@ def read_runs(flow_run_ids: list[str]) -> dict[str, RunView]:
     for run in runs:
         state = run.state
         changed = state.timestamp if state else None
-        beat = (_last_heartbeat(str(run.id), (run.start_time or changed or utcnow()))
-                if state and state.type.value == "RUNNING" else None)
+        beats = (_last_heartbeats(str(run.id), (run.start_time or changed or utcnow()))
+                 if state and state.type.value == "RUNNING" else [])
         views[str(run.id)] = RunView(found=True, state=state.type.value if state else None,
                                      state_name=state.name if state else None,
-                                     changed=changed, heartbeat=beat)
+                                     changed=changed, heartbeat=beats[0] if beats else None,
+                                     beat_every=beats[0] - beats[1] if len(beats) > 1 else None)
     return views
 
 
-def _last_heartbeat(flow_run_id: str, since: datetime) -> datetime | None:
-    """The newest ``prefect.flow-run.heartbeat`` event of the run (None: it sends none)."""
+def _last_heartbeats(flow_run_id: str, since: datetime) -> list[datetime]:
+    """The two newest ``prefect.flow-run.heartbeat`` events of the run, newest first."""
     api_url = PREFECT_API_URL.value()
     if not api_url:
-        return None
+        return []
     body = {"filter": {"occurred": {"since": (since - timedelta(minutes=1)).isoformat()},
                        "event": {"name": ["prefect.flow-run.heartbeat"]},
                        "resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
                        "order": "DESC"},
-            "limit": 1}
+            "limit": 2}
     resp = httpx.post(f"{api_url}/events/filter", json=body, timeout=10, trust_env=False)
     resp.raise_for_status()
-    events = resp.json().get("events") or []
-    return datetime.fromisoformat(events[0]["occurred"]) if events else None
+    return [datetime.fromisoformat(e["occurred"]) for e in resp.json().get("events") or []]
 
 
 @task(name="load-shape", retries=2, retry_delay_seconds=1, cache_policy=NONE,

@@ -43,6 +43,13 @@ def ago(seconds: float) -> datetime:
     (RunView(found=True, state="RUNNING", changed=ago(300), heartbeat=ago(150)), ago(300),
      "its flow run is still marked RUNNING but sent no heartbeat for 2 min "
      "(its process is gone)"),
+    # a run that beats every 120 s (a worker set otherwise) is given three of its beats
+    (RunView(found=True, state="RUNNING", changed=ago(400), heartbeat=ago(150),
+             beat_every=timedelta(seconds=120)), ago(400), None),
+    (RunView(found=True, state="RUNNING", changed=ago(900), heartbeat=ago(380),
+             beat_every=timedelta(seconds=120)), ago(900),
+     "its flow run is still marked RUNNING but sent no heartbeat for 6 min "
+     "(its process is gone)"),
     # no heartbeats at all (a run in a CLI process): only the long limit
     (RunView(found=True, state="RUNNING", changed=ago(300)), ago(300), None),
     (RunView(found=True, state="RUNNING", changed=ago(900)), ago(900),
