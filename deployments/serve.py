@@ -65,10 +65,9 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
         (update_application, {}),
         (notify_application_update, {"triggers": [publish_trigger()]}),
         (reconcile_notifications, {"interval": timedelta(seconds=settings.reconcile_seconds)}),
-        (reconcile_deployments, {"interval": timedelta(seconds=settings.stuck_check_seconds),
-                                 "concurrency_limit": ConcurrencyLimitConfig(
-                                     limit=1,
-                                     collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)}),
+        # no concurrency limit: a run killed with the serving process would hold the slot
+        # (and cancel every later reconcile); two at once are safe, each re-checks the record
+        (reconcile_deployments, {"interval": timedelta(seconds=settings.stuck_check_seconds)}),
         (clean_up_edge, {"triggers": [online_trigger()],
                          "interval": timedelta(seconds=settings.cleanup_seconds)}),
         (check_image_updates, {"interval": timedelta(seconds=settings.image_check_seconds)}),
