@@ -19,7 +19,13 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    LogFilter,
+    LogFilterFlowRunId,
+    LogFilterLevel,
+)
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
@@ -50,14 +56,15 @@ def edge_status(name: str) -> str:
     return str(edgefleet.show_edge(name).status)
 
 
-def flow_logs(api_url: str, flow: str, contains: str) -> list[str]:
-    """Messages of the runs of ``flow`` that contain ``contains``."""
+def flow_logs(api_url: str, flow: str, contains: str, level: int = 20) -> list[str]:
+    """Messages (at ``level`` or above) of the runs of ``flow`` that contain ``contains``."""
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])))
         if not runs:
             return []
         logs = client.read_logs(log_filter=LogFilter(
-            flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])), limit=200)
+            flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs]),
+            level=LogFilterLevel(ge_=level)), limit=200)
     return [log.message for log in logs if contains in log.message]
 
 
@@ -172,7 +179,8 @@ def test_a_control_plane_killed_mid_update_is_reconciled_after_up(
         assert not only.name.endswith("-next") and only.labels["io.edgefleet.version"] == "1.1.0"
         (url,) = final["urls"]
         assert "1.1.0" in get_page(url)
-        logged = flow_logs(prefect_api, "reconcile-deployments", dep_id[:12])
+        logged = wait_for(lambda: flow_logs(prefect_api, "reconcile-deployments", dep_id[:12],
+                                            level=30), 30, "the reconcile's warning")
         assert any("was stuck UPDATING" in m for m in logged), logged
     finally:
         with contextlib.suppress(Exception):
