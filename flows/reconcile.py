@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from prefect import flow, get_run_logger, runtime
 
-from edgefleet.engine import EngineConnection
+from edgefleet.models.connections import EngineConnection
 from edgefleet.models.plans import ObservedContainer
 from edgefleet.models.records import utcnow
 from edgefleet.models.states import Action

@@ -23,7 +23,8 @@ from sqlmodel import col, select
 
 from edgefleet import labels as L
 from edgefleet.db import session_scope
-from edgefleet.engine import EngineConnection, engine_client
+from edgefleet.engine import engine_client
+from edgefleet.models.connections import EngineConnection, connection_of
 from edgefleet.models.inputs import AppKind
 from edgefleet.models.records import Application, ApplicationVersion, Deployment, Edge, utcnow
 from edgefleet.reconcile_rules import TRANSIENT, Item, Owner, RunView
@@ -143,8 +144,6 @@ def remove_container(conn: EngineConnection, name: str) -> None:
 @task(name="find-edge", retries=2, retry_delay_seconds=1, cache_policy=NONE,
       task_run_name="find edge {name}")
 def find_edge(name: str) -> EngineConnection | None:
-    from edgefleet.engine import connection_of
-
     with session_scope() as session:
         row = session.exec(select(Edge).where(Edge.name == name)).first()
         return connection_of(row) if row else None
@@ -152,8 +151,6 @@ def find_edge(name: str) -> EngineConnection | None:
 
 @task(name="online-edges", retries=2, retry_delay_seconds=1, cache_policy=NONE)
 def online_edges() -> list[EngineConnection]:
-    from edgefleet.engine import connection_of
-
     with session_scope() as session:
         rows = session.exec(select(Edge).where(Edge.status == "ONLINE").order_by(Edge.name))
         return [connection_of(row) for row in rows.all()]

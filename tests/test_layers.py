@@ -32,7 +32,7 @@ ALEMBIC_SCRIPTS = ("edgefleet.migrations.env", "edgefleet.migrations.versions")
 PURE_RULES = ("edgefleet.metrics", "edgefleet.update_plan", "edgefleet.labels",
               "edgefleet.observed", "edgefleet.swarm_tasks", "edgefleet.image_refs",
               "edgefleet.notice_events",
-              "edgefleet.image_updates",
+              "edgefleet.image_updates", "edgefleet.reconcile_rules",
               "edgefleet.validation", "edgefleet.errors", "edgefleet.settings")
 
 
