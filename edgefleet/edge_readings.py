@@ -4,8 +4,9 @@ A heartbeat is a ping. A sample is ``info``, the container list (from ``system d
 disk use is due or containers came or went since the previous sample: it lists every
 container with the sizes; else ``containers/json``),
 then per container ``inspect`` and, when running, a one-shot ``stats``. Calls within an
-edge are sequential on one connection (a TLS handshake costs more control-plane CPU than a
-request); edges are read concurrently on one event loop. dockerd answers a one-shot stats at
+edge are sequential on one connection, and that connection stays open for the next sweep
+of this process (a TLS handshake costs more control-plane CPU than all of an edge's
+requests); edges are read concurrently on one event loop. dockerd answers a one-shot stats at
 its next 1 s collection tick, so a sample takes about a second per running container of wall
 time and almost no CPU: throughput comes from many edges in flight.
 
@@ -15,16 +16,17 @@ An edge that does not answer is a reading (recorded as such), never an exception
 from __future__ import annotations
 
 import asyncio
-import random
 import resource
 import threading
 from collections.abc import Coroutine, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from tenacity import AsyncRetrying, retry_if_exception, stop_before_delay, wait_exponential_jitter
+
 from edgefleet import labels as L
 from edgefleet import metrics
-from edgefleet.engine_api import AsyncEngine, open_engine
+from edgefleet.engine_api import AsyncEngine, EngineFactory, EnginePool, open_engine
 from edgefleet.errors import EdgefleetError, EngineRequestFailed
 from edgefleet.models.plans import ObservedContainer
 from edgefleet.models.readings import ContainerReading, EdgeReading, EdgeTarget, Work
@@ -47,7 +49,6 @@ def read_many(targets: Sequence[EdgeTarget], timeout: float, in_flight: int
     """
     if not targets:
         return []
-    allow_open_files(in_flight * 2 + 256)
     return _READER.run(_read_all(targets, timeout, max(1, in_flight)))
 
 
@@ -62,19 +63,27 @@ def allow_open_files(wanted: int) -> int:
     return int(soft)
 
 
+OPEN_FILES_WANTED = 1 << 20  # raised towards this, within the hard limit
+SPARE_FILES = 512  # kept for the rest of the process (records, Prefect's API client, logs)
+
+
 class _ReaderLoop:
-    """One event loop in a daemon thread, started on first use, shared by the process."""
+    """One event loop in a daemon thread, started on first use, shared by the process, with
+    the edge clients it keeps open between sweeps (a client belongs to the loop it runs on).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.slots: dict[int, asyncio.Semaphore] = {}
+        self.pool = EnginePool(0)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         with self._lock:
             if self._loop is None or not self._loop.is_running():
                 self._loop = asyncio.new_event_loop()
                 self.slots = {}
+                self.pool = EnginePool(0, factory=self.pool.factory)
                 ready = threading.Event()
                 threading.Thread(target=self._serve, args=(self._loop, ready), daemon=True,
                                  name="edgefleet-edge-reader").start()
@@ -92,22 +101,45 @@ class _ReaderLoop:
 _READER = _ReaderLoop()
 
 
+def kept_connections() -> int:
+    """Engine connections opened by the edge clients this process keeps (for benchmarks:
+    after the first sweep, a steady sweep opens none)."""
+    return _READER.pool.connections
+
+
+def use_engine_factory(factory: EngineFactory) -> None:
+    """Read edges through another client class from now on (a benchmark compares two);
+    the connections kept so far are closed."""
+    pool = _READER.pool
+    if pool.factory is not factory:
+        _READER.pool = EnginePool(pool.size, pool.keep_alive, factory)
+        if len(pool):
+            _READER.run(pool.close())
+
+
 async def _read_all(targets: Sequence[EdgeTarget], timeout: float, in_flight: int
                     ) -> list[EdgeReading]:
     slots = _READER.slots.setdefault(in_flight, asyncio.Semaphore(in_flight))
+    pool = _READER.pool
+    # a connection per edge kept, plus one per edge in flight while a kept one is replaced
+    pool.size = max(in_flight, allow_open_files(OPEN_FILES_WANTED) - in_flight - SPARE_FILES)
 
     async def one(target: EdgeTarget) -> EdgeReading:
         async with slots:
-            return await read_edge(target, timeout)
+            return await read_edge(target, timeout, pool)
 
     return list(await asyncio.gather(*(one(t) for t in targets)))
 
 
-async def read_edge(target: EdgeTarget, timeout: float) -> EdgeReading:
-    """One contact with one edge: a ping (heartbeat) or a full sample."""
+async def read_edge(target: EdgeTarget, timeout: float, pool: EnginePool | None = None
+                    ) -> EdgeReading:
+    """One contact with one edge: a ping (heartbeat) or a full sample, on the edge's kept
+    client when a ``pool`` is given, else on a connection closed after."""
     started = utcnow()
     try:
-        async with open_engine(target.conn, timeout) as engine:
+        opened = (open_engine(target.conn, timeout) if pool is None
+                  else pool.engine(target.edge_id, target.conn, timeout))
+        async with opened as engine:
             if target.work is Work.HEARTBEAT:
                 await engine.ping()
                 return _reading(target, started, reachable=True)
@@ -180,17 +212,15 @@ async def system_df(engine: AsyncEngine) -> dict[str, Any]:
     engine. The running one ends within seconds, so the refused one waits (jittered, so
     waiters do not collide again) for up to one call's timeout before the refusal stands.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + engine.timeout
-    pause = DF_FIRST_PAUSE
-    while True:
-        try:
+    async for attempt in AsyncRetrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, EngineRequestFailed)
+                                     and DF_BUSY in str(exc)),
+            wait=wait_exponential_jitter(multiplier=DF_FIRST_PAUSE, max=DF_LONGEST_PAUSE,
+                                         jitter=DF_FIRST_PAUSE),
+            stop=stop_before_delay(engine.timeout), reraise=True):
+        with attempt:
             return await engine.df()
-        except EngineRequestFailed as exc:
-            if DF_BUSY not in str(exc) or loop.time() + pause > deadline:
-                raise
-        await asyncio.sleep(pause * random.uniform(0.5, 1.5))
-        pause = min(pause * 2, DF_LONGEST_PAUSE)
+    raise AssertionError("unreachable: tenacity returns or re-raises")
 
 
 def disk_usage(df: dict[str, Any]) -> tuple[dict[str, int | None], list[dict[str, Any]] | None]:
