@@ -1,8 +1,9 @@
 """Thin client of the registry v2 API (distribution): manifest digests and tag lists.
 
 One method per endpoint. Token auth (``WWW-Authenticate: Bearer``) and basic auth are
-answered when the registry asks. Every request is counted, so a sweep can prove it asked
-once per unique reference.
+answered when the registry asks, by an ``httpx.Auth`` (:class:`RegistryAuth`); tag lists
+follow the ``Link`` header (``Response.links``). Every request is counted (token requests
+too), so a sweep can prove it asked once per unique reference.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
+from collections.abc import Generator
 from typing import Any
 
 import httpx
@@ -47,6 +49,54 @@ class Credentials(BaseModel):
         return {"username": self.username, "password": self.password.get_secret_value()}
 
 
+class RegistryAuth(httpx.Auth):
+    """The registry's challenge answered: ``Basic`` with the registry's credentials, or the
+    ``Bearer`` token dance (a token from the realm it names, for the scope it names, asked
+    with the credentials when there are some). A token is kept per registry and repository
+    and sent up front next time, so a repository costs one challenge per client."""
+
+    requires_response_body = True  # the token service's answer is read in the flow
+
+    def __init__(self, credentials: dict[str, Credentials]) -> None:
+        self._credentials = credentials
+        self._tokens: dict[tuple[str, str], str] = {}
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response,
+                                                             None]:
+        registry = request.url.netloc.decode()
+        repository = _repository_of(request.url.path)
+        key = (registry, repository)
+        if key in self._tokens:
+            request.headers["Authorization"] = self._tokens[key]
+        response = yield request
+        if response.status_code != 401:
+            return
+        challenge = response.headers.get("WWW-Authenticate", "")
+        scheme, params = _parse_challenge(challenge)
+        creds = self._credentials.get(registry)
+        if scheme == "basic":
+            if creds is None:
+                raise RegistryError(f"registry {registry} needs credentials")
+            header = _basic(creds)
+        elif scheme == "bearer" and "realm" in params:
+            query = {"service": params.get("service", ""),
+                     "scope": params.get("scope", f"repository:{repository}:pull")}
+            ask = httpx.Request("GET", params["realm"], params=query,
+                                headers={"Authorization": _basic(creds)} if creds else None)
+            token_response = yield ask
+            if token_response.status_code >= 400:
+                raise RegistryError(f"registry {registry} refused a token "
+                                    f"({token_response.status_code}): check the credentials")
+            body: dict[str, Any] = token_response.json()
+            header = f"Bearer {body.get('token') or body.get('access_token')}"
+        else:
+            raise RegistryError(f"registry {registry} asked for unsupported auth "
+                                f"{challenge!r}")
+        self._tokens[key] = header
+        request.headers["Authorization"] = header
+        yield request
+
+
 class RegistryClient:
     """Registry v2 calls over one pooled httpx client; use it as a context manager."""
 
@@ -54,10 +104,9 @@ class RegistryClient:
                  timeout: float = 10.0, transport: httpx.BaseTransport | None = None,
                  insecure: frozenset[str] = frozenset()) -> None:
         self.requests = 0
-        self._credentials = credentials or {}
-        self._tokens: dict[tuple[str, str], str] = {}
         self._insecure = insecure
         self._http = httpx.Client(timeout=timeout, transport=transport, trust_env=False,
+                                  auth=RegistryAuth(credentials or {}),
                                   event_hooks={"request": [self._count]},
                                   follow_redirects=True)
 
@@ -85,28 +134,22 @@ class RegistryClient:
         return digest
 
     def tags(self, ref: str) -> list[str]:
-        """``GET /v2/<repo>/tags/list`` (following ``Link`` pagination)."""
+        """``GET /v2/<repo>/tags/list``, following the ``Link: <...>; rel="next"`` pages."""
         image = parse_reference(ref)
-        url: str | None = f"{self._base(image.registry)}/{image.repository}/tags/list"
+        url: httpx.URL | None = httpx.URL(
+            f"{self._base(image.registry)}/{image.repository}/tags/list")
         found: list[str] = []
-        while url:
+        while url is not None:
             resp = self._send("GET", url, image)
             found.extend(resp.json().get("tags") or [])
-            url = _next_link(resp, self._base(image.registry).removesuffix("/v2"))
+            following = resp.links.get("next", {}).get("url")
+            url = resp.url.join(following) if following else None
         return found
 
-    def _send(self, method: str, url: str, image: ImageRef,
+    def _send(self, method: str, url: str | httpx.URL, image: ImageRef,
               headers: dict[str, str] | None = None) -> httpx.Response:
-        headers = dict(headers or {})
-        token = self._tokens.get((image.registry, image.repository))
-        if token:
-            headers["Authorization"] = token
         try:
             resp = self._http.request(method, url, headers=headers)
-            if resp.status_code == 401:
-                auth = self._authorize(resp, image)
-                headers["Authorization"] = auth
-                resp = self._http.request(method, url, headers=headers)
         except httpx.HTTPError as exc:
             raise RegistryError(
                 f"registry {image.registry} did not answer for {image.repository}: {exc}"
@@ -119,48 +162,19 @@ class RegistryClient:
                                 f"{image.repository}:{image.reference}")
         return resp
 
-    def _authorize(self, resp: httpx.Response, image: ImageRef) -> str:
-        challenge = resp.headers.get("WWW-Authenticate", "")
-        creds = self._credentials.get(image.registry)
-        scheme, params = _parse_challenge(challenge)
-        if scheme == "basic":
-            if creds is None:
-                raise RegistryError(f"registry {image.registry} needs credentials")
-            pair = f"{creds.username}:{creds.password.get_secret_value()}".encode()
-            header = f"Basic {base64.b64encode(pair).decode()}"
-        elif scheme == "bearer" and "realm" in params:
-            query = {"service": params.get("service", ""),
-                     "scope": params.get("scope", f"repository:{image.repository}:pull")}
-            auth = (httpx.BasicAuth(creds.username, creds.password.get_secret_value())
-                    if creds else None)
-            try:
-                token_resp = self._http.get(params["realm"], params=query, auth=auth)
-            except httpx.HTTPError as exc:
-                raise RegistryError(f"token service of {image.registry} did not answer") from exc
-            if token_resp.status_code >= 400:
-                raise RegistryError(f"registry {image.registry} refused a token "
-                                    f"({token_resp.status_code}): check the credentials")
-            body: dict[str, Any] = token_resp.json()
-            header = f"Bearer {body.get('token') or body.get('access_token')}"
-        else:
-            raise RegistryError(f"registry {image.registry} asked for unsupported auth "
-                                f"{challenge!r}")
-        self._tokens[(image.registry, image.repository)] = header
-        return header
+
+def _basic(creds: Credentials) -> str:
+    pair = f"{creds.username}:{creds.password.get_secret_value()}".encode()
+    return f"Basic {base64.b64encode(pair).decode()}"
+
+
+def _repository_of(path: str) -> str:
+    """``/v2/<repository>/manifests/<ref>`` (or ``/tags/list``, ``/blobs/...``) → repository."""
+    match = re.match(r"^/v2/(.+?)/(?:manifests|tags|blobs)/", path)
+    return match.group(1) if match else ""
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.partition(" ")
     params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
     return scheme.lower(), params
-
-
-def _next_link(resp: httpx.Response, origin: str) -> str | None:
-    link = resp.headers.get("Link")
-    if not link:
-        return None
-    match = re.match(r"<([^>]+)>", link)
-    if not match:
-        return None
-    target = match.group(1)
-    return target if target.startswith("http") else origin + target
