@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import humanize
+
 from edgefleet.models.states import Availability, Work
 
 T = TypeVar("T")
@@ -24,6 +26,11 @@ DUE_TOLERANCE = timedelta(seconds=1)
 # The figures an hourly rollup averages (columns of EdgeSample and EdgeSampleHourly).
 ROLLUP_FIELDS = ("cpus", "memory_total", "containers_running", "containers_stopped",
                  "disk_images", "disk_containers", "disk_volumes", "cpu_percent", "memory_used")
+
+
+def human_size(value: float | None, missing: str = "n/a") -> str:
+    """Bytes in binary units (``2.4 MiB``), ``missing`` when there is no figure."""
+    return missing if value is None else humanize.naturalsize(value, binary=True)
 
 
 def offline_after(last_contact: datetime, heartbeat_interval: float) -> datetime:

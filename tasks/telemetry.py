@@ -26,6 +26,7 @@ from edgefleet import metrics
 from edgefleet.db import session_scope
 from edgefleet.edge_readings import DISK_KEYS, read_many
 from edgefleet.errors import NotFound
+from edgefleet.metrics import human_size
 from edgefleet.models.connections import connection_of
 from edgefleet.models.readings import EdgeReading, EdgeTarget, Work
 from edgefleet.models.records import ContainerStatus, Deployment, Edge, utcnow
@@ -322,16 +323,6 @@ def _status_key(rows: Iterable[ContainerStatus]) -> list[tuple[Any, ...]]:
 
 
 NONE_SHOWN = "n/a"  # the UI renders cells as markdown: a lone "-" becomes a bullet
-
-
-def human_size(value: float | None) -> str:
-    if value is None:
-        return NONE_SHOWN
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def fleet_rows(edges: Iterable[Edge], samples: dict[int, EdgeSample],

@@ -18,13 +18,7 @@ from edgefleet.cli.common import (
 
 
 def _size(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return "-"
+    return metrics.human_size(value, missing="-")
 
 
 def _ago(iso: str | None) -> str:
