@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_delay, wait_fixed
+from tenacity.stop import stop_base
 
 from edgefleet.errors import EdgefleetError
 from edgefleet.settings import get_settings
@@ -201,14 +203,23 @@ def _spawn(args: list[str], log: Path, env: dict[str, str]) -> int:
     return proc.pid
 
 
+class _StopWhenDead(stop_base):
+    """Stop waiting for a process that has died."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return not pid_alive(self.pid)
+
+
 def _wait(check: Any, what: str, log: Path, timeout: float, pid: int) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if not pid_alive(pid):
-            break
-        time.sleep(0.5)
+    """Until ``check()`` is true; fails after ``timeout`` or as soon as ``pid`` has died."""
+    ready = Retrying(stop=stop_after_delay(timeout) | _StopWhenDead(pid),
+                     wait=wait_fixed(0.5), retry=retry_if_result(lambda ok: not ok),
+                     retry_error_callback=lambda _state: False)(check)
+    if ready:
+        return
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
     raise EdgefleetError(f"{what} did not come up within {timeout:.0f}s; see {log}:\n{tail}")
 

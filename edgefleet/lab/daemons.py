@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from edgefleet.errors import LabError
 from edgefleet.lab.state import EdgeState, RegistryState
@@ -83,6 +84,14 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def poll_until(check: Callable[[], bool], *, timeout: float, pause: float) -> bool:
+    """Call ``check`` every ``pause`` seconds until it is true (True) or ``timeout`` has
+    passed (False); an exception from ``check`` ends the wait at once."""
+    return bool(Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(pause),
+                         retry=retry_if_result(lambda done: not done),
+                         retry_error_callback=lambda _state: False)(check))
+
+
 def stop_process(pid: int | None, marker: str, timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM, wait up to ``timeout``, then SIGKILL; only if ``pid`` is still our process."""
     if not pid_running(pid, marker):
@@ -90,23 +99,19 @@ def stop_process(pid: int | None, marker: str, timeout: float = STOP_TIMEOUT) ->
             _reap(pid)
         return
     assert pid is not None
+
+    def gone() -> bool:
+        _reap(pid)
+        return not pid_running(pid, marker)
+
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not pid_running(pid, marker):
-            return
-        time.sleep(0.1)
+    if poll_until(gone, timeout=timeout, pause=0.1):
+        return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not pid_running(pid, marker):
-            return
-        time.sleep(0.05)
-    raise LabError(f"process {pid} ({marker}) survived SIGKILL; check `ps -p {pid}`")
+    if not poll_until(gone, timeout=5.0, pause=0.05):
+        raise LabError(f"process {pid} ({marker}) survived SIGKILL; check `ps -p {pid}`")
 
 
 def processes_with(marker: str) -> list[int]:
@@ -184,17 +189,19 @@ def wait_until(
     timeout: float = START_TIMEOUT,
 ) -> None:
     """Poll ``answers`` until true; fail early if the process dies, else after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if answers():
-            return
+            return True
         _reap(pid)
         if not pid_running(pid, marker):
             raise LabError(f"{what} exited during start-up; the end of {log}:\n{log_tail(log)}")
-        time.sleep(0.2)
-    raise LabError(
-        f"{what} did not answer within {timeout:.0f} s; the end of {log}:\n{log_tail(log)}"
-    )
+        return False
+
+    if not poll_until(ready, timeout=timeout, pause=0.2):
+        raise LabError(
+            f"{what} did not answer within {timeout:.0f} s; the end of {log}:\n{log_tail(log)}"
+        )
 
 
 def unmount_under(path: Path) -> None:
