@@ -1,14 +1,15 @@
 """Prefect events emitted by edgefleet (so automations and deployment triggers can act).
 
-Posted to the running server's ``/events`` endpoint: synchronous and short-lived-process
-safe. Event delivery is best effort; every consumer is paired with a periodic reconcile.
+Every event goes through Prefect's own ``emit_event`` (as the telemetry sweep's
+``edgefleet.edge.offline`` / ``.online`` do): its events worker sends in the background and
+drains at interpreter exit, so a short-lived CLI process loses nothing it emitted. Event
+delivery is best effort; every consumer is paired with a periodic reconcile.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from prefect.events import Event
 
 from edgefleet import server
@@ -40,10 +41,11 @@ def emit_notice(notice: Notice) -> bool:
 def _post(event: Event, api_url: str | None) -> bool:
     if api_url is None:
         return False
-    try:
-        resp = httpx.post(f"{api_url}/events", json=[event.model_dump(mode="json")], timeout=10,
-                          trust_env=False)
-        resp.raise_for_status()
-    except httpx.HTTPError:
-        return False
-    return True
+    from prefect.events import emit_event
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        sent = emit_event(event=event.event, resource=dict(event.resource.root),
+                          related=[dict(r.root) for r in event.related],
+                          payload=event.payload, occurred=event.occurred, id=event.id)
+    return sent is not None
