@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import docker.errors
+from docker.utils.ports import build_port_bindings
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
@@ -16,13 +17,11 @@ from edgefleet.models.connections import EngineConnection
 from edgefleet.models.plans import ObservedContainer
 
 
-def parse_port(spec: str) -> tuple[str, int | None]:
-    """``[HOST:]CONTAINER[/proto]`` → (``CONTAINER/proto``, host port or None for any)."""
-    proto = "tcp"
-    if "/" in spec:
-        spec, proto = spec.split("/", 1)
-    host, _, container = spec.rpartition(":")
-    return f"{container}/{proto}", int(host) if host else None
+def port_bindings(ports: list[str]) -> dict[str, list[Any]]:
+    """``[HOST_IP:][HOST:]CONTAINER[/proto]`` specs → the SDK's ``ports=`` mapping, parsed by
+    docker's own parser (``docker run -p`` syntax; a container port may be published twice).
+    """
+    return dict(build_port_bindings(ports))
 
 
 @task(name="create-network", retries=2, retry_delay_seconds=2, cache_policy=NONE,
@@ -61,10 +60,9 @@ def start_container(
                     f"{conn.name}; remove or rename it"
                 )
             old.remove(force=True)
-        port_map = dict(parse_port(p) for p in ports)
         container = client.containers.run(
-            image, name=name, environment=env, ports=port_map, labels=labels, network=network,
-            detach=True, restart_policy={"Name": "unless-stopped"},
+            image, name=name, environment=env, ports=port_bindings(ports), labels=labels,
+            network=network, detach=True, restart_policy={"Name": "unless-stopped"},
         )
         return str(container.id)[:12]
 

@@ -17,7 +17,7 @@ from edgefleet.engine import engine_client, observe
 from edgefleet.errors import DeploymentFailed
 from edgefleet.models.connections import EngineConnection
 from edgefleet.models.plans import ObservedContainer
-from edgefleet.tasks.containers import describe_failure, parse_port
+from edgefleet.tasks.containers import describe_failure, port_bindings
 from edgefleet.tasks.retry import unless_final
 
 NEXT = "-next"
@@ -55,7 +55,7 @@ def replace_container(conn: EngineConnection, *, name: str, image: str, env: dic
             client.containers.get(name + NEXT).remove(force=True)
         new = client.containers.create(
             image, name=name + NEXT, environment=env, labels=labels, network=network,
-            ports=dict(parse_port(p) for p in ports), detach=True,
+            ports=port_bindings(ports), detach=True,
             restart_policy={"Name": "unless-stopped"},
         )
         old.stop(timeout=10)
