@@ -7,6 +7,10 @@ end at the same condition: every service running (healthchecks are disabled in t
 `up -d --wait` returns as soon as the containers run). Also reported: the launch latency
 through `edgefleet up` (submit → STARTED as a served flow run) minus the raw time.
 
+Run as a script it works in a throw-away home of its own (``bench/home.py``): its own lab
+of one edge and its own Prefect server, stopped and removed after; a user's records, lab
+and server are never read.
+
     python bench/deploy_overhead.py [--runs 7] [--edge lab-1]
 """
 
@@ -16,15 +20,17 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import edgefleet
-from edgefleet import compose_cli, server
-from edgefleet.lab import lab_status, lab_up
-from edgefleet.models.connections import connection_of
-from edgefleet.settings import get_settings
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.home import throwaway_home  # noqa: E402
+
+# edgefleet (and Prefect, which reads its home when imported) are imported in the functions:
+# as a script, only once the throw-away home is set
 
 COMPOSE = """
 services:
@@ -40,12 +46,18 @@ services:
 
 
 def _set_mode(mode: str) -> None:
+    from edgefleet.settings import get_settings
+
     os.environ["EDGEFLEET_RUN_MODE"] = mode
     get_settings.cache_clear()
 
 
 def raw_compose_up(edge_name: str, compose_text: str, folder: Path) -> float:
     """Seconds for `docker compose up -d --wait` of the app; brought down afterwards."""
+    import edgefleet
+    from edgefleet import compose_cli
+    from edgefleet.models.connections import connection_of
+
     conn = connection_of(edgefleet.show_edge(edge_name))
     path = folder / "raw-compose.yaml"
     path.write_text(compose_text)
@@ -58,6 +70,8 @@ def raw_compose_up(edge_name: str, compose_text: str, folder: Path) -> float:
 
 def edgefleet_deploy(app: str, edge_name: str, mode: str) -> float:
     """Seconds from asking edgefleet to deploy until the record says STARTED."""
+    import edgefleet
+
     _set_mode(mode)
     dep = edgefleet.create_deployment(app, edge_name, version="1.0.0", allow_unpublished=True)
     started = time.perf_counter()
@@ -71,6 +85,12 @@ def edgefleet_deploy(app: str, edge_name: str, mode: str) -> float:
 
 
 def run_benchmark(runs: int, edge: str) -> dict[str, Any]:
+    """In the current home (a test's, or the script's throw-away one) and its lab."""
+    import edgefleet
+    from edgefleet import server
+    from edgefleet.lab import lab_status
+    from edgefleet.settings import get_settings
+
     registry = lab_status().registry
     app = f"bench-{int(time.time())}"
     text = COMPOSE.format(registry=registry)
@@ -114,8 +134,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7, help="deploys per side (median taken)")
     parser.add_argument("--edge", default="lab-1", help="lab edge to deploy to")
     args = parser.parse_args()
-    lab_up(edges=1)
-    result = run_benchmark(args.runs, args.edge)
+    with throwaway_home("ef-bench-deploy-"):
+        from edgefleet.lab import lab_down, lab_up
+
+        lab_up(edges=1)
+        try:
+            result = run_benchmark(args.runs, args.edge)
+        finally:
+            lab_down()
     print(json.dumps(result, indent=2))
     print(f"ratio (edgefleet in-process / raw compose): {result['ratio_in_process_vs_raw']}x "
           f"(target <= {result['target_ratio']}x)")
