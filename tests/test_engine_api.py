@@ -225,3 +225,47 @@ def test_a_silent_engine_times_out_and_does_not_hold_the_sweep() -> None:
     assert not reading.reachable and reading.error
     assert "mute" in reading.error and "timed out" in reading.error
     assert took < 5, took
+
+
+class KeepAlive(http.server.BaseHTTPRequestHandler):
+    """A ping that keeps the connection open (HTTP/1.1), counting the connections made."""
+
+    protocol_version = "HTTP/1.1"
+    connections: list[socket.socket] = []
+
+    def setup(self) -> None:
+        super().setup()
+        KeepAlive.connections.append(self.request)
+
+    def do_GET(self) -> None:  # the name http.server calls
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_sweeps_of_one_process_keep_the_connection_and_replace_a_closed_one() -> None:
+    KeepAlive.connections = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        target = EdgeTarget(edge_id=99, work=Work.HEARTBEAT, conn=EngineConnection(
+            name="kept", docker_host=f"tcp://127.0.0.1:{server.server_address[1]}"))
+        for _ in range(3):  # three sweeps: one connection
+            (reading,) = read_many([target], timeout=5, in_flight=1)
+            assert reading.reachable, reading.error
+        assert len(KeepAlive.connections) == 1
+        KeepAlive.connections[0].shutdown(socket.SHUT_RDWR)  # the engine restarted, say
+        time.sleep(0.2)
+        (reading,) = read_many([target], timeout=5, in_flight=1)
+        assert reading.reachable, reading.error  # a new connection, not an unreachable edge
+        assert len(KeepAlive.connections) == 2
+    finally:
+        server.shutdown()
+        thread.join(5)
