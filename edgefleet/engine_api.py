@@ -99,10 +99,11 @@ class AsyncEngine:
                 reused = self._idle()
                 try:
                     status, body = await self._exchange(target)
-                except FAILURES[2:] + (ConnectionError,):
+                except FAILURES:
                     if not reused:
                         raise
                     # a kept connection the engine (or a middlebox) closed since: once afresh
+                    # (a timeout is not one: asyncio.timeout cancels, it raises at the end)
                     await self.close()
                     status, body = await self._exchange(target)
         except FAILURES as exc:
