@@ -121,8 +121,9 @@ async def _read_all(targets: Sequence[EdgeTarget], timeout: float, in_flight: in
                     ) -> list[EdgeReading]:
     slots = _READER.slots.setdefault(in_flight, asyncio.Semaphore(in_flight))
     pool = _READER.pool
-    # a connection per edge kept, plus one per edge in flight while a kept one is replaced
-    pool.size = max(in_flight, allow_open_files(OPEN_FILES_WANTED) - in_flight - SPARE_FILES)
+    # connections kept (those in use included) within the open-file limit; room is left for
+    # a second connection per edge in flight (an edge read twice at once) and the rest
+    pool.size = max(0, allow_open_files(OPEN_FILES_WANTED) - in_flight - SPARE_FILES)
 
     async def one(target: EdgeTarget) -> EdgeReading:
         async with slots:
