@@ -1,7 +1,7 @@
 """How fast hostile files are refused at the door, next to accepting a normal file.
 
 Each file is written to disk and given to ``edgefleet app create --compose FILE`` (run in
-this process, against a throw-away EDGEFLEET_HOME), the way a new user would; the env-file
+this process, in a throw-away home: ``bench/home.py``), the way a new user would; the env-file
 cases go through ``parse_env_file``, the function that reads env files. A refusal must come
 in one line, before anything is stored, within a second. Times are medians of a few runs in
 one process (this machine is shared: compare rows, not absolute times across runs).
@@ -12,12 +12,15 @@ one process (this machine is shared: compare rows, not absolute times across run
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.home import throwaway_home  # noqa: E402
 
 GOOD = """\
 x-common: &common
@@ -142,9 +145,7 @@ def _env(data: bytes) -> Callable[[], str]:
 def run_benchmark(runs: int = 5) -> list[dict[str, object]]:
     """One row per file: name, bytes, median seconds, outcome (first line of the answer)."""
     rows: list[dict[str, object]] = []
-    with tempfile.TemporaryDirectory(prefix="efbench-hostile-") as tmp:
-        folder = Path(tmp)
-        os.environ["EDGEFLEET_HOME"] = str(folder / "home")
+    with throwaway_home("efbench-hostile-") as folder:
         from edgefleet import db
         from edgefleet.settings import get_settings
 
@@ -169,6 +170,8 @@ def run_benchmark(runs: int = 5) -> list[dict[str, object]]:
             seconds, outcome = _median_seconds(_env(data), runs)
             rows.append({"file": name, "bytes": len(data), "seconds": seconds,
                          "outcome": outcome})
+    get_settings.cache_clear()  # the caller's home again
+    db.get_engine.cache_clear()
     return rows
 
 
