@@ -18,6 +18,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
+import humanize
 import yaml
 from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
@@ -71,7 +72,8 @@ def check_size(count: int, *, what: str, limits: Limits, at_least: bool = False)
     """Refuse ``count`` bytes over the limit (``at_least``: only the first bytes were read)."""
     if count > limits.max_bytes:
         limit = limits.max_bytes
-        shown_limit = f"{limit // MIB} MiB" if limit % MIB == 0 else f"{limit:,} bytes"
+        shown_limit = (humanize.naturalsize(limit, binary=True, format="%.0f")
+                       if limit % MIB == 0 else f"{limit:,} bytes")
         size = "" if at_least else f"{_size(count)}, "
         raise refuse(what, f"{size}over the limit of {shown_limit} "
                            "(setting EDGEFLEET_MAX_FILE_BYTES)")
@@ -158,7 +160,8 @@ def parse_env_file(data: str | bytes, *, what: str = "env file",
 
 
 def _size(count: int) -> str:
-    return f"{count / MIB:.1f} MiB ({count:,} bytes)" if count >= MIB else f"{count:,} bytes"
+    shown = f"{count:,} bytes"
+    return f"{humanize.naturalsize(count, binary=True)} ({shown})" if count >= MIB else shown
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
