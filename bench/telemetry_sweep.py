@@ -419,6 +419,9 @@ def main() -> None:
             result["simulation"] = bench_simulation(scales, max(2, sweeps), args.containers,
                                                     args.running, args.stats_tick, clients)
         finally:
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=30)  # the runs' logs, before their server goes
             server.down(progress=say)  # the throw-away home's local server
     if args.json:
         print(json.dumps(result, indent=2))
