@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from edgefleet.engine import EngineConnection
 from edgefleet.engine_api import KEEP_ALIVE, AsyncEngine
+from edgefleet.models.connections import EngineConnection
 
 
 class HttpxEngine(AsyncEngine):
