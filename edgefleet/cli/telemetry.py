@@ -18,7 +18,9 @@ from edgefleet.cli.common import (
 
 
 def _size(value: float | None) -> str:
-    return metrics.human_size(value, missing="-")
+    from edgefleet.metrics import human_size
+
+    return human_size(value, missing="-")
 
 
 def _ago(iso: str | None) -> str:
