@@ -90,7 +90,8 @@ def running_images(session: Session) -> list[RunningImage]:
     ).all()
     return [RunningImage(deployment_id=dep.id, application=app.name, version=ver.version,
                          service=cs.service, ref=cs.image, digest=cs.digest,
-                         policy=UpdatePolicy.model_validate(dep.policy))
+                         policy=UpdatePolicy.model_validate(dep.policy),
+                         registry_secret=ver.registry_secret)
             for cs, dep, app, ver in rows if is_checkable(cs.image)]
 
 

@@ -24,6 +24,7 @@ class RunningImage(BaseModel):
     ref: str
     digest: str | None
     policy: UpdatePolicy = UpdatePolicy()
+    registry_secret: str | None = None  # the login its version pulls with (a block name)
 
 
 class RefCheck(BaseModel):

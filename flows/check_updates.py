@@ -11,7 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from edgefleet import image_updates
-from edgefleet.errors import RegistryError
+from edgefleet.errors import EdgefleetError
 from edgefleet.tasks.records import notify_operator
 from edgefleet.tasks.registry import check_reference, collect_running_images
 
@@ -22,14 +22,15 @@ def check_image_updates() -> dict[str, Any]:
     logger = get_run_logger()
     running = collect_running_images()
     refs = sorted({image.ref for image in running})
-    futures = {ref: check_reference.submit(ref) for ref in refs}
+    logins = {image.ref: image.registry_secret for image in running if image.registry_secret}
+    futures = {ref: check_reference.submit(ref, logins.get(ref)) for ref in refs}
     checks: dict[str, image_updates.RefCheck] = {}
     errors: list[str] = []
     for ref, future in futures.items():
         try:
             checks[ref] = future.result()
-        except RegistryError as exc:
-            errors.append(str(exc))
+        except EdgefleetError as exc:  # refused, unreachable, or its login is gone: this
+            errors.append(str(exc))    # reference only, the others are still checked
             checks[ref] = image_updates.RefCheck(ref=ref, error=str(exc))
     found = image_updates.findings(running, checks)
     created = 0

@@ -107,3 +107,51 @@ def test_private_image_deploys_with_the_secret_and_the_password_stays_secret(
         assert PASSWORD not in str(runs[0].parameters)
     for dep in (refused["id"], status["id"]):
         edgefleet.delete_deployment(dep, force=True)
+
+
+def push_private(lab: Any, address: str, source: str, target: str) -> None:
+    """hello:``source`` from the lab registry pushed to the private one as team/hello:``target``."""
+    with engine_client(lab.edge("lab-1").connection) as client:
+        image = client.images.pull(f"{lab.registry}/edgefleet/hello", tag=source)
+        image.tag(f"{address}/team/hello", tag=target)
+        for chunk in client.api.push(f"{address}/team/hello", tag=target, stream=True,
+                                     decode=True,
+                                     auth_config={"username": USER, "password": PASSWORD}):
+            assert "error" not in chunk, chunk
+
+
+def test_private_images_are_checked_with_their_login(lab: Any, private_registry: str,
+                                                     prefect_api: str, local_runs: None) -> None:
+    """A moved tag in a private registry is found with the version's login; a reference whose
+    login is gone is reported on that reference only."""
+    from edgefleet import jobs
+    from edgefleet.registry_secrets import _api
+
+    moving, other = unique("moving"), unique("other")
+    for tag in (moving, other):
+        push_private(lab, private_registry, "1.0.0", tag)
+    deployed = {}
+    for tag in (moving, other):
+        secret = unique("login")
+        save_registry_login(secret, username=USER, password=PASSWORD, registry=private_registry)
+        app = unique("chk")
+        edgefleet.create_application(app, "1.0.0", image=f"{private_registry}/team/hello:{tag}",
+                                     ports=["8080"], registry_secret=secret)
+        edgefleet.publish_version(app, "1.0.0")
+        status = edgefleet.deploy(app, "lab-2")
+        assert status["state"] == "STARTED", status["last_error"]
+        deployed[tag] = (status["id"], secret)
+    from prefect.blocks.system import Secret
+
+    with _api(), get_client(sync_client=True) as client:  # the second login goes away
+        client.delete_block_document(Secret.load(deployed[other][1])._block_document_id)
+    push_private(lab, private_registry, "1.1.0", moving)  # the tag moves
+
+    summary = jobs.run_here("check-image-updates")
+    assert [e for e in summary["errors"] if deployed[other][1] in e], summary["errors"]
+    assert len(summary["errors"]) == 1, summary["errors"]
+    found = {f["deployment_id"] for f in summary["updates_available"]}
+    assert deployed[moving][0] in found and deployed[other][0] not in found
+    assert edgefleet.deployment_status(deployed[moving][0])["update_available"]
+    for dep, _secret in deployed.values():
+        edgefleet.delete_deployment(dep, force=True)
