@@ -137,12 +137,41 @@ def _upgrade(engine: Engine, url: str) -> None:
 
     cfg = alembic_config(url)
     head = ScriptDirectory.from_config(cfg).get_current_head()
-    with engine.connect() as conn:
+    with _migration_lock(engine), engine.connect() as conn:
+        # asked again under the lock: another process may have just migrated it
         current = MigrationContext.configure(conn).get_current_revision()
-    if current != head:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        if current != head:
+            conn.commit()
+            with engine.begin() as migrating:
+                cfg.attributes["connection"] = migrating
+                command.upgrade(cfg, "head")
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """One process migrates at a time (two commands on a fresh home both found no schema
+    and both created it: one failed). A file lock beside a SQLite file; an advisory lock on
+    PostgreSQL; other databases rely on their own DDL locking."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        import fcntl
+
+        with open(f"{database}.migrate.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    elif engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(727165)"))  # edgefleet's migration key
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(727165)"))
+                conn.commit()
+    else:
+        yield
 
 
 @contextmanager

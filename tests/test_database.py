@@ -117,3 +117,19 @@ def test_the_schema_check_skips_alembic_only_at_head(tmp_path) -> None:  # type:
     finally:
         db.get_engine(url).dispose()
         db.get_engine.cache_clear()
+
+
+def test_commands_opening_a_fresh_home_at_once_migrate_it_once(tmp_path: Any) -> None:
+    """Two commands started together on a new home both found no schema and both created
+    it (one failed with 'table ... already exists'): the migration runs under a lock."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EDGEFLEET_HOME": str(tmp_path)}
+    env.pop("EDGEFLEET_DATABASE_URL", None)
+    script = "from edgefleet.db import get_engine; get_engine()"
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
