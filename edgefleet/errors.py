@@ -6,6 +6,7 @@
     ├── NotFound              a named record does not exist
     ├── AlreadyExists         a record with that name already exists
     ├── InvalidTransition     the deployment's state does not allow the action
+    │   └── StateConflict     a compare-and-set found another state (another run moved it)
     ├── EdgeUnreachable       the edge's Docker engine did not answer
     ├── EngineRequestFailed   the engine answered, with an error status
     ├── RegistryError         the image registry refused or did not answer
@@ -45,6 +46,16 @@ class AlreadyExists(EdgefleetError):
 
 class InvalidTransition(EdgefleetError):
     """The deployment's current state does not allow the requested action."""
+
+
+class StateConflict(InvalidTransition):
+    """A state change found the deployment in a state it may not move from: another run
+    moved it first (or the action is not allowed from there). Nothing was changed."""
+
+    def __init__(self, message: str, *, found: str, action: str) -> None:
+        super().__init__(message)
+        self.found = found
+        self.action = action
 
 
 class EdgeUnreachable(EdgefleetError):

@@ -13,25 +13,34 @@ from prefect import flow, get_run_logger, runtime
 from edgefleet import labels as L
 from edgefleet.models.inputs import AppKind
 from edgefleet.models.plans import DeployPlan, ObservedContainer
-from edgefleet.models.states import Action
+from edgefleet.models.states import Action, DeploymentState
 from edgefleet.settings import get_settings
 from edgefleet.tasks.compose import (
     compose_down,
     compose_logs_tail,
     compose_up,
+    render_compose,
+    render_stack,
     resolve_compose,
     service_images,
     stack_deploy,
     stack_remove,
 )
 from edgefleet.tasks.containers import (
+    container_spec,
     create_network,
     remove_containers,
     start_container,
     wait_for_containers,
 )
 from edgefleet.tasks.images import load_registry_login, pull_image
-from edgefleet.tasks.records import load_plan, move_state, record_containers
+from edgefleet.tasks.records import (
+    load_applied_spec,
+    load_plan,
+    move_state,
+    record_containers,
+    record_spec,
+)
 from edgefleet.tasks.updates import ensure_update_limit
 
 # Seconds to confirm that compose's services really run once `up --wait` returned.
@@ -54,7 +63,7 @@ def deploy_application(deployment_id: str) -> str:
         logger.error("deploy of %s failed: %s", deployment_id, reason)
         _clean_up(plan, remove_volumes=fresh)
         record_containers(deployment_id, [])
-        move_state(deployment_id, Action.FAIL, error=reason)
+        move_state(deployment_id, Action.FAIL, error=reason, expect=DeploymentState.STARTING)
         raise
     record_containers(deployment_id, observed)
     state = move_state(deployment_id, Action.STARTED)
@@ -80,14 +89,10 @@ def _start(plan: DeployPlan, timeout: float) -> list[ObservedContainer]:
     if plan.kind is AppKind.IMAGE:
         assert plan.image is not None
         digest = pull_image(conn, plan.image, always=always, credentials=login)
-        labels = L.service_labels(deployment_id=plan.deployment_id, application=plan.application,
-                                  version=plan.version, service=plan.application,
-                                  spec=plan.image_spec(), digest=digest, image=plan.image)
+        spec = record_spec(plan.deployment_id, container_spec(plan, digest))
         network = create_network(conn, plan.project, {L.DEPLOYMENT: plan.deployment_id,
                                                       L.MANAGED: "true"})
-        start_container(conn, name=plan.container_name,
-                        image=L.pinned(plan.image, digest),
-                        env=plan.env, ports=plan.ports, network=network, labels=labels)
+        start_container(conn, network=network, **spec.container())
         return wait_for_containers(conn, plan.deployment_id, timeout, expected=1)
 
     model = resolve_compose(plan)
@@ -96,16 +101,19 @@ def _start(plan: DeployPlan, timeout: float) -> list[ObservedContainer]:
                for ref in images}
     digests = {ref: fut.result() for ref, fut in futures.items()}
     if plan.kind is AppKind.COMPOSE:
+        spec = record_spec(plan.deployment_id, render_compose(plan, model, digests),
+                           resolved=model)
         try:
-            compose_up(plan, model, digests, timeout)
+            compose_up(conn, plan.project, spec, timeout)
         except Exception as exc:
-            tail = compose_logs_tail(conn, plan.project, plan.deployment_id)
+            tail = compose_logs_tail(conn, plan.project, spec)
             raise type(exc)(f"{exc}\nlast log lines:\n{tail}" if tail else str(exc)) from exc
         # compose 2.40 `up --wait` can exit 0 for a container that never started: judge
         # what the engine runs (compose already waited: a short look is enough)
         return wait_for_containers(conn, plan.deployment_id, min(timeout, COMPOSE_RECHECK),
                                    expected=len(model["services"]))
-    stack_deploy(plan, model, digests)
+    spec = record_spec(plan.deployment_id, render_stack(plan, model, digests), resolved=model)
+    stack_deploy(conn, plan.project, spec)
     return wait_for_containers(conn, plan.deployment_id, timeout, expected=len(model["services"]))
 
 
@@ -114,7 +122,8 @@ def _clean_up(plan: DeployPlan, *, remove_volumes: bool) -> None:
     logger = get_run_logger()
     steps: list[Callable[[], object]] = []
     if plan.kind is AppKind.COMPOSE:
-        steps.append(lambda: compose_down(plan.edge, plan.project, plan.deployment_id,
+        steps.append(lambda: compose_down(plan.edge, plan.project,
+                                          load_applied_spec(plan.deployment_id),
                                           remove_volumes=remove_volumes))
     elif plan.kind is AppKind.SWARM:
         steps.append(lambda: stack_remove(plan.edge, plan.project))

@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger, runtime
 from edgefleet.models.connections import EngineConnection
 from edgefleet.models.plans import ObservedContainer
 from edgefleet.models.records import utcnow
-from edgefleet.models.states import Action
+from edgefleet.models.states import Action, DeploymentState
 from edgefleet.reconcile_rules import Limits, Outcome, plan_clean_up, run_is_gone, settle
 from edgefleet.settings import get_settings
 from edgefleet.tasks.containers import observe_containers
@@ -111,7 +111,8 @@ def _settle(held: Held, why: str) -> Outcome | None:
                           else observed)
         if outcome.version and outcome.version != plan.version:
             set_version(held.deployment_id, outcome.version)
-        move_state(held.deployment_id, outcome.action, error=outcome.reason)
+        move_state(held.deployment_id, outcome.action, error=outcome.reason,
+                   expect=DeploymentState(held.state))  # compare-and-set: still held
     except Exception as exc:
         logger.error("deployment %s could not be settled: %s", held.deployment_id[:12], exc)
         return None

@@ -5,10 +5,15 @@ from __future__ import annotations
 from prefect import flow, runtime
 
 from edgefleet.models.inputs import AppKind
-from edgefleet.models.states import Action
+from edgefleet.models.states import Action, DeploymentState
 from edgefleet.tasks.compose import compose_down, stack_remove
 from edgefleet.tasks.containers import remove_containers
-from edgefleet.tasks.records import load_plan, move_state, record_containers
+from edgefleet.tasks.records import (
+    load_applied_spec,
+    load_plan,
+    move_state,
+    record_containers,
+)
 
 
 @flow(name="stop-application", flow_run_name="stop {deployment_id}")
@@ -18,12 +23,14 @@ def stop_application(deployment_id: str, remove_volumes: bool = False) -> str:
     move_state(deployment_id, Action.STOP, flow_run_id=str(run_id) if run_id else None)
     try:
         if plan.kind is AppKind.COMPOSE:
-            compose_down(plan.edge, plan.project, deployment_id, remove_volumes=remove_volumes)
+            compose_down(plan.edge, plan.project, load_applied_spec(deployment_id),
+                         remove_volumes=remove_volumes)
         elif plan.kind is AppKind.SWARM:
             stack_remove(plan.edge, plan.project)
         remove_containers(plan.edge, deployment_id, remove_volumes=remove_volumes)
     except Exception as exc:
-        move_state(deployment_id, Action.FAIL, error=f"stop failed: {exc}")
+        move_state(deployment_id, Action.FAIL, error=f"stop failed: {exc}",
+                   expect=DeploymentState.STOPPING)
         raise
     record_containers(deployment_id, [])
     return move_state(deployment_id, Action.STOPPED)

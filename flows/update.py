@@ -13,21 +13,23 @@ from typing import Any
 from prefect import flow, get_run_logger, runtime
 from prefect.concurrency.sync import concurrency
 
-from edgefleet import labels as L
+from edgefleet.errors import DeploymentFailed
 from edgefleet.flows.deploy import log_allowance
 from edgefleet.models.inputs import AppKind
 from edgefleet.models.plans import DeployPlan
-from edgefleet.models.states import Action
+from edgefleet.models.states import Action, DeploymentState
 from edgefleet.settings import get_settings
 from edgefleet.tasks.compose import (
     compose_restore,
     compose_up,
+    render_compose,
+    render_stack,
     resolve_compose,
     service_images,
     stack_deploy,
     stack_restore,
 )
-from edgefleet.tasks.containers import observe_containers, wait_for_containers
+from edgefleet.tasks.containers import container_spec, observe_containers, wait_for_containers
 from edgefleet.tasks.images import load_registry_login, pull_image
 from edgefleet.tasks.records import (
     current_state,
@@ -35,6 +37,8 @@ from edgefleet.tasks.records import (
     move_state,
     notify_operator,
     record_containers,
+    record_spec,
+    restore_spec,
     set_version,
 )
 from edgefleet.tasks.updates import (
@@ -72,8 +76,9 @@ def _update(deployment_id: str, version: str | None, force: bool) -> str:
     target = load_plan(deployment_id, version=version)
     log_allowance(target)
     run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
-    was_error = current_state(deployment_id) == "ERROR"
-    move_state(deployment_id, Action.UPDATE, flow_run_id=run_id)
+    was = DeploymentState(current_state(deployment_id))
+    was_error = was is DeploymentState.ERROR
+    move_state(deployment_id, Action.UPDATE, flow_run_id=run_id, expect=was)
 
     # 1. Pull everything first: nothing running is touched if a pull fails.
     try:
@@ -120,34 +125,44 @@ def _update(deployment_id: str, version: str | None, force: bool) -> str:
 
 def _apply(target: DeployPlan, model: dict[str, Any] | None, digests: dict[str, str | None],
            ops: list[Operation]) -> None:
+    """Record the new spec as current (the previous one stays its rollback target), then
+    apply it."""
     kept = kept_versions(ops)
     if target.kind is AppKind.COMPOSE:
         assert model is not None
-        compose_up(target, model, digests, get_settings().deploy_timeout, kept_versions=kept)
+        spec = record_spec(target.deployment_id, render_compose(target, model, digests, kept),
+                           resolved=model)
+        compose_up(target.edge, target.project, spec, get_settings().deploy_timeout)
     elif target.kind is AppKind.SWARM:
         assert model is not None
-        stack_deploy(target, model, digests, kept_versions=kept)
+        spec = record_spec(target.deployment_id, render_stack(target, model, digests, kept),
+                           resolved=model)
+        stack_deploy(target.edge, target.project, spec)
     else:
         assert target.image is not None
-        digest = digests.get(target.image)
-        labels = L.service_labels(deployment_id=target.deployment_id,
-                                  application=target.application, version=target.version,
-                                  service=target.application, spec=target.image_spec(),
-                                  digest=digest, image=target.image)
-        replace_container(target.edge, name=target.container_name,
-                          image=L.pinned(target.image, digest), env=target.env,
-                          ports=target.ports, labels=labels)
+        spec = record_spec(target.deployment_id,
+                           container_spec(target, digests.get(target.image)))
+        replace_container(target.edge, **spec.container())
 
 
 def _roll_back(current: DeployPlan, deployment_id: str, reason: str, ops: list[Operation],
                was_error: bool) -> None:
+    """Back to the spec the records held when the update began (``current.applied``),
+    whichever machine applied it; the records say it is current again."""
     logger = get_run_logger()
     try:
+        previous = current.applied
+        if previous is None and current.kind is not AppKind.IMAGE:
+            raise DeploymentFailed("no previous spec is recorded to roll back to")
+        if previous is not None:
+            restore_spec(deployment_id, previous)
         if current.kind is AppKind.COMPOSE:
-            compose_restore(current.edge, current.project, deployment_id,
+            assert previous is not None
+            compose_restore(current.edge, current.project, previous,
                             get_settings().deploy_timeout)
         elif current.kind is AppKind.SWARM:
-            stack_restore(current.edge, current.project, deployment_id, current.env)
+            assert previous is not None
+            stack_restore(current.edge, current.project, previous)
         else:
             restore_container(current.edge, current.container_name)
         restored = wait_for_containers(current.edge, deployment_id,
@@ -157,12 +172,13 @@ def _roll_back(current: DeployPlan, deployment_id: str, reason: str, ops: list[O
         full = f"{reason}; the rollback failed too: {exc}"
         logger.error(full)
         record_containers(deployment_id, observe_containers(current.edge, deployment_id))
-        move_state(deployment_id, Action.FAIL, error=full)
+        move_state(deployment_id, Action.FAIL, error=full, expect=DeploymentState.UPDATING)
         publish_update_report(deployment_id, _rows(ops, None, "failed", full), full)
         _tell_failed(deployment_id, current.version, full)
         return
     record_containers(deployment_id, restored)
-    move_state(deployment_id, Action.FAIL if was_error else Action.UPDATED, error=reason)
+    move_state(deployment_id, Action.FAIL if was_error else Action.UPDATED, error=reason,
+               expect=DeploymentState.UPDATING)
     after = {o.service: o.digest for o in restored}
     publish_update_report(deployment_id, _rows(ops, after, "rolled back", reason), reason)
     notify_operator(deployment_id, reason="rollback", key=str(runtime.flow_run.id or reason),
@@ -180,7 +196,8 @@ def _tell_failed(deployment_id: str, version: str, reason: str) -> None:
 
 def _give_up(deployment_id: str, reason: str, was_error: bool) -> None:
     """Back to where we were (STARTED, or ERROR) with the reason; nothing was touched."""
-    move_state(deployment_id, Action.FAIL if was_error else Action.UPDATED, error=reason)
+    move_state(deployment_id, Action.FAIL if was_error else Action.UPDATED, error=reason,
+               expect=DeploymentState.UPDATING)
 
 
 def _finish(deployment_id: str, target: DeployPlan, ops: list[Operation], outcome: str,

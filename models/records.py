@@ -1,7 +1,9 @@
 """The records edgefleet keeps (SQLModel tables), one family per concept.
 
-Edge, Application, ApplicationVersion, Deployment, ContainerStatus and LogCursor. Input
-validation lives in ``models.inputs``; tables hold only what was already validated.
+Edge, Application, ApplicationVersion, Deployment, AppliedSpec, ContainerStatus and
+LogCursor. Input validation lives in ``models.inputs``; tables hold only what was already
+validated. The records are the only state: whatever a later run needs (the spec applied, the
+one before it, log cursors) is here, never in files of the machine that ran a flow.
 """
 
 from __future__ import annotations
@@ -101,8 +103,40 @@ class Deployment(SQLModel, table=True):
     # models.policies.UpdatePolicy as data; {} is the default policy
     policy: dict[str, Any] = Field(default_factory=dict,
                                    sa_column=Column(JSON, nullable=False, server_default="{}"))
+    # The AppliedSpec the edge is meant to run now (None before the first apply). No foreign
+    # key: the specs point back at their deployment, and one cycle is one too many to delete.
+    spec_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AppliedSpec(SQLModel, table=True):
+    """One spec given to a deployment's edge: the file as applied (images pinned by digest)
+    and the environment the CLI ran with.
+
+    Stop, logs and rollback write the file again from this row on whichever machine runs
+    them; ``previous_id`` is the spec that was current when this one was applied.
+    """
+
+    __tablename__ = "applied_spec"
+
+    id: int | None = Field(default=None, primary_key=True)
+    deployment_id: str = Field(foreign_key="deployment.id", index=True)
+    version: str
+    kind: str  # image | compose | swarm
+    # compose: the rendered model (JSON); swarm: the stack file (YAML); image: the container
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    digests: dict[str, str | None] = Field(default_factory=dict,
+                                           sa_column=Column(JSON, nullable=False))
+    # compose's own `config` model of the source this was rendered from, by a hash of
+    # (file, environment, project): a redeploy or forced update does not run `config` again
+    source_key: str | None = None
+    resolved: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    previous_id: int | None = None
+    outcome: str = "applied"  # applied | rolled back
+    flow_run_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class ContainerStatus(SQLModel, table=True):

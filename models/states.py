@@ -1,7 +1,9 @@
 """Deployment states and the one table of legal transitions (the reference platform's rules),
 and an edge's availability.
 
-Every state change goes through :func:`transition`, so no caller can invent a half-state.
+Every state change goes through this table, so no caller can invent a half-state: a check
+uses :func:`transition`; the change itself is one compare-and-set in the database whose
+``WHERE`` holds :func:`sources` (``tasks.records.move_state``).
 """
 
 from __future__ import annotations
@@ -74,3 +76,30 @@ def transition(current: DeploymentState | str, action: Action) -> DeploymentStat
             f"cannot {action.value} a deployment in state {state.value} (allowed from: {names})"
         )
     return target
+
+
+def sources(action: Action, expect: DeploymentState | str | None = None
+            ) -> frozenset[DeploymentState]:
+    """The states ``action`` may move a deployment from: all the table allows, or only
+    ``expect``, the state this run put it in (so no run ends another run's transition)."""
+    allowed, _target = TRANSITIONS[action]
+    if expect is None:
+        return allowed
+    state = DeploymentState(expect)
+    if state not in allowed:
+        transition(state, action)  # raises, naming the states allowed
+    return frozenset({state})
+
+
+def refusal(action: Action, found: DeploymentState | str,
+            expect: DeploymentState | str | None = None) -> str:
+    """Why a compare-and-set of ``action`` moved nothing, naming the state found."""
+    state = DeploymentState(found)
+    allowed, _target = TRANSITIONS[action]
+    if expect is not None and state in allowed:
+        return (f"cannot {action.value} a deployment in state {state.value}: this run left it "
+                f"{DeploymentState(expect).value} and another run has moved it since")
+    names = ", ".join(sorted(s.value for s in allowed))
+    return (f"cannot {action.value} a deployment in state {state.value} (allowed from: "
+            f"{names}); another run may have moved it")
+

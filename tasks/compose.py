@@ -1,13 +1,18 @@
 """Compose and swarm-stack applications, applied with the official binaries.
 
 We render the file (adding our labels) and let compose do interpolation, ordering,
-health waiting and recreation.
+health waiting and recreation. The rendered file lives in the records (``applied_spec``):
+each call writes it into a temp dir of its own and removes it after, so any machine can
+stop, read logs of or roll back what another machine applied (a worker's disk is scratch).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -18,17 +23,28 @@ from edgefleet import compose_cli
 from edgefleet import labels as L
 from edgefleet.errors import DeploymentFailed, InvalidInput
 from edgefleet.models.connections import EngineConnection
-from edgefleet.models.plans import DeployPlan
+from edgefleet.models.plans import DeployPlan, RenderedSpec
 from edgefleet.models.privileges import described, host_privileges
-from edgefleet.settings import get_settings
+from edgefleet.tasks.records import cached_model
 from edgefleet.tasks.retry import unless_final
 
+# Compose resolves a vendor's relative paths against the project directory. One fixed
+# directory per project, the same on every machine, keeps the resolved model (and so each
+# service's config hash) independent of where a flow ran.
+PROJECTS = PurePosixPath("/var/lib/edgefleet/projects")
 
-def work_dir(deployment_id: str) -> Path:
-    """Where a deployment's rendered files live (so stop and logs can use them again)."""
-    path = get_settings().home / "deployments" / deployment_id
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+
+@contextmanager
+def scratch_file(name: str, text: str) -> Iterator[Path]:
+    """The file a CLI needs, written from the record into a fresh temp dir, removed after."""
+    with tempfile.TemporaryDirectory(prefix="edgefleet-") as folder:
+        path = Path(folder) / name
+        path.write_text(text)
+        yield path
+
+
+def project_args(project: str) -> tuple[str, str]:
+    return ("--project-directory", str(PROJECTS / project))
 
 
 def merge_labels(service: dict[str, Any], extra: dict[str, str], key: str = "labels") -> None:
@@ -70,29 +86,31 @@ def render_services(
     return rendered
 
 
+def source_key(plan: DeployPlan) -> str:
+    """What compose's model of a file depends on: the file, the environment, the project."""
+    return L.config_hash({"compose": plan.compose, "env": plan.env, "project": plan.project,
+                          "directory": str(PROJECTS / plan.project)})
+
+
 @task(name="resolve-compose", retries=1, cache_policy=NONE, retry_condition_fn=unless_final,
       task_run_name="resolve compose of {plan.project}")
 def resolve_compose(plan: DeployPlan) -> dict[str, Any]:
     """The compose model after compose's own interpolation and validation (``config``).
 
-    It depends only on the file, the environment and the project, so it is kept per hash of
-    those: a redeploy or a forced update does not run ``config`` again. Host-level privileges
-    are checked again here, where variables have their values: a deployment's environment
-    cannot turn ``network_mode: ${MODE}`` into ``host`` unless the version allows it.
+    A model resolved before for this deployment (same file, environment and project) is
+    read from its applied spec: a redeploy or a forced update does not run ``config`` again.
+    Host-level privileges are checked again here, where variables have their values: a
+    deployment's environment cannot turn ``network_mode: ${MODE}`` into ``host`` unless the
+    version allows it.
     """
     assert plan.compose is not None
-    folder = work_dir(plan.deployment_id)
-    key = L.config_hash({"compose": plan.compose, "env": plan.env, "project": plan.project})
-    cached = folder / f"resolved-{key}.json"
-    if cached.exists():
-        model: dict[str, Any] = json.loads(cached.read_text())
-    else:
-        source = folder / "source.yaml"
-        source.write_text(plan.compose)
-        proc = compose_cli.compose(plan.edge, plan.project, source, "config", "--format",
-                                   "json", env=plan.env, timeout=60)
+    model = cached_model(plan.deployment_id, source_key(plan))
+    if model is None:
+        with scratch_file("compose.yaml", plan.compose) as source:
+            proc = compose_cli.compose(plan.edge, plan.project, source,
+                                       *project_args(plan.project), "config", "--format",
+                                       "json", env=plan.env, timeout=60)
         model = json.loads(proc.stdout)
-        cached.write_text(proc.stdout)
     found = host_privileges(model)
     if found and not plan.allow_privileged:
         raise InvalidInput(
@@ -106,108 +124,104 @@ def service_images(model: dict[str, Any]) -> dict[str, str]:
     return {name: str(svc["image"]) for name, svc in model["services"].items()}
 
 
-def _keep_previous(path: Path) -> None:
-    """The file applied last stays beside the new one: rollback re-applies it exactly."""
-    if path.exists():
-        path.replace(path.with_name(path.stem + ".previous" + path.suffix))
+def render_compose(plan: DeployPlan, model: dict[str, Any], digests: dict[str, str | None],
+                   kept_versions: dict[str, str] | None = None) -> RenderedSpec:
+    """The compose file to apply (JSON), as the records keep it."""
+    rendered = render_services(model, plan, digests, stack=False, kept_versions=kept_versions)
+    return RenderedSpec(version=plan.version, kind=plan.kind, text=json.dumps(rendered, indent=2),
+                        env=plan.env, digests=digests, source_key=source_key(plan))
+
+
+def render_stack(plan: DeployPlan, model: dict[str, Any], digests: dict[str, str | None],
+                 kept_versions: dict[str, str] | None = None) -> RenderedSpec:
+    """The vendor's stack file with our labels and pinned images (the stack CLI interpolates
+    the rest from ``env``), as the records keep it."""
+    assert plan.compose is not None
+    rendered = render_services(model, plan, digests, stack=True, kept_versions=kept_versions,
+                               source=yaml.safe_load(plan.compose))
+    return RenderedSpec(version=plan.version, kind=plan.kind,
+                        text=yaml.safe_dump(rendered, sort_keys=False), env=plan.env,
+                        digests=digests, source_key=source_key(plan))
 
 
 @task(name="compose-up", retries=1, retry_delay_seconds=2, cache_policy=NONE,
-      task_run_name="compose up {plan.project} on {plan.edge.name}")
-def compose_up(plan: DeployPlan, model: dict[str, Any], digests: dict[str, str | None],
-               timeout: float, kept_versions: dict[str, str] | None = None) -> None:
+      task_run_name="compose up {project} on {conn.name} at {spec.version}")
+def compose_up(conn: EngineConnection, project: str, spec: RenderedSpec, timeout: float) -> None:
     """``up -d --wait``: returns once every service runs and is healthy, else fails.
 
     Compose recreates only the services whose rendered config changed.
     """
-    path = work_dir(plan.deployment_id) / "compose.yaml"
-    rendered = render_services(model, plan, digests, stack=False, kept_versions=kept_versions)
-    text = json.dumps(rendered, indent=2)
-    if not (path.exists() and path.read_text() == text):
-        _keep_previous(path)
-        path.write_text(text)
-    _up(plan.edge, plan.project, path, timeout, plan.env)
+    _up(conn, project, spec, timeout)
 
 
-def _up(conn: EngineConnection, project: str, path: Path, timeout: float,
-        env: dict[str, str] | None = None) -> None:
+@task(name="compose-restore", retries=1, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="compose restore {project} on {conn.name} to {spec.version}")
+def compose_restore(conn: EngineConnection, project: str, spec: RenderedSpec,
+                    timeout: float) -> None:
+    """Re-apply a previous spec from the records (images pinned by digest: the exact old
+    state), whichever machine applied it."""
+    _up(conn, project, spec, timeout)
+
+
+def _up(conn: EngineConnection, project: str, spec: RenderedSpec, timeout: float) -> None:
     try:
-        compose_cli.compose(
-            conn, project, path, "up", "-d", "--wait", "--wait-timeout", str(int(timeout)),
-            "--pull", "never", "--remove-orphans", env=env, timeout=timeout + 60,
-        )
+        with scratch_file("compose.json", spec.text) as path:
+            compose_cli.compose(
+                conn, project, path, *project_args(project), "up", "-d", "--wait",
+                "--wait-timeout", str(int(timeout)), "--pull", "never", "--remove-orphans",
+                env=spec.env, timeout=timeout + 60,
+            )
     except compose_cli.ComposeError as exc:
         raise DeploymentFailed(f"compose up failed: {exc}") from exc
 
 
-@task(name="compose-restore", retries=1, retry_delay_seconds=2, cache_policy=NONE,
-      task_run_name="compose restore {project} on {conn.name}")
-def compose_restore(conn: EngineConnection, project: str, deployment_id: str,
-                    timeout: float) -> None:
-    """Re-apply the previous rendered file (images pinned by digest: the exact old state)."""
-    folder = work_dir(deployment_id)
-    previous = folder / "compose.previous.yaml"
-    if not previous.exists():
-        raise DeploymentFailed("no previous compose file to roll back to")
-    previous.replace(folder / "compose.yaml")
-    _up(conn, project, folder / "compose.yaml", timeout)
-
-
 @task(name="compose-down", retries=2, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="compose down {project} on {conn.name}")
-def compose_down(conn: EngineConnection, project: str, deployment_id: str,
+def compose_down(conn: EngineConnection, project: str, spec: RenderedSpec | None,
                  remove_volumes: bool = False) -> None:
-    path = work_dir(deployment_id) / "compose.yaml"
-    if not path.exists():
-        get_run_logger().info("no rendered compose file for %s; nothing to bring down", project)
+    """``down`` with the spec last applied (from the records)."""
+    if spec is None:
+        get_run_logger().info("no applied compose spec recorded for %s; nothing to bring down",
+                              project)
         return
     args = ["down", "--remove-orphans", "--timeout", "10"] + (["--volumes"] if remove_volumes
                                                                 else [])
-    compose_cli.compose(conn, project, path, *args, timeout=120)
+    with scratch_file("compose.json", spec.text) as path:
+        compose_cli.compose(conn, project, path, *project_args(project), *args, env=spec.env,
+                            timeout=120)
 
 
 @task(name="compose-logs-tail", cache_policy=NONE)
-def compose_logs_tail(conn: EngineConnection, project: str, deployment_id: str) -> str:
-    path = work_dir(deployment_id) / "compose.yaml"
+def compose_logs_tail(conn: EngineConnection, project: str, spec: RenderedSpec | None) -> str:
+    if spec is None:
+        return "(logs unavailable: no applied compose spec recorded)"
     try:
-        proc = compose_cli.compose(conn, project, path, "logs", "--tail", "10", "--no-color",
-                                   timeout=30)
+        with scratch_file("compose.json", spec.text) as path:
+            proc = compose_cli.compose(conn, project, path, *project_args(project), "logs",
+                                       "--tail", "10", "--no-color", env=spec.env, timeout=30)
     except compose_cli.ComposeError as exc:
         return f"(logs unavailable: {exc})"
     return proc.stdout.strip()
 
 
 @task(name="stack-deploy", retries=1, retry_delay_seconds=2, cache_policy=NONE,
-      task_run_name="stack deploy {plan.project} on {plan.edge.name}")
-def stack_deploy(plan: DeployPlan, model: dict[str, Any], digests: dict[str, str | None],
-                 kept_versions: dict[str, str] | None = None) -> None:
-    """``docker stack deploy`` of the vendor's file with our labels and pinned images
-    (the stack CLI interpolates the rest from the environment we pass)."""
-    assert plan.compose is not None
-    rendered = render_services(model, plan, digests, stack=True, kept_versions=kept_versions,
-                               source=yaml.safe_load(plan.compose))
-    path = work_dir(plan.deployment_id) / "stack.yaml"
-    _keep_previous(path)
-    path.write_text(yaml.safe_dump(rendered, sort_keys=False))
-    _stack_deploy(plan.edge, plan.project, path, plan.env)
-
-
-def _stack_deploy(conn: EngineConnection, project: str, path: Path, env: dict[str, str]) -> None:
-    compose_cli.stack(conn, "deploy", "--compose-file", str(path), "--prune",
-                      "--resolve-image", "never", project, env=env, timeout=120)
+      task_run_name="stack deploy {project} on {conn.name} at {spec.version}")
+def stack_deploy(conn: EngineConnection, project: str, spec: RenderedSpec) -> None:
+    """``docker stack deploy`` of a rendered stack file from the records."""
+    _stack_deploy(conn, project, spec)
 
 
 @task(name="stack-restore", retries=1, retry_delay_seconds=2, cache_policy=NONE,
-      task_run_name="stack restore {project} on {conn.name}")
-def stack_restore(conn: EngineConnection, project: str, deployment_id: str,
-                  env: dict[str, str]) -> None:
-    """Re-deploy the previous stack file (pinned digests) with the previous environment."""
-    folder = work_dir(deployment_id)
-    previous = folder / "stack.previous.yaml"
-    if not previous.exists():
-        raise DeploymentFailed("no previous stack file to roll back to")
-    previous.replace(folder / "stack.yaml")
-    _stack_deploy(conn, project, folder / "stack.yaml", env)
+      task_run_name="stack restore {project} on {conn.name} to {spec.version}")
+def stack_restore(conn: EngineConnection, project: str, spec: RenderedSpec) -> None:
+    """Re-deploy a previous stack spec (pinned digests) with its own environment."""
+    _stack_deploy(conn, project, spec)
+
+
+def _stack_deploy(conn: EngineConnection, project: str, spec: RenderedSpec) -> None:
+    with scratch_file("stack.yaml", spec.text) as path:
+        compose_cli.stack(conn, "deploy", "--compose-file", str(path), "--prune",
+                          "--resolve-image", "never", project, env=spec.env, timeout=120)
 
 
 @task(name="stack-remove", retries=2, retry_delay_seconds=2, cache_policy=NONE,

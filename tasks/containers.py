@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -14,7 +15,7 @@ from edgefleet import labels as L
 from edgefleet.engine import engine_client, observe
 from edgefleet.errors import DeploymentFailed
 from edgefleet.models.connections import EngineConnection
-from edgefleet.models.plans import ObservedContainer
+from edgefleet.models.plans import DeployPlan, ObservedContainer, RenderedSpec
 
 
 def port_bindings(ports: list[str]) -> dict[str, list[Any]]:
@@ -144,3 +145,17 @@ def remove_containers(conn: EngineConnection, deployment_id: str, remove_volumes
             for volume in client.volumes.list(filters=L.deployment_filter(deployment_id)):
                 volume.remove(force=True)
         return len(found)
+
+
+def container_spec(plan: DeployPlan, digest: str | None) -> RenderedSpec:
+    """An image-kind deployment's container as the records keep it (image pinned by digest,
+    our labels): the arguments of start_container / replace_container."""
+    assert plan.image is not None
+    labels = L.service_labels(deployment_id=plan.deployment_id, application=plan.application,
+                              version=plan.version, service=plan.application,
+                              spec=plan.image_spec(), digest=digest, image=plan.image)
+    container = {"name": plan.container_name, "image": L.pinned(plan.image, digest),
+                 "env": plan.env, "ports": plan.ports, "labels": labels}
+    return RenderedSpec(version=plan.version, kind=plan.kind,
+                        text=json.dumps(container, indent=2, sort_keys=True), env=plan.env,
+                        digests={plan.image: digest})

@@ -1,29 +1,45 @@
-"""Tasks that read or write edgefleet's own records (state moves, container status)."""
+"""Tasks that read or write edgefleet's own records (state moves, applied specs, container
+status).
+
+A state change is one compare-and-set: ``UPDATE deployment SET state = … WHERE id = … AND
+state IN (…)``. Two runs can never both move a deployment; the loser gets StateConflict.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from prefect import task
+from prefect import runtime, task
 from prefect.cache_policies import NONE
-from sqlmodel import col, delete
+from sqlalchemy import CursorResult, update
+from sqlmodel import Session, col, delete, select
 
 from edgefleet.crud import get_version, notify_once
 from edgefleet.db import session_scope
-from edgefleet.errors import InvalidTransition, NotFound
+from edgefleet.errors import InvalidTransition, NotFound, StateConflict
 from edgefleet.events import emit_notice
 from edgefleet.labels import project_name
 from edgefleet.models.connections import connection_of
 from edgefleet.models.inputs import AppKind
-from edgefleet.models.plans import DeployPlan, ObservedContainer
+from edgefleet.models.plans import DeployPlan, ObservedContainer, RenderedSpec
 from edgefleet.models.records import (
     Application,
     ApplicationVersion,
+    AppliedSpec,
     ContainerStatus,
     Deployment,
     Edge,
+    utcnow,
 )
-from edgefleet.models.states import Action, IllegalTransition, transition
+from edgefleet.models.states import (
+    TRANSITIONS,
+    Action,
+    DeploymentState,
+    IllegalTransition,
+    refusal,
+    sources,
+)
 from edgefleet.notice_events import notice_of
 from edgefleet.tasks.retry import unless_final
 
@@ -70,6 +86,7 @@ def load_plan(deployment_id: str, version: str | None = None) -> DeployPlan:
             registry_secret=version_row.registry_secret,
             allow_privileged=version_row.allow_privileged,
             privileges=list(version_row.privileges),
+            applied=_spec_of(session, dep.spec_id),
         )
 
 
@@ -77,23 +94,138 @@ def load_plan(deployment_id: str, version: str | None = None) -> DeployPlan:
       retry_condition_fn=unless_final,
       task_run_name="{action.value} {deployment_id}")
 def move_state(
-    deployment_id: str, action: Action, error: str | None = None, flow_run_id: str | None = None
+    deployment_id: str, action: Action, error: str | None = None, flow_run_id: str | None = None,
+    expect: DeploymentState | None = None,
 ) -> str:
-    """Apply one legal transition; the last error is kept on ERROR and cleared on success."""
+    """Apply one legal transition as a compare-and-set; the last error is kept on ERROR and
+    cleared on success. ``expect``: only from this state (the one this run set)."""
+    with session_scope() as session:
+        return compare_and_set(session, deployment_id, action, error=error,
+                               flow_run_id=flow_run_id, expect=expect).value
+
+
+ENDS_OF_A_RUN = frozenset({Action.FAIL, Action.STARTED, Action.UPDATED, Action.STOPPED})
+
+
+def compare_and_set(
+    session: Session, deployment_id: str, action: Action, *, error: str | None = None,
+    flow_run_id: str | None = None, expect: DeploymentState | None = None,
+) -> DeploymentState:
+    """One ``UPDATE … WHERE id = … AND state IN (the states action may start from)``.
+
+    The statement is the first of its transaction, so the database decides alone: of two
+    sessions trying the same move exactly one changes a row; the other raises StateConflict
+    naming the state it found. The caller owns the session (and its commit).
+    """
+    try:
+        allowed = sources(action, expect)
+    except IllegalTransition as exc:
+        raise InvalidTransition(str(exc)) from exc
+    target = TRANSITIONS[action][1]
+    values: dict[str, Any] = {"state": target.value, "updated_at": utcnow(),
+                              "degraded": None}  # telemetry judges the new state next sample
+    if action in ENDS_OF_A_RUN:
+        values["last_error"] = error
+    if flow_run_id:
+        values["flow_run_id"] = flow_run_id
+    statement = (update(Deployment)
+                 .where(col(Deployment.id) == deployment_id,
+                        col(Deployment.state).in_(sorted(s.value for s in allowed)))
+                 .values(**values).execution_options(synchronize_session=False))
+    result = cast(CursorResult[Any], session.exec(statement))  # type: ignore[call-overload]
+    if result.rowcount == 1:
+        return target
+    found = session.exec(select(Deployment.state).where(Deployment.id == deployment_id)).first()
+    if found is None:
+        raise NotFound(f"no deployment {deployment_id!r} (see `edgefleet deployments`)")
+    raise StateConflict(f"deployment {deployment_id[:12]}: {refusal(action, found, expect)}",
+                        found=found, action=action.value)
+
+
+def _spec_of(session: Session, spec_id: int | None) -> RenderedSpec | None:
+    row = session.get(AppliedSpec, spec_id) if spec_id is not None else None
+    if row is None:
+        return None
+    return RenderedSpec(id=row.id, version=row.version, kind=AppKind(row.kind), text=row.text,
+                        env=row.env, digests=row.digests, source_key=row.source_key)
+
+
+@task(name="load-applied-spec", retries=2, retry_delay_seconds=1, cache_policy=NONE,
+      retry_condition_fn=unless_final, task_run_name="applied spec of {deployment_id}")
+def load_applied_spec(deployment_id: str) -> RenderedSpec | None:
+    """The spec the edge is meant to run now, per the records (None before any apply)."""
+    with session_scope() as session:
+        return _spec_of(session, load_deployment(session, deployment_id).spec_id)
+
+
+@task(name="record-spec", retries=2, retry_delay_seconds=1, cache_policy=NONE,
+      retry_condition_fn=unless_final, task_run_name="record {spec.kind.value} spec of "
+      "{deployment_id} at {spec.version}")
+def record_spec(deployment_id: str, spec: RenderedSpec, resolved: dict[str, Any] | None = None
+                ) -> RenderedSpec:
+    """Record ``spec`` as the one the edge runs from now on, before it is applied (so stop
+    and logs find it even if the apply fails half-way); the one it replaces is kept as its
+    ``previous_id``. A spec identical to the current one is not recorded twice."""
     with session_scope() as session:
         dep = load_deployment(session, deployment_id)
-        try:
-            dep.state = transition(dep.state, action).value
-        except IllegalTransition as exc:
-            raise InvalidTransition(str(exc)) from exc
-        if action in (Action.FAIL, Action.STARTED, Action.UPDATED, Action.STOPPED):
-            dep.last_error = error
-        if flow_run_id:
-            dep.flow_run_id = flow_run_id
-        dep.updated_at = datetime.now(UTC)
-        dep.degraded = None  # telemetry judges the new state at its next sample
-        session.add(dep)
-        return dep.state
+        current = session.get(AppliedSpec, dep.spec_id) if dep.spec_id is not None else None
+        if current is not None and (current.kind, current.text, current.env) == (
+                spec.kind.value, spec.text, spec.env):
+            return spec.model_copy(update={"id": current.id})
+        row = AppliedSpec(deployment_id=deployment_id, version=spec.version,
+                          kind=spec.kind.value, text=spec.text, env=spec.env,
+                          digests=spec.digests, source_key=spec.source_key, resolved=resolved,
+                          previous_id=dep.spec_id,
+                          flow_run_id=str(runtime.flow_run.id) if runtime.flow_run.id else None)
+        session.add(row)
+        session.flush()
+        _point_at(session, deployment_id, row.id, was=dep.spec_id)
+        return spec.model_copy(update={"id": row.id})
+
+
+@task(name="restore-spec", retries=2, retry_delay_seconds=1, cache_policy=NONE,
+      retry_condition_fn=unless_final, task_run_name="restore spec of {deployment_id} at "
+      "{spec.version}")
+def restore_spec(deployment_id: str, spec: RenderedSpec) -> RenderedSpec:
+    """A rollback: ``spec`` (recorded before) is the one the edge runs again; the spec it
+    replaces is marked rolled back."""
+    assert spec.id is not None, "only a recorded spec can be restored"
+    with session_scope() as session:
+        dep = load_deployment(session, deployment_id)
+        if dep.spec_id == spec.id:
+            return spec
+        failed = session.get(AppliedSpec, dep.spec_id) if dep.spec_id is not None else None
+        if failed is not None:
+            failed.outcome = "rolled back"
+            session.add(failed)
+        _point_at(session, deployment_id, spec.id, was=dep.spec_id)
+    return spec
+
+
+def _point_at(session: Session, deployment_id: str, spec_id: int | None, *,
+              was: int | None) -> None:
+    """Switch the deployment's current spec, only if it is still ``was`` (compare-and-set)."""
+    same = (col(Deployment.spec_id).is_(None) if was is None
+            else col(Deployment.spec_id) == was)
+    statement = (update(Deployment).where(col(Deployment.id) == deployment_id, same)
+                 .values(spec_id=spec_id).execution_options(synchronize_session=False))
+    result = cast(CursorResult[Any], session.exec(statement))  # type: ignore[call-overload]
+    if result.rowcount != 1:
+        raise StateConflict(f"deployment {deployment_id[:12]}: its applied spec changed "
+                            "while this run applied another; another run moved it",
+                            found="spec changed", action="apply")
+
+
+def cached_model(deployment_id: str, source_key: str) -> dict[str, Any] | None:
+    """Compose's model of a source applied to this deployment before, if any."""
+    with session_scope() as session:
+        found = session.exec(
+            select(AppliedSpec.resolved)
+            .where(AppliedSpec.deployment_id == deployment_id,
+                   AppliedSpec.source_key == source_key,
+                   col(AppliedSpec.resolved).is_not(None))
+            .order_by(col(AppliedSpec.id).desc())).first()
+        return dict(found) if found else None
 
 
 @task(name="record-containers", retries=2, retry_delay_seconds=1, cache_policy=NONE)

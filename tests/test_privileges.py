@@ -144,22 +144,21 @@ RESOLVED = {  # `compose config --format json` of a file whose variables made it
 }
 
 
-def test_the_resolved_file_is_checked_again_at_deploy(edgefleet_home: object) -> None:
+def test_the_resolved_file_is_checked_again_at_deploy(edgefleet_home: object,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A deployment's environment can turn ``network_mode: ${MODE}`` into ``host``: the
     file compose resolved is checked against the version's allowance before anything runs."""
-    import json
-
-    from edgefleet import labels as L
     from edgefleet.engine import EngineConnection
     from edgefleet.errors import InvalidInput
     from edgefleet.models.plans import DeployPlan
-    from edgefleet.tasks.compose import resolve_compose, work_dir
+    from edgefleet.tasks import compose
+    from edgefleet.tasks.compose import resolve_compose, source_key
 
     plan = DeployPlan(deployment_id="d" * 32, application="shop", version="1.0.0",
                       kind=AppKind.COMPOSE, project="ef-x", compose="services: {}\n",
                       edge=EngineConnection(name="e", docker_host="tcp://127.0.0.1:1"))
-    key = L.config_hash({"compose": plan.compose, "env": plan.env, "project": plan.project})
-    (work_dir(plan.deployment_id) / f"resolved-{key}.json").write_text(json.dumps(RESOLVED))
+    cached = {(plan.deployment_id, source_key(plan)): RESOLVED}  # as the records keep it
+    monkeypatch.setattr(compose, "cached_model", lambda dep, key: cached.get((dep, key)))
     with pytest.raises(InvalidInput) as refused:
         resolve_compose.fn(plan)
     assert ("services.web.network_mode: host; services.web.devices: [{\"source\": "

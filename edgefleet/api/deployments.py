@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import semver
+from sqlalchemy import CursorResult, delete
 from sqlmodel import Session, col, select
 
 from edgefleet.crud import containers_of, get_application, get_edge, get_version, latest_published
 from edgefleet.db import session_scope
-from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
+from edgefleet.errors import InvalidInput, InvalidTransition, NotFound, StateConflict
 from edgefleet.models.inputs import DeploymentCreate, check_semver
 from edgefleet.models.policies import UpdatePolicy
 from edgefleet.models.records import (
     Application,
     ApplicationVersion,
+    AppliedSpec,
     ContainerStatus,
     Deployment,
     Edge,
@@ -210,9 +212,10 @@ def delete_deployment(ref: str, *, force: bool = False) -> str | None:
         dep = find_deployment(session, ref)
         dep_id, state = dep.id, DeploymentState(dep.state)
     warning: str | None = None
+    deletable = {s.value for s in DELETABLE}
     if state not in DELETABLE:
         if not force:
-            allowed = ", ".join(sorted(s.value for s in DELETABLE))
+            allowed = ", ".join(sorted(deletable))
             raise InvalidTransition(
                 f"deployment {dep_id[:12]} is {state.value}; delete is allowed from {allowed}. "
                 "Stop it first, or pass --force to stop and delete"
@@ -221,15 +224,22 @@ def delete_deployment(ref: str, *, force: bool = False) -> str | None:
         with session_scope() as session:
             stopped = find_deployment(session, dep_id)
             if stopped.state not in DELETABLE:
+                deletable = {stopped.state}  # forced: as the failed stop left it, no other
                 warning = (f"deployment {dep_id[:12]} could not be stopped "
                            f"({stopped.last_error}); "
                            f"its containers may remain on the edge (label "
                            f"io.edgefleet.deployment={dep_id})")
     with session_scope() as session:
-        for model in (ContainerStatus, LogCursor, Notification):
-            for row in session.exec(select(model).where(model.deployment_id == dep_id)).all():
-                session.delete(row)
-        session.delete(find_deployment(session, dep_id))
+        for model in (ContainerStatus, LogCursor, Notification, AppliedSpec):
+            session.exec(delete(model).where(  # type: ignore[call-overload]
+                col(model.deployment_id) == dep_id))
+        # compare-and-set: a run that started it meanwhile keeps it (and its rows above)
+        gone = cast(CursorResult[Any], session.exec(delete(Deployment).where(  # type: ignore[call-overload]
+            col(Deployment.id) == dep_id, col(Deployment.state).in_(sorted(deletable)))))
+        if gone.rowcount != 1:
+            found = find_deployment(session, dep_id).state
+            raise StateConflict(f"deployment {dep_id[:12]} is {found} now: another run moved "
+                                "it; nothing was deleted", found=found, action="delete")
     return warning
 
 
@@ -279,8 +289,18 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
         "update_available": dep.update_available,
         "policy": UpdatePolicy.model_validate(dep.policy).model_dump(mode="json"),
         "flow_run_id": dep.flow_run_id,
+        "applied_spec": _applied(session, dep.spec_id),
         "created_at": dep.created_at.isoformat(),
         "updated_at": dep.updated_at.isoformat(),
         "containers": containers,
         "urls": [u for c in containers_of(session, deployment_id=dep.id) for u in c.urls],
     }
+
+
+def _applied(session: Session, spec_id: int | None) -> dict[str, Any] | None:
+    """The spec the records say the edge runs: which version, which digests, since when."""
+    row = session.get(AppliedSpec, spec_id) if spec_id is not None else None
+    if row is None:
+        return None
+    return {"id": row.id, "version": row.version, "digests": row.digests,
+            "previous_id": row.previous_id, "created_at": row.created_at.isoformat()}

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 
 from edgefleet.crud import get_edge
@@ -55,6 +56,10 @@ def add_edge(
         edge.last_contact = datetime.now(UTC)
     with session_scope() as session:
         session.add(edge)
+        try:  # the unique name decides: another add may have won since the check above
+            session.flush()
+        except IntegrityError as exc:
+            raise AlreadyExists(f"an edge named {spec.name!r} already exists") from exc
     return edge
 
 
