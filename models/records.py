@@ -132,7 +132,8 @@ class AppliedSpec(SQLModel, table=True):
     # compose's own `config` model of the source this was rendered from, by a hash of
     # (file, environment, project): a redeploy or forced update does not run `config` again
     source_key: str | None = None
-    resolved: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    resolved: dict[str, Any] | None = Field(default=None,
+                                            sa_column=Column(JSON(none_as_null=True)))
     previous_id: int | None = None
     outcome: str = "applied"  # applied | rolled back
     flow_run_id: str | None = None
