@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -196,3 +197,47 @@ def test_two_adds_of_one_edge_name_give_one_edge() -> None:
         results = list(pool.map(add, range(4)))
     assert sorted(results) == ["added", "exists", "exists", "exists"]
     assert [e.name for e in edgefleet.list_edges()] == ["twin"]
+
+
+RELATIVE = """
+services:
+  web:
+    image: 127.0.0.1:1/hello:1.1.0
+    environment: {MODE: "${MODE:-test}"}
+    volumes: ["./data:/data"]
+"""
+
+
+def test_compose_is_resolved_alike_in_every_home_and_cached_in_the_records(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``config`` needs no engine: a relative path resolves to the same fixed project
+    directory whichever home runs it, and a model once applied is read from the records."""
+    from edgefleet.settings import get_settings
+    from edgefleet.tasks import compose as C
+
+    edgefleet.add_edge("e-unchecked", "tcp://127.0.0.1:1", check=False)
+    edgefleet.create_application("rel", "1.0.0", compose=RELATIVE, env=["MODE=prod"])
+    edgefleet.publish_version("rel", "1.0.0")
+    dep_id = edgefleet.create_deployment("rel", "e-unchecked").id
+    database_url = get_settings().database_url
+    models = []
+    for name in ("a", "b"):
+        monkeypatch.setenv("EDGEFLEET_HOME", str(tmp_path / name))
+        monkeypatch.setenv("EDGEFLEET_DATABASE_URL", database_url)
+        get_settings.cache_clear()
+        plan = R.load_plan.fn(dep_id)
+        models.append(C.resolve_compose.fn(plan))
+        assert not (tmp_path / name / "deployments").exists()
+    get_settings.cache_clear()
+    assert models[0] == models[1]
+    (volume,) = models[0]["services"]["web"]["volumes"]
+    assert volume["source"] == f"/var/lib/edgefleet/projects/{plan.project}/data"
+    assert models[0]["services"]["web"]["environment"] == {"MODE": "prod"}
+
+    spec = C.render_compose(plan, models[0], {"127.0.0.1:1/hello:1.1.0": "sha256:abc"})
+    assert '"image": "127.0.0.1:1/hello:1.1.0@sha256:abc"' in spec.text
+    R.record_spec.fn(dep_id, spec, resolved=models[0])
+    compose_config = C.compose_cli.compose
+    monkeypatch.setattr(C.compose_cli, "compose", lambda *a, **k: pytest.fail("ran config"))
+    assert C.resolve_compose.fn(plan) == models[0]  # from the records, not compose
+    monkeypatch.setattr(C.compose_cli, "compose", compose_config)
