@@ -216,7 +216,8 @@ def test_compose_is_resolved_alike_in_every_home_and_cached_in_the_records(
     from edgefleet.tasks import compose as C
 
     edgefleet.add_edge("e-unchecked", "tcp://127.0.0.1:1", check=False)
-    edgefleet.create_application("rel", "1.0.0", compose=RELATIVE, env=["MODE=prod"])
+    edgefleet.create_application("rel", "1.0.0", compose=RELATIVE, env=["MODE=prod"],
+                                 allow_privileged=True)  # a bind mount of a host path
     edgefleet.publish_version("rel", "1.0.0")
     dep_id = edgefleet.create_deployment("rel", "e-unchecked").id
     database_url = get_settings().database_url
