@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 # ``revision: str = '0006'`` / ``down_revision: str | None = '0005'`` in a migration script
 _REVISION_LINE = re.compile(r"^(revision|down_revision)\b[^=\n]*=(.*)$", re.MULTILINE)
-_MIGRATING = threading.Lock()  # threads of one process opening the records at once
 
 
 def alembic_config(url: str) -> Config:
@@ -60,8 +58,7 @@ def get_engine(url: str | None = None) -> Engine:
     else:
         engine = _other_engine(url)
     try:
-        with _MIGRATING:
-            _upgrade(engine, url)
+        _upgrade(engine, url)  # under a lock that also holds between this process's threads
     except OperationalError as exc:
         engine.dispose()
         raise EdgefleetError(
