@@ -19,7 +19,6 @@ from datetime import timedelta
 from typing import Any
 
 from prefect import serve
-from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
@@ -72,11 +71,10 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
                          "interval": timedelta(seconds=settings.cleanup_seconds)}),
         (check_image_updates, {"interval": timedelta(seconds=settings.image_check_seconds)}),
         # each run sweeps for its whole interval, as often as the edges' heartbeats ask;
-        # one run at a time: a run still going when the next is due skips that one
+        # one at a time: a run still going when the next starts makes that one skip (a
+        # lock file the kernel frees if the process dies, see tasks.telemetry.schedule_slot)
         (collect_telemetry, {"interval": timedelta(seconds=sweep_seconds),
-                             "parameters": {"for_seconds": max(0, sweep_seconds - 1)},
-                             "concurrency_limit": ConcurrencyLimitConfig(
-                                 limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)}),
+                             "parameters": {"for_seconds": max(0, sweep_seconds - 1)}}),
     ]
 
 

@@ -27,6 +27,7 @@ from edgefleet.tasks.telemetry import (
     read_edges,
     record_readings,
     refresh_deployments,
+    schedule_slot,
     seconds_until_due,
 )
 
@@ -63,6 +64,16 @@ def collect_telemetry(edges: list[str] | None = None, force: bool = False,
     served deployment sweeps for its whole schedule interval, so an edge whose heartbeat
     interval is shorter than the schedule is still contacted on time.
     """
+    if for_seconds <= 0:
+        return _sweeps(edges, force, for_seconds)
+    with schedule_slot() as held:  # scheduled runs take turns (a sweep asked for always runs)
+        if not held:
+            get_run_logger().info("another scheduled sweep is still running: skipped")
+            return {"sampled": 0, "heartbeats": 0, "sweeps": 0, "skipped": True}
+        return _sweeps(edges, force, for_seconds)
+
+
+def _sweeps(edges: list[str] | None, force: bool, for_seconds: float) -> dict[str, Any]:
     started = time.monotonic()
     summary = _sweep(edges, force, retention=True)
     sweeps = 1

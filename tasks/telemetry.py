@@ -7,7 +7,9 @@ How an edge is read (one connection, many edges in flight on one event loop) is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import fcntl
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -91,6 +93,27 @@ def plan_sweep(now: datetime, edges: list[str] | None = None, force: bool = Fals
             previous_disk=disk))
     return metrics.batches(targets, settings.telemetry_batch_size,
                            settings.telemetry_max_batches)
+
+
+@contextlib.contextmanager
+def schedule_slot() -> Iterator[bool]:
+    """True while this process holds the scheduled sweeps' turn, False when another has it.
+
+    A lock file in the home, not a Prefect concurrency limit: the kernel frees it when its
+    process dies, so a killed serving process never leaves the slot taken (a limit's lease
+    outlived the process, and every later sweep was cancelled until it expired)."""
+    path = get_settings().home / "run" / "telemetry-sweep.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @task(name="seconds-until-due", retries=2, retry_delay_seconds=1, cache_policy=NONE)

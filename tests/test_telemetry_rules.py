@@ -529,3 +529,29 @@ def test_seconds_until_the_next_edge_is_due() -> None:
     slow = (T0, 60, T0, 20)
     assert metrics.seconds_until_due([slow, fast], T0) == 1.0  # 2 s less the 1 s tolerance
     assert metrics.seconds_until_due([slow], at(30)) == 0  # overdue: now
+
+
+def test_a_killed_sweeper_never_keeps_the_scheduled_turn(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scheduled sweeps take turns through a lock the kernel frees when its process dies (a
+    Prefect concurrency slot outlived a killed serving process and cancelled every sweep)."""
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("EDGEFLEET_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    script = ("import time\nfrom edgefleet.tasks.telemetry import schedule_slot\n"
+              "with schedule_slot() as held:\n    print(held, flush=True)\n    time.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "EDGEFLEET_HOME": str(tmp_path)})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "True"
+        with T.schedule_slot() as held:
+            assert held is False  # the other process has the turn
+    finally:
+        holder.kill()
+        holder.wait()
+    with T.schedule_slot() as held:
+        assert held is True  # freed with its process
+    get_settings.cache_clear()
