@@ -169,3 +169,10 @@ def edges(lab: LabStatus, prefect_api: str) -> Iterator[dict[str, Any]]:
     yield by_name
     for edge in by_name.values():
         remove_managed(edge.connection)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``disruptive`` (they kill the session's Prefect server and serving
+    process, then start them again) run last, so no other test meets a control plane that
+    was just restarted."""
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)

@@ -34,7 +34,8 @@ from edgefleet.engine import EngineConnection
 from edgefleet.lab import LabStatus, lab_down, lab_up
 from tests.lab_helpers import containers_of, get_page, networks_of, unique
 
-pytestmark = pytest.mark.lab
+# lab; disruptive: it kills the session's control plane, so it runs after every other test
+pytestmark = [pytest.mark.lab, pytest.mark.disruptive]
 TRANSIENT = {"STARTING", "UPDATING", "STOPPING"}
 
 
