@@ -158,7 +158,9 @@ def test_a_notice_whose_event_was_lost_is_announced_once_by_the_reconcile(
         sent = receiver.wait_for(kind("update-available"), 1,
                                  timeout=3 * RECONCILE_SECONDS + 30)
         assert len(sent) == 1 and dep[:12] in sent[0]["text"], sent
-        assert missing_on_server([notice.event_id]) == []
+        # the server stores events a little after its triggers see them
+        wait_until(lambda: missing_on_server([str(notice.event_id)]) == [], 30,
+                   "the event stored on the server")
         time.sleep(RECONCILE_SECONDS + 5)  # the next reconciles find it on the server
         assert len(receiver.matching(kind("update-available"))) == 1
     finally:
