@@ -80,6 +80,9 @@ class ApplicationVersion(SQLModel, table=True):
     allow_privileged: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     privileges: list[str] = Field(default_factory=list,
                                   sa_column=Column(JSON, nullable=False, server_default="[]"))
+    # models.parameters.Parameter as data: discovered in the file, refined by declarations
+    parameters: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
     published: bool = False
     published_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
