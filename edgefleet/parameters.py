@@ -12,6 +12,7 @@ values, never comments); an expression compose would reject (``${1X}``, an unclo
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 from edgefleet.errors import InvalidInput
 from edgefleet.models.parameters import (
+    MASK,
     MAX_DEFAULT,
     MAX_PARAMETERS,
     MAX_TEXT,
@@ -238,3 +240,39 @@ def check_environment(params: list[Parameter], *, kind: str, version_env: dict[s
 
 def sensitive_names(params: Iterable[Parameter]) -> set[str]:
     return {p.name for p in params if p.sensitive}
+
+
+# Sensitive values: a deployment's record keeps, for each, the name of the Prefect Secret
+# block holding it. The name is derived from the deployment and the parameter, so a value
+# is a reference exactly when it equals that name (an operator's value never does).
+_REFERENCE = re.compile(r"^edgefleet-param-(?P<deployment>[0-9a-f]{32})-(?P<key>[0-9a-f]{12})\Z")
+
+
+def secret_block_name(deployment_id: str, name: str) -> str:
+    """The Secret block holding deployment ``deployment_id``'s value of parameter ``name``."""
+    key = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"edgefleet-param-{deployment_id}-{key}"
+
+
+def is_reference(name: str, value: str) -> bool:
+    """``value`` is the Secret block reference of parameter ``name`` (of some deployment)."""
+    found = _REFERENCE.match(value)
+    return found is not None and secret_block_name(found.group("deployment"), name) == value
+
+
+def references(env: dict[str, str]) -> dict[str, str]:
+    """The entries of ``env`` that are Secret block references (name -> block)."""
+    return {k: v for k, v in env.items() if is_reference(k, v)}
+
+
+def masked(env: dict[str, str]) -> dict[str, str]:
+    """``env`` as shown anywhere: a sensitive value (a reference) masked."""
+    return {k: MASK if is_reference(k, v) else v for k, v in env.items()}
+
+
+def with_placeholders(text: str, env: dict[str, str]) -> str:
+    """A file rendered by compose with references in place of sensitive values, each turned
+    back into ``${NAME}``: compose interpolates the value only when it applies the file."""
+    for name, block in references(env).items():
+        text = text.replace(block, "${" + name + "}")
+    return text

@@ -19,8 +19,9 @@ import yaml
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
-from edgefleet import compose_cli
+from edgefleet import compose_cli, parameter_secrets
 from edgefleet import labels as L
+from edgefleet import parameters as P
 from edgefleet.errors import DeploymentFailed, InvalidInput
 from edgefleet.models.connections import EngineConnection
 from edgefleet.models.plans import DeployPlan, RenderedSpec
@@ -106,10 +107,17 @@ def resolve_compose(plan: DeployPlan) -> dict[str, Any]:
     assert plan.compose is not None
     model = cached_model(plan.deployment_id, source_key(plan))
     if model is None:
-        with scratch_file("compose.yaml", plan.compose) as source:
-            proc = compose_cli.compose(plan.edge, plan.project, source,
-                                       *project_args(plan.project), "config", "--format",
-                                       "json", env=plan.env, timeout=60)
+        try:
+            with scratch_file("compose.yaml", plan.compose) as source:
+                proc = compose_cli.compose(plan.edge, plan.project, source,
+                                           *project_args(plan.project), "config", "--format",
+                                           "json", env=plan.env, timeout=60)
+            if not proc.stdout.strip():  # a launcher that dropped compose's exit status
+                raise compose_cli.ComposeError(
+                    compose_cli.compose_words(proc.stderr) or "compose config printed nothing")
+        except compose_cli.ComposeError as exc:
+            raise InvalidInput(f"compose refused {plan.application} {plan.version}: {exc}; "
+                               "nothing was deployed") from exc
         model = json.loads(proc.stdout)
     found = host_privileges(model)
     if found and not plan.allow_privileged:
@@ -128,7 +136,8 @@ def render_compose(plan: DeployPlan, model: dict[str, Any], digests: dict[str, s
                    kept_versions: dict[str, str] | None = None) -> RenderedSpec:
     """The compose file to apply (JSON), as the records keep it."""
     rendered = render_services(model, plan, digests, stack=False, kept_versions=kept_versions)
-    return RenderedSpec(version=plan.version, kind=plan.kind, text=json.dumps(rendered, indent=2),
+    text = P.with_placeholders(json.dumps(rendered, indent=2), plan.env)  # values: at `up`
+    return RenderedSpec(version=plan.version, kind=plan.kind, text=text,
                         env=plan.env, digests=digests, source_key=source_key(plan))
 
 
@@ -169,7 +178,7 @@ def _up(conn: EngineConnection, project: str, spec: RenderedSpec, timeout: float
             compose_cli.compose(
                 conn, project, path, *project_args(project), "up", "-d", "--wait",
                 "--wait-timeout", str(int(timeout)), "--pull", "never", "--remove-orphans",
-                env=spec.env, timeout=timeout + 60,
+                env=parameter_secrets.resolved(spec.env), timeout=timeout + 60,
             )
     except compose_cli.ComposeError as exc:
         raise DeploymentFailed(f"compose up failed: {exc}") from exc
@@ -221,7 +230,8 @@ def stack_restore(conn: EngineConnection, project: str, spec: RenderedSpec) -> N
 def _stack_deploy(conn: EngineConnection, project: str, spec: RenderedSpec) -> None:
     with scratch_file("stack.yaml", spec.text) as path:
         compose_cli.stack(conn, "deploy", "--compose-file", str(path), "--prune",
-                          "--resolve-image", "never", project, env=spec.env, timeout=120)
+                          "--resolve-image", "never", project,
+                          env=parameter_secrets.resolved(spec.env), timeout=120)
 
 
 @task(name="stack-remove", retries=2, retry_delay_seconds=2, cache_policy=NONE,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +49,7 @@ def _version_spec(
     return spec, _parameters(spec, params)
 
 
-ParamsArg = list[ParameterDeclaration | dict[str, Any]] | None
+ParamsArg = Sequence[ParameterDeclaration | dict[str, Any]] | None
 
 
 def _parameters(spec: VersionCreate, params: ParamsArg) -> list[Parameter]:
