@@ -122,7 +122,7 @@ def strings_of(data: Any, *, limit: int = 1_000_000) -> Iterator[str]:
         if isinstance(item, str):
             yield item
         elif isinstance(item, dict):
-            for key, value in item.items():
+            for key, value in reversed(item.items()):  # popped in the file's order
                 stack.append(value)
                 stack.append(key)
         elif isinstance(item, list | tuple):
