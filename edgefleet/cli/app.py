@@ -122,8 +122,8 @@ def create(
     """Create an application with its first version (not published yet).
 
     A compose or stack file's variables (${VAR}, ${VAR:-default}, ${VAR:?message}) are its
-    parameters; declare more, or refine them, with e.g. `--param GREETING --required
-    --description "the greeting"`. Compose validates the file first (`config --quiet`).
+    parameters. Declare more, or refine them: --param GREETING --required --description TEXT.
+    Compose validates the file first (config --quiet).
     """
     from edgefleet.api import applications
     from edgefleet.models.records import as_dict
@@ -223,7 +223,9 @@ def show(name: str, json_out: bool = typer.Option(False, "--json", help="print J
 
 
 def _default(param: dict[str, Any]) -> str:
-    return "(none)" if param["default"] is None else repr(param["default"])
+    if param["default"] is None:
+        return "(none)"
+    return str(param["default"]) if param["sensitive"] else repr(param["default"])
 
 
 def _allowance(version: dict[str, Any]) -> str:
