@@ -9,6 +9,7 @@ stop, read logs of or roll back what another machine applied (a worker's disk is
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -153,7 +154,23 @@ def render_stack(plan: DeployPlan, model: dict[str, Any], digests: dict[str, str
                         digests=digests, source_key=source_key(plan))
 
 
+# compose's words when a container, not the request, failed: `up` again cannot help
+CONTAINERS_FAILED = re.compile(r"unhealthy|exited \(|dependency failed to start|is restarting")
+
+
+def unless_containers_failed(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry an ``up`` that compose could not carry out, not one whose containers failed."""
+    try:
+        state.result()
+    except DeploymentFailed:
+        return False
+    except Exception:
+        return unless_final(task, task_run, state)
+    return True
+
+
 @task(name="compose-up", retries=1, retry_delay_seconds=2, cache_policy=NONE,
+      retry_condition_fn=unless_containers_failed,
       task_run_name="compose up {project} on {conn.name} at {spec.version}")
 def compose_up(conn: EngineConnection, project: str, spec: RenderedSpec, timeout: float) -> None:
     """``up -d --wait``: returns once every service runs and is healthy, else fails.
@@ -164,6 +181,7 @@ def compose_up(conn: EngineConnection, project: str, spec: RenderedSpec, timeout
 
 
 @task(name="compose-restore", retries=1, retry_delay_seconds=2, cache_policy=NONE,
+      retry_condition_fn=unless_containers_failed,
       task_run_name="compose restore {project} on {conn.name} to {spec.version}")
 def compose_restore(conn: EngineConnection, project: str, spec: RenderedSpec,
                     timeout: float) -> None:
@@ -181,7 +199,9 @@ def _up(conn: EngineConnection, project: str, spec: RenderedSpec, timeout: float
                 env=parameter_secrets.resolved(spec.env), timeout=timeout + 60,
             )
     except compose_cli.ComposeError as exc:
-        raise DeploymentFailed(f"compose up failed: {exc}") from exc
+        if CONTAINERS_FAILED.search(str(exc)):
+            raise DeploymentFailed(f"compose up failed: {exc}") from exc
+        raise compose_cli.ComposeError(f"compose up failed: {exc}") from exc
 
 
 @task(name="compose-down", retries=2, retry_delay_seconds=2, cache_policy=NONE,

@@ -118,3 +118,25 @@ def test_compose_refuses_a_bad_file_at_app_create_in_its_own_words(
     assert line == ("error: compose file refused by compose: services.web.ports must be a "
                     "array (service web)"), line
     assert name not in [a["name"] for a in edgefleet.list_applications()]
+
+
+CRASHING = """
+services:
+  web:
+    image: {registry}/edgefleet/hello:1.0.0
+    environment:
+      HELLO_CRASH: "${{CRASH:-1}}"
+"""
+
+
+def test_a_failed_up_reads_as_compose_said_it(lab: Any, edges: dict[str, Any],
+                                               prefect_api: str, local_runs: None) -> None:
+    name = unique("pcrash")
+    edgefleet.create_application(name, "1.0.0", compose=CRASHING.format(registry=lab.registry))
+    edgefleet.publish_version(name, "1.0.0")
+    status = edgefleet.deploy(name, "lab-1")
+    assert status["state"] == "ERROR"
+    first = status["last_error"].splitlines()[0]
+    assert first.startswith("compose up failed: ") and first.endswith("(service web)"), first
+    assert "exited" in first and "Expecting value" not in status["last_error"], first
+    edgefleet.delete_deployment(status["id"], force=True)
