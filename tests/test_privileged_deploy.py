@@ -193,3 +193,9 @@ def test_no_key_or_control_plane_secret_in_files_logs_artifacts_events_or_parame
     for what, secret in secrets.items():
         assert not [t for t in texts if secret in t], f"{what} in Prefect's logs/runs/events"
     edgefleet.delete_deployment(status["id"], force=True)
+    from prefect.blocks.system import Secret
+
+    from edgefleet.parameters import secret_block_name
+
+    with temporary_settings({PREFECT_API_URL: prefect_api}), pytest.raises(ValueError):
+        Secret.load(secret_block_name(status["id"], "API_KEY"))  # gone with its deployment
