@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgefleet.errors import InvalidInput
+from edgefleet.models.documents import load_yaml
 from edgefleet.models.parameters import (
     MASK,
     MAX_DEFAULT,
@@ -163,17 +164,15 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def merge(discovered: Iterable[Parameter], declared: Iterable[ParameterDeclaration],
-          given: set[str] | None = None) -> list[Parameter]:
+def merge(discovered: Iterable[Parameter], declared: Iterable[ParameterDeclaration]
+          ) -> list[Parameter]:
     """The version's parameters: discovered ones refined by declarations, then declared-only
     ones. A declared default makes a required one optional (the default satisfies it);
-    ``--required`` makes it required. ``given``: the fields each declaration set on purpose
-    (default: all of them)."""
+    ``--required`` makes it required."""
     merged: dict[str, Parameter] = {p.name: p for p in discovered}
     for decl in declared:
         base = merged.get(decl.name)
-        fields = decl.model_dump(exclude_unset=True) if given is None else {
-            k: v for k, v in decl.model_dump().items() if k in given | {"name"}}
+        fields = decl.model_dump(exclude_unset=True)
         if base is None:
             merged[decl.name] = Parameter(**fields)
             continue
@@ -187,6 +186,17 @@ def merge(discovered: Iterable[Parameter], declared: Iterable[ParameterDeclarati
                 data[key] = fields[key]
         merged[decl.name] = Parameter(**data)
     return list(merged.values())
+
+
+def of_version(stored: list[dict[str, Any]], *, kind: str, text: str | None) -> list[Parameter]:
+    """A version's parameters as recorded; a compose or stack version recorded before
+    parameters were (an empty list) has those its file interpolates."""
+    if stored or kind == "image" or not text:
+        return [Parameter.model_validate(p) for p in stored]
+    try:
+        return discover(load_yaml(text, what="file"))
+    except (InvalidInput, ValueError):
+        return []
 
 
 def defaults(params: Iterable[Parameter]) -> dict[str, str]:

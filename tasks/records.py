@@ -22,7 +22,6 @@ from edgefleet.events import emit_notice
 from edgefleet.labels import project_name
 from edgefleet.models.connections import connection_of
 from edgefleet.models.inputs import AppKind
-from edgefleet.models.parameters import Parameter
 from edgefleet.models.plans import DeployPlan, ObservedContainer, RenderedSpec
 from edgefleet.models.records import (
     Application,
@@ -42,7 +41,7 @@ from edgefleet.models.states import (
     sources,
 )
 from edgefleet.notice_events import notice_of
-from edgefleet.parameters import defaults
+from edgefleet.parameters import defaults, of_version
 from edgefleet.tasks.retry import unless_final
 
 
@@ -84,7 +83,8 @@ def load_plan(deployment_id: str, version: str | None = None) -> DeployPlan:
             image=version_row.image,
             ports=list(version_row.ports),
             compose=version_row.compose,
-            env={**defaults(Parameter.model_validate(p) for p in version_row.parameters),
+            env={**defaults(of_version(version_row.parameters, kind=version_row.kind,
+                                       text=version_row.compose)),
                  **version_row.env, **dep.env},
             registry_secret=version_row.registry_secret,
             allow_privileged=version_row.allow_privileged,

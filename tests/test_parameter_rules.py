@@ -248,3 +248,22 @@ def test_cli_spelling_of_parameters(records: str) -> None:
     assert refused.exit_code == 1
     assert "required parameter GREETING is not set" in refused.output
     assert "does not know --env MDOE; did you mean MODE?" in refused.output
+
+
+def test_a_version_recorded_before_parameters_has_its_files(records: str) -> None:
+    from sqlmodel import select
+
+    from edgefleet.db import session_scope
+    from edgefleet.models.records import ApplicationVersion
+
+    edgefleet.create_application("old", "1.0.0", compose=GREETING)
+    with session_scope() as session:  # as migration 0009 leaves a version made before it
+        for row in session.exec(select(ApplicationVersion)).all():
+            row.parameters = []
+            session.add(row)
+    shown = edgefleet.show_application("old")["versions"][0]["parameters"]
+    assert [p["name"] for p in shown] == ["GREETING", "MOOD"]
+    edgefleet.add_edge("e-unchecked", "tcp://127.0.0.1:1", check=False)
+    with pytest.raises(InvalidInput, match="required parameter GREETING is not set"):
+        edgefleet.create_deployment("old", "e-unchecked", version="1.0.0",
+                                    allow_unpublished=True)

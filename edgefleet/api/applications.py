@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from edgefleet import parameters as P
@@ -16,7 +17,7 @@ from edgefleet.models.documents import load_yaml
 from edgefleet.models.inputs import AppKind, VersionCreate, check_name, check_semver
 from edgefleet.models.parameters import Parameter, ParameterDeclaration
 from edgefleet.models.records import Application, ApplicationVersion, Deployment, as_dict
-from edgefleet.validation import validated
+from edgefleet.validation import describe, validated
 
 
 def _version_spec(
@@ -70,8 +71,8 @@ def _parameters(spec: VersionCreate, params: ParamsArg) -> list[Parameter]:
         discovered = P.discover(load_yaml(spec.compose, what=what))
     try:
         merged = P.merge(discovered, declared)
-    except ValueError as exc:  # a pydantic error of a merged parameter
-        raise InvalidInput(str(exc)) from exc
+    except ValidationError as exc:  # a merged parameter that cannot be
+        raise InvalidInput(describe(exc)) from exc
     if spec.compose is not None:
         from edgefleet import compose_cli  # runs a subprocess: only where a file is checked
 
@@ -235,7 +236,8 @@ def _application_public(session: Session, app: Application) -> dict[str, Any]:
 
 def _version_public(row: ApplicationVersion) -> dict[str, Any]:
     data = as_dict(row)
-    data["parameters"] = [Parameter.model_validate(p).public() for p in row.parameters]
+    data["parameters"] = [p.public() for p in P.of_version(row.parameters, kind=row.kind,
+                                                            text=row.compose)]
     return data
 
 

@@ -14,7 +14,6 @@ from edgefleet.crud import containers_of, get_application, get_edge, get_version
 from edgefleet.db import session_scope
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound, StateConflict
 from edgefleet.models.inputs import DeploymentCreate, check_semver
-from edgefleet.models.parameters import Parameter
 from edgefleet.models.policies import UpdatePolicy
 from edgefleet.models.records import (
     Application,
@@ -91,7 +90,7 @@ def create_deployment(
                     "pass --allow-unpublished"
                 )
         assert app.id is not None and row.id is not None and target.id is not None
-        params = [Parameter.model_validate(p) for p in row.parameters]
+        params = P.of_version(row.parameters, kind=row.kind, text=row.compose)
         P.check_environment(params, kind=row.kind, version_env=row.env, env=spec.env,
                             label=f"{app.name} {row.version}")
         ids = (app.id, row.id, target.id)
