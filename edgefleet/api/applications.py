@@ -7,15 +7,23 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from edgefleet import url_templates
 from edgefleet.crud import get_application, get_version, latest_published, versions_of
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, InvalidInput, NotFound
-from edgefleet.models.inputs import AppKind, VersionCreate, check_name, check_semver
+from edgefleet.models.inputs import (
+    AppKind,
+    VersionCreate,
+    check_name,
+    check_semver,
+    parse_compose,
+)
 from edgefleet.models.records import Application, ApplicationVersion, Deployment, as_dict
 from edgefleet.validation import validated
 
 
 def _version_spec(
+    application: str,
     version: str,
     *,
     image: str | None,
@@ -25,12 +33,14 @@ def _version_spec(
     ports: list[str] | None,
     registry_secret: str | None = None,
     allow_privileged: bool = False,
+    urls: list[str] | dict[str, str] | None = None,
 ) -> VersionCreate:
     given = [k for k, v in (("image", image), ("compose", compose), ("stack", stack)) if v]
     if len(given) != 1:
         raise InvalidInput("give exactly one of --image REF, --compose FILE or --stack FILE")
     kind = {"image": AppKind.IMAGE, "compose": AppKind.COMPOSE, "stack": AppKind.SWARM}[given[0]]
-    return validated(
+    templates = url_templates.parse_urls(urls)
+    spec = validated(
         VersionCreate,
         version=version,
         kind=kind,
@@ -40,7 +50,16 @@ def _version_spec(
         ports=ports or [],
         registry_secret=registry_secret,
         allow_privileged=allow_privileged,
+        urls=templates,
     )
+    if templates:  # each ${port:...} must name a port the version publishes
+        if spec.kind is AppKind.IMAGE:
+            published = url_templates.image_published(application, spec.ports)
+        else:
+            assert spec.compose is not None
+            published = url_templates.compose_published(parse_compose(spec.compose))
+        url_templates.check_against(templates, published)
+    return spec
 
 
 def create_application(
@@ -54,20 +73,25 @@ def create_application(
     ports: list[str] | None = None,
     registry_secret: str | None = None,
     allow_privileged: bool = False,
+    urls: list[str] | dict[str, str] | None = None,
 ) -> ApplicationVersion:
     """Create an application with its first version (compose/stack: the file as text or bytes).
 
     A file asking for host-level privileges (``privileged``, host namespaces, bind mounts of
     host paths, ``cap_add``, ``devices``, ``security_opt``) is refused unless
     ``allow_privileged``; the allowance and what it allows are recorded on the version.
+
+    ``urls``: named URL templates (``["NAME=TEMPLATE", ...]`` or a mapping, see
+    ``edgefleet.url_templates``), refused when a placeholder is unknown or names a port the
+    version does not publish.
     """
     try:
         check_name(name, "application")
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
-    spec = _version_spec(version, image=image, compose=compose, stack=stack, env=env, ports=ports,
-                         registry_secret=registry_secret,
-                         allow_privileged=allow_privileged)
+    spec = _version_spec(name, version, image=image, compose=compose, stack=stack, env=env,
+                         ports=ports, registry_secret=registry_secret,
+                         allow_privileged=allow_privileged, urls=urls)
     with session_scope() as session:
         if session.exec(select(Application).where(Application.name == name)).first():
             raise AlreadyExists(
@@ -94,12 +118,13 @@ def add_version(
     ports: list[str] | None = None,
     registry_secret: str | None = None,
     allow_privileged: bool = False,
+    urls: list[str] | dict[str, str] | None = None,
 ) -> ApplicationVersion:
     """Add a (not yet published) version to an existing application (``allow_privileged``
     as in ``create_application``)."""
-    spec = _version_spec(version, image=image, compose=compose, stack=stack, env=env, ports=ports,
-                         registry_secret=registry_secret,
-                         allow_privileged=allow_privileged)
+    spec = _version_spec(name, version, image=image, compose=compose, stack=stack, env=env,
+                         ports=ports, registry_secret=registry_secret,
+                         allow_privileged=allow_privileged, urls=urls)
     with session_scope() as session:
         app = get_application(session, name=name)
         assert app.id is not None

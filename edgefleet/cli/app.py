@@ -19,6 +19,13 @@ COMPOSE = typer.Option(None, "--compose", help="a Docker Compose file")
 STACK = typer.Option(None, "--stack", help="a swarm stack file (compose format)")
 ENV = typer.Option(None, "--env", help="default environment, KEY=VALUE (repeatable)")
 PORT = typer.Option(None, "--port", help="[HOST:]CONTAINER port to publish (image kind)")
+URL = typer.Option(
+    None, "--url", metavar="NAME=TEMPLATE",
+    help="a named URL shown by `status` (repeatable): an http(s):// or tcp:// URL with "
+    "${host} (the edge's --address, default its docker host), ${port:N} (the host port "
+    "published for container port N), ${port:SERVICE:N} (the same for one service of a "
+    "compose file or stack) and ${service} (that service's name), e.g. "
+    "admin='http://${host}:${port:8080}/admin'")
 SECRET = typer.Option(None, "--registry-secret",
                       help="Prefect Secret block with the registry login "
                       "(see `edgefleet registry login`)")
@@ -57,6 +64,7 @@ def create(
     port: list[str] | None = PORT,
     registry_secret: str | None = SECRET,
     allow_privileged: bool = PRIVILEGED,
+    url: list[str] | None = URL,
     json_out: bool = typer.Option(False, "--json", help="print the version as JSON"),
 ) -> None:
     """Create an application with its first version (not published yet)."""
@@ -66,7 +74,7 @@ def create(
     row = applications.create_application(
         name, version, image=image, compose=_read(compose, "compose file"),
         stack=_read(stack, "stack file"), env=env, ports=port, registry_secret=registry_secret,
-        allow_privileged=allow_privileged,
+        allow_privileged=allow_privileged, urls=url,
     )
     if json_out:
         print_json(as_dict(row))
@@ -88,6 +96,7 @@ def version(
     port: list[str] | None = PORT,
     registry_secret: str | None = SECRET,
     allow_privileged: bool = PRIVILEGED,
+    url: list[str] | None = URL,
 ) -> None:
     """Add a version to an application (publish it when it is ready for operators)."""
     from edgefleet.api import applications
@@ -95,7 +104,7 @@ def version(
     row = applications.add_version(
         name, version, image=image, compose=_read(compose, "compose file"),
         stack=_read(stack, "stack file"), env=env, ports=port, registry_secret=registry_secret,
-        allow_privileged=allow_privileged,
+        allow_privileged=allow_privileged, urls=url,
     )
     console.print(f"application {name}: version {row.version} added ({row.kind})")
     _warn_privileges(row.privileges)
