@@ -85,3 +85,22 @@ def test_bad_addresses_write_nothing(address: str) -> None:
     with pytest.raises(InvalidInput):
         edgefleet.set_edge("e2", address=address)
     assert edgefleet.show_edge("e2").address is None
+
+
+def test_the_publish_notice_says_when_only_urls_changed() -> None:
+    from edgefleet.crud import get_application, get_version
+    from edgefleet.version_notices import urls_note
+
+    edgefleet.create_application("hello", "1.0.0", image="x:1", ports=["8080"], urls=[ADMIN])
+    edgefleet.add_version("hello", "1.0.1", image="x:1", ports=["8080"],
+                          urls=["admin=https://${host}:${port:8080}/admin"])
+    edgefleet.add_version("hello", "1.0.2", image="x:2", ports=["8080"], urls=[ADMIN])
+    edgefleet.add_version("hello", "1.0.3", image="x:3", ports=["8080"])
+    with session_scope() as session:
+        app = get_application(session, name="hello")
+        v = {n: get_version(session, application=app, version=n)
+             for n in ("1.0.0", "1.0.1", "1.0.2", "1.0.3")}
+        assert urls_note(v["1.0.0"], v["1.0.1"]) == (
+            ". Only its URLs changed: updating keeps the running containers")
+        assert urls_note(v["1.0.0"], v["1.0.2"]) == ""
+        assert urls_note(v["1.0.2"], v["1.0.3"]) == ". Its URLs changed too"
