@@ -147,9 +147,12 @@ def show(name: str, json_out: bool = typer.Option(False, "--json", help="print J
     if json_out:
         print_json(data)
         return
-    print_table(f"application {name}", ["version", "kind", "image", "published", "privileged"],
+    print_table(f"application {name}", ["version", "kind", "image", "published", "privileged",
+                                        "urls"],
                 [(v["version"], v["kind"], v["image"] or "(compose file)",
-                  v["published_at"] or "no", _allowance(v)) for v in data["versions"]])
+                  v["published_at"] or "no", _allowance(v),
+                  escape(" ".join(f"{k}={t}" for k, t in (v.get("urls") or {}).items())))
+                 for v in data["versions"]])
 
 
 def _allowance(version: dict[str, Any]) -> str:

@@ -44,7 +44,9 @@ def add(
     if json_out:
         print_json(edges.edge_public(edge))
     else:
-        console.print(f"edge [bold]{edge.name}[/] added ({edge.docker_host})")
+        reached = f", its users reach it as {edge.address}" if edge.address else ""
+        console.print(f"edge [bold]{edge.name}[/] added ({edge.docker_host}{reached})",
+                      highlight=False)
     _warn(edges.key_file_warnings(edge))
 
 
