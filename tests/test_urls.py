@@ -123,3 +123,44 @@ def test_compose_url_only_update_keeps_every_service(lab: Any, vpn_edge: str) ->
                                    "home": "https://localhost/"}
     edgefleet.delete_deployment(first["id"], force=True)
     edgefleet.delete_application(app)
+
+
+STACK = """
+services:
+  web:
+    image: {registry}/edgefleet/hello:1.0.0
+    ports:
+      - target: 8080
+        published: {port}
+        mode: host
+  worker:
+    image: {registry}/edgefleet/ticker:1.0.0
+"""
+
+
+def test_stack_url_names_its_service_and_a_url_only_update_keeps_the_tasks(
+        lab: Any, edges: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgefleet.lab.daemons import free_port
+
+    monkeypatch.setenv("EDGEFLEET_SOAK_SECONDS", "8")  # longer than swarm's restart delay
+    monkeypatch.setenv("EDGEFLEET_DEPLOY_TIMEOUT", "40")
+    get_settings.cache_clear()
+    swarm = next(e for e in lab.edges if e.swarm)
+    port = free_port(set())
+    app = unique("urls")
+    stack = STACK.format(registry=lab.registry, port=port)
+    edgefleet.create_application(app, "1.0.0", stack=stack,
+                                 urls=["web=http://${host}:${port:web:8080}/"])
+    edgefleet.add_version(app, "1.0.1", stack=stack,
+                          urls=["web=http://${host}:${port:8080}/${service}"])
+    edgefleet.publish_version(app, "1.0.0")
+    first = edgefleet.deploy(app, swarm.name)
+    assert first["state"] == "STARTED", first["last_error"]
+    assert first["named_urls"] == {"web": f"http://127.0.0.1:{port}/"}
+    edgefleet.publish_version(app, "1.0.1")
+    after = edgefleet.update_deployment(first["id"], to="1.0.1")
+    assert after["state"] == "STARTED" and after["version"] == "1.0.1", after["last_error"]
+    assert ids(after) == ids(first)
+    assert after["named_urls"] == {"web": f"http://127.0.0.1:{port}/web"}
+    edgefleet.delete_deployment(first["id"], force=True)
+    edgefleet.delete_application(app)
