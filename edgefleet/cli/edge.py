@@ -68,9 +68,9 @@ def set_(
     edge = edges.set_edge(name, telemetry_interval=telemetry_interval,
                           heartbeat_interval=heartbeat_interval, address=address,
                           clear_address=clear_address)
-    address = edge.address or "(the docker host's)"
+    reached = edge.address or "(the docker host's)"
     console.print(f"edge {edge.name}: telemetry every {edge.telemetry_interval}s, "
-                  f"heartbeat every {edge.heartbeat_interval}s, address {address}",
+                  f"heartbeat every {edge.heartbeat_interval}s, address {reached}",
                   highlight=False)
     _warn(edges.key_file_warnings(edge))
 
