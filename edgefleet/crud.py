@@ -7,11 +7,12 @@ need "the version V of application A" read it the same way, and neither imports 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import semver
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from edgefleet.errors import NotFound
 from edgefleet.models.policies import UpdatePolicy
@@ -27,6 +28,7 @@ from edgefleet.settings import get_settings
 
 if TYPE_CHECKING:  # the image rules are only needed by running_images (not by a listing)
     from edgefleet.image_updates import RunningImage
+    from edgefleet.notice_events import Notice
 
 
 def get_application(session: Session, *, name: str) -> Application:
@@ -121,3 +123,14 @@ def notify_once(session: Session, *, deployment: Deployment, application: str,
     except IntegrityError:  # a concurrent run added it first
         return None
     return row
+
+
+def recent_notices(session: Session, *, since: datetime, limit: int) -> list[Notice]:
+    """The notices recorded since ``since`` (newest first, at most ``limit``) with their
+    event ids, as they were announced."""
+    from edgefleet.notice_events import notice_of
+
+    rows = session.exec(select(Notification, Edge.name).where(
+        col(Notification.created_at) >= since, Notification.deployment_id == Deployment.id,
+        Deployment.edge_id == Edge.id).order_by(col(Notification.id).desc()).limit(limit)).all()
+    return [notice_of(row, edge) for row, edge in rows]

@@ -17,6 +17,7 @@ from edgefleet.notice_events import Notice, event_of
 
 APPLICATION_PUBLISHED = "edgefleet.application.published"
 EDGE_ONLINE = "edgefleet.edge.online"  # emitted by the telemetry sweep (tasks/telemetry.py)
+ID_CHUNK = 50  # event ids per query (the most events the server returns at once)
 
 
 def emit(name: str, resource_id: str, payload: dict[str, Any],
@@ -49,3 +50,27 @@ def _post(event: Event, api_url: str | None) -> bool:
                           related=[dict(r.root) for r in event.related],
                           payload=event.payload, occurred=event.occurred, id=event.id)
     return sent is not None
+
+
+def missing_on_server(event_ids: list[str]) -> list[str]:
+    """Of these event ids, the ones the running server never received ([] without one).
+
+    A notice's event has a fixed id, so sending a missing one again is safe: the server
+    keeps one event per id and its triggers act on an id once."""
+    api_url = server.running_api_url()
+    if not event_ids or api_url is None:
+        return []
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventIDFilter
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    found: set[str] = set()
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        for start in range(0, len(event_ids), ID_CHUNK):
+            chunk = event_ids[start:start + ID_CHUNK]
+            page = client.read_events(filter=EventFilter(id=EventIDFilter(
+                id=[UUID(i) for i in chunk])), limit=len(chunk))
+            found.update(str(event.id) for event in page.events)
+    return [i for i in event_ids if i not in found]

@@ -48,12 +48,18 @@ class Notice:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def notice_event_id(notification_id: int | None) -> str | None:
-    """The event id of a recorded notice, the same whoever emits it and however often: the
-    Prefect server keeps one event per id, and deliveries are traced back to the notice."""
-    if notification_id is None:
+def notice_event_id(row: Any) -> str | None:
+    """The event id of a recorded notice (a notification row or its dict), the same whoever
+    emits it and however often: the Prefect server keeps one event per id, and deliveries are
+    traced back to the notice. Made of what identifies the notice (deployment, reason, key),
+    never of its row id: the database reuses a deleted row's id, and a new notice with an
+    old notice's event id would be taken for it and never delivered."""
+    fields = row if isinstance(row, dict) else {
+        name: getattr(row, name, None) for name in ("id", "deployment_id", "reason", "key")}
+    if fields.get("id") is None:
         return None
-    return str(uuid5(NAMESPACE_URL, f"edgefleet.notification.{notification_id}"))
+    return str(uuid5(NAMESPACE_URL, "edgefleet.notification.{}.{}.{}".format(
+        fields["deployment_id"], fields["reason"], fields["key"])))
 
 
 def related(role: str, name: str) -> dict[str, str]:
@@ -135,4 +141,4 @@ def notice_of(row: Any, edge: str) -> Notice:
     return Notice(kind=KIND_OF_REASON.get(row.reason, "update-available"), message=row.message,
                   edge=edge, deployment_id=row.deployment_id, application=row.application,
                   from_version=row.from_version, to_version=row.to_version,
-                  command=row.command, link=row.link, event_id=notice_event_id(row.id))
+                  command=row.command, link=row.link, event_id=notice_event_id(row))

@@ -1,7 +1,8 @@
 """Flows `notify-application-update` (run by the publish event) and its periodic reconcile.
 
 Publishing a version notifies every deployment running an older one, once: the records
-refuse a duplicate, so a trigger that fires twice or a reconcile adds nothing.
+refuse a duplicate, so a trigger that fires twice or a reconcile adds nothing. A notice's
+event has a fixed id, so announcing one again never delivers it twice.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 from prefect import flow
 
 from edgefleet.tasks.notifications import (
+    announce_unreceived_notices,
     find_newest_published,
     find_older_deployments,
     notify_deployment,
+    notify_missed,
 )
 
 
@@ -25,6 +28,8 @@ def notify_application_update(application: str, version: str) -> int:
 
 @flow(name="reconcile-notifications")
 def reconcile_notifications() -> int:
-    """Catch a publish whose event was lost: re-notify for every newest published version."""
-    return sum(notify_application_update(app, version)
-               for app, version in find_newest_published())
+    """Catch a lost event: re-notify for every newest published version (a lost publish),
+    and announce again the recent notices whose own event never reached the server."""
+    added = notify_missed(find_newest_published())  # one task, not a subflow per application
+    announce_unreceived_notices()
+    return added

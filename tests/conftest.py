@@ -22,6 +22,8 @@ from edgefleet.lab import LabStatus, lab_down, lab_up
 from edgefleet.lab.daemons import free_port
 from edgefleet.settings import get_settings
 
+RECONCILE_SECONDS = 20
+SERVE_LOG_LINES = 150  # of the serving process's log, shown with a failed lab test
 # Variables that would point a test at real state outside its temp home.
 HOME_VARS = ("EDGEFLEET_HOME", "EDGEFLEET_LAB_DIR", "EDGEFLEET_DATABASE_URL")
 
@@ -137,6 +139,8 @@ def prefect_api(lab: LabStatus, edgefleet_home: Path) -> Iterator[str]:
     """`edgefleet up` once per session (a real Prefect server + served flows): its API URL."""
     from edgefleet import server
     os.environ["EDGEFLEET_PREFECT_PORT"] = str(free_port(set()))
+    # the reconciles (a lost event's safety net) act within a test's wait
+    os.environ["EDGEFLEET_RECONCILE_SECONDS"] = str(RECONCILE_SECONDS)
     _clear_caches()
     try:
         state = server.up(progress=lambda _m: None)
@@ -147,6 +151,7 @@ def prefect_api(lab: LabStatus, edgefleet_home: Path) -> Iterator[str]:
         APILogWorker.drain_all(timeout=10)  # this process's run logs, before the API goes
         server.down(progress=lambda _m: None)
         os.environ.pop("EDGEFLEET_PREFECT_PORT", None)
+        os.environ.pop("EDGEFLEET_RECONCILE_SECONDS", None)
         _clear_caches()
 
 
@@ -176,3 +181,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     process, then start them again) run last, so no other test meets a control plane that
     was just restarted."""
     items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed lab test shows the end of the serving process's log (what the served flows
+    did meanwhile): CI keeps only the test output."""
+    report = yield
+    if report.failed and call.when == "call" and item.get_closest_marker("lab"):
+        log = get_settings().home / "run" / "serve.log"
+        if log.exists():
+            lines = [line for line in log.read_text(errors="replace").splitlines()
+                     if not ("Task run" in line and "Completed" in line)]
+            report.sections.append(("serving process log (end)",
+                                    "\n".join(lines[-SERVE_LOG_LINES:])))
+    return report

@@ -33,7 +33,8 @@ PURE_RULES = ("edgefleet.metrics", "edgefleet.update_plan", "edgefleet.labels",
               "edgefleet.observed", "edgefleet.swarm_tasks", "edgefleet.image_refs",
               "edgefleet.notice_events", "edgefleet.parameters",
               "edgefleet.image_updates", "edgefleet.reconcile_rules",
-              "edgefleet.validation", "edgefleet.errors", "edgefleet.settings")
+              "edgefleet.validation", "edgefleet.errors", "edgefleet.settings",
+              "edgefleet.url_templates")
 
 
 def package_modules() -> list[str]:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from edgefleet.notice_events import KINDS, Notice, channel_filters, event_of, parse_kinds
+from edgefleet.notice_events import (
+    KINDS,
+    Notice,
+    channel_filters,
+    event_of,
+    notice_event_id,
+    parse_kinds,
+)
 
 
 def test_an_update_notice_names_its_deployment_application_and_edge() -> None:
@@ -54,3 +61,13 @@ def test_kinds_are_checked_and_named() -> None:
         parse_kinds(" , ")
     with pytest.raises(ValueError, match="unknown notice kind"):
         event_of(Notice(kind="weird", message="x", edge="e"))
+
+
+def test_a_notice_event_id_is_fixed_by_what_the_notice_is_never_by_its_row_id() -> None:
+    first = {"id": 5, "deployment_id": "a" * 32, "reason": "version", "key": "1.1.0"}
+    again = dict(first)
+    reused = {**first, "deployment_id": "b" * 32}  # the row id of a deleted notice, reused
+    assert notice_event_id(first) == notice_event_id(again)
+    assert notice_event_id(first) != notice_event_id(reused)
+    assert notice_event_id({**first, "key": "1.2.0"}) != notice_event_id(first)
+    assert notice_event_id({**first, "id": None}) is None  # not recorded: no fixed id

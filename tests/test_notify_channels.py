@@ -6,6 +6,7 @@ session's Prefect server and served flows) evaluates the automations.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -19,9 +20,12 @@ import edgefleet
 from edgefleet.api.channels import add_channel, list_channels, remove_channel
 from edgefleet.api.channels import test_channel as send_test_message
 from edgefleet.errors import EdgefleetError, InvalidInput, NotFound
+from edgefleet.events import missing_on_server
 from edgefleet.lab.daemons import free_port
 from edgefleet.settings import get_settings
-from tests.lab_helpers import unique
+from edgefleet.version_notices import notify_version
+from tests.conftest import RECONCILE_SECONDS
+from tests.lab_helpers import TcpRelay, unique
 
 pytestmark = pytest.mark.lab
 
@@ -136,23 +140,60 @@ def test_webhook_channel_gets_each_notice_once(lab: Any, edges: dict[str, Any], 
     assert channel not in {c["name"] for c in list_channels()}
 
 
+def test_a_notice_whose_event_was_lost_is_announced_once_by_the_reconcile(
+        lab: Any, edges: dict[str, Any], prefect_api: str, receiver: Receiver,
+        quick: None) -> None:
+    app = unique("lost")
+    image = f"{lab.registry}/edgefleet/hello"
+    edgefleet.create_application(app, "1.0.0", image=f"{image}:1.0.0", ports=["8080"])
+    edgefleet.add_version(app, "1.1.0", image=f"{image}:1.1.0", ports=["8080"])
+    edgefleet.publish_version(app, "1.0.0")
+    channel = unique("lost")
+    add_channel(channel, webhook=receiver.url, application=app, on="update-available")
+    dep = edgefleet.deploy(app, "lab-2")["id"]
+    try:
+        # recorded, but its event never sent (as if the process died right after the commit)
+        notice = notify_version(app, "1.1.0", dep)
+        assert notice is not None and notice.event_id
+        sent = receiver.wait_for(kind("update-available"), 1,
+                                 timeout=3 * RECONCILE_SECONDS + 30)
+        assert len(sent) == 1 and dep[:12] in sent[0]["text"], sent
+        assert missing_on_server([notice.event_id]) == []
+        time.sleep(RECONCILE_SECONDS + 5)  # the next reconciles find it on the server
+        assert len(receiver.matching(kind("update-available"))) == 1
+    finally:
+        edgefleet.delete_deployment(dep, force=True)
+        remove_channel(channel)
+
+
 def test_offline_edge_test_message_and_a_refusing_receiver(
         lab: Any, edges: dict[str, Any], prefect_api: str, receiver: Receiver) -> None:
+    # An edge behind a relay the test cuts: ONLINE first, so the channels exist before it
+    # goes OFFLINE (an edge never reached is OFFLINE at the first sweep, before any channel).
+    engine = edges["lab-2"]
+    host, port = engine.docker_host.removeprefix("tcp://").rsplit(":", 1)
+    relay = TcpRelay((host, int(port)))
     gone = unique("gone")
-    edgefleet.add_edge(gone, f"tcp://127.0.0.1:{free_port(set())}", check=False)
+    edgefleet.add_edge(gone, relay.address, tls_ca=engine.tls_ca, tls_cert=engine.tls_cert,
+                       tls_key=engine.tls_key, heartbeat_interval=2)
     watch = unique("edgewatch")
-    add_channel(watch, webhook=receiver.url, edge=gone, on="offline,online")
     refused = unique("refused")
-    add_channel(refused, webhook=f"http://127.0.0.1:{free_port(set())}/nobody", edge=gone,
-                on="offline")
     try:
+        wait_until(lambda: edge_status(gone) == "ONLINE", 60, f"{gone} ONLINE")
+        add_channel(watch, webhook=receiver.url, edge=gone, on="offline,online")
+        add_channel(refused, webhook=f"http://127.0.0.1:{free_port(set())}/nobody", edge=gone,
+                    on="offline")
         send_test_message(watch)
         assert len(receiver.wait_for(lambda b: "test message" in b.get("text", ""), 1)) == 1
         with pytest.raises(EdgefleetError, match="could not deliver"):
             send_test_message(refused)
 
-        offline = receiver.wait_for(kind("offline"), 1)  # the served sweeps find it
+        relay.cut()
+        offline = receiver.wait_for(kind("offline"), 1, timeout=90)  # the served sweeps
         assert len(offline) == 1 and gone in offline[0]["text"]
+        relay.restore()
+        online = receiver.wait_for(kind("online"), 1, timeout=90)
+        assert len(online) == 1 and gone in online[0]["text"]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             failed = {c["name"]: c["deliveries"] for c in list_channels()}[refused]
@@ -160,10 +201,24 @@ def test_offline_edge_test_message_and_a_refusing_receiver(
                 break
             time.sleep(1)
         assert failed["failed"] >= 1 and failed["last_failure"], failed
+        assert len(receiver.matching(kind("offline"))) == 1  # once, though sweeps went on
     finally:
-        remove_channel(watch)
-        remove_channel(refused)
+        relay.cut()
+        for name in (watch, refused):
+            with contextlib.suppress(NotFound):
+                remove_channel(name)
         edgefleet.remove_edge(gone)
+
+
+def edge_status(name: str) -> str:
+    return str(next(e.status for e in edgefleet.list_edges() if e.name == name))
+
+
+def wait_until(test: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not test():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
+        time.sleep(0.5)
 
 
 def test_bad_channel_requests_change_nothing(lab: Any, prefect_api: str) -> None:

@@ -257,7 +257,7 @@ def test_a_version_recorded_before_parameters_has_its_files(records: str) -> Non
     from edgefleet.models.records import ApplicationVersion
 
     edgefleet.create_application("old", "1.0.0", compose=GREETING)
-    with session_scope() as session:  # as migration 0009 leaves a version made before it
+    with session_scope() as session:  # as migration 0010 leaves a version made before it
         for row in session.exec(select(ApplicationVersion)).all():
             row.parameters = []
             session.add(row)

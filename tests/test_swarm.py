@@ -11,10 +11,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    temporary_settings,
+)
 
 import edgefleet
 from edgefleet import labels as L
 from edgefleet.engine import engine_client
+from edgefleet.flows.telemetry import collect_telemetry
 from edgefleet.lab.daemons import free_port
 from edgefleet.settings import get_settings
 from tests.lab_helpers import retag, unique
@@ -126,7 +132,7 @@ def test_stack_update_replaces_only_the_changed_service_and_ends_started(
 
 
 def test_crashing_stack_version_rolls_back_to_the_exact_previous_spec(
-        lab: Any, swarm_edge: Any) -> None:
+        lab: Any, swarm_edge: Any, prefect_api: str) -> None:
     port = free_port(set())
     app = define(lab, port, {"1.0.0": ("1.0.0", False), "1.1.0": ("1.1.0", False),
                              "2.0.0": ("2.0.0", True)})
@@ -148,6 +154,14 @@ def test_crashing_stack_version_rolls_back_to_the_exact_previous_spec(
     assert "hello from edgefleet/hello 1.1.0" in served(swarm_edge, first["id"])
     recorded = {c["service"]: c["container_id"] for c in after["containers"]}
     assert recorded == {s: t["container"] for s, t in now.items()}
+    # telemetry judges the same current tasks: the shut-down and crashed history (1.0.0,
+    # 1.1.0's first task, 2.0.0's failures) neither degrades it nor shows in its status
+    with temporary_settings({PREFECT_API_URL: prefect_api,
+                             PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        collect_telemetry(edges=[swarm_edge.name], force=True)
+    status = edgefleet.deployment_status(first["id"])
+    assert status["degraded"] is None, status["degraded"]
+    assert {c["service"]: c["container_id"] for c in status["containers"]} == recorded
     edgefleet.delete_deployment(first["id"], force=True)
     assert running_tasks(swarm_edge, first["id"]) == {}
 

@@ -10,17 +10,25 @@ from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from edgefleet import parameters as P
+from edgefleet import url_templates
 from edgefleet.crud import get_application, get_version, latest_published, versions_of
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, ComposeError, InvalidInput, NotFound
 from edgefleet.models.documents import load_yaml
-from edgefleet.models.inputs import AppKind, VersionCreate, check_name, check_semver
+from edgefleet.models.inputs import (
+    AppKind,
+    VersionCreate,
+    check_name,
+    check_semver,
+    parse_compose,
+)
 from edgefleet.models.parameters import Parameter, ParameterDeclaration
 from edgefleet.models.records import Application, ApplicationVersion, Deployment, as_dict
 from edgefleet.validation import describe, validated
 
 
 def _version_spec(
+    application: str,
     version: str,
     *,
     image: str | None,
@@ -31,11 +39,13 @@ def _version_spec(
     registry_secret: str | None = None,
     allow_privileged: bool = False,
     params: ParamsArg = None,
+    urls: list[str] | dict[str, str] | None = None,
 ) -> tuple[VersionCreate, list[Parameter]]:
     given = [k for k, v in (("image", image), ("compose", compose), ("stack", stack)) if v]
     if len(given) != 1:
         raise InvalidInput("give exactly one of --image REF, --compose FILE or --stack FILE")
     kind = {"image": AppKind.IMAGE, "compose": AppKind.COMPOSE, "stack": AppKind.SWARM}[given[0]]
+    templates = url_templates.parse_urls(urls)
     spec = validated(
         VersionCreate,
         version=version,
@@ -46,7 +56,15 @@ def _version_spec(
         ports=ports or [],
         registry_secret=registry_secret,
         allow_privileged=allow_privileged,
+        urls=templates,
     )
+    if templates:  # each ${port:...} must name a port the version publishes
+        if spec.kind is AppKind.IMAGE:
+            published = url_templates.image_published(application, spec.ports)
+        else:
+            assert spec.compose is not None
+            published = url_templates.compose_published(parse_compose(spec.compose))
+        url_templates.check_against(templates, published)
     return spec, _parameters(spec, params)
 
 
@@ -101,6 +119,7 @@ def create_application(
     registry_secret: str | None = None,
     allow_privileged: bool = False,
     params: ParamsArg = None,
+    urls: list[str] | dict[str, str] | None = None,
 ) -> ApplicationVersion:
     """Create an application with its first version (compose/stack: the file as text or bytes).
 
@@ -109,14 +128,19 @@ def create_application(
     ``allow_privileged``; the allowance and what it allows are recorded on the version.
     ``params``: parameter declarations (``{"name", "default", "required", "description",
     "sensitive"}``), refining those discovered in the file.
+
+    ``urls``: named URL templates (``["NAME=TEMPLATE", ...]`` or a mapping, see
+    ``edgefleet.url_templates``), refused when a placeholder is unknown or names a port the
+    version does not publish.
     """
     try:
         check_name(name, "application")
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
-    spec, found = _version_spec(version, image=image, compose=compose, stack=stack, env=env,
-                                ports=ports, registry_secret=registry_secret,
-                                allow_privileged=allow_privileged, params=params)
+    spec, found = _version_spec(name, version, image=image, compose=compose, stack=stack,
+                                env=env, ports=ports, registry_secret=registry_secret,
+                                allow_privileged=allow_privileged, params=params,
+                                urls=urls)
     with session_scope() as session:
         if session.exec(select(Application).where(Application.name == name)).first():
             raise AlreadyExists(
@@ -144,12 +168,14 @@ def add_version(
     registry_secret: str | None = None,
     allow_privileged: bool = False,
     params: ParamsArg = None,
+    urls: list[str] | dict[str, str] | None = None,
 ) -> ApplicationVersion:
-    """Add a (not yet published) version to an existing application (``allow_privileged``
-    as in ``create_application``)."""
-    spec, found = _version_spec(version, image=image, compose=compose, stack=stack, env=env,
-                                ports=ports, registry_secret=registry_secret,
-                                allow_privileged=allow_privileged, params=params)
+    """Add a (not yet published) version to an existing application (``allow_privileged``,
+    ``params`` and ``urls`` as in ``create_application``)."""
+    spec, found = _version_spec(name, version, image=image, compose=compose, stack=stack,
+                                env=env, ports=ports, registry_secret=registry_secret,
+                                allow_privileged=allow_privileged, params=params,
+                                urls=urls)
     with session_scope() as session:
         app = get_application(session, name=name)
         assert app.id is not None

@@ -10,6 +10,7 @@ from sqlalchemy import CursorResult, delete
 from sqlmodel import Session, col, select
 
 from edgefleet import parameters as P
+from edgefleet import url_templates
 from edgefleet.crud import containers_of, get_application, get_edge, get_version, latest_published
 from edgefleet.db import session_scope
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound, StateConflict
@@ -299,12 +300,13 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
     version = session.get(ApplicationVersion, dep.version_id)
     edge = session.get(Edge, dep.edge_id)
     assert app is not None and version is not None and edge is not None
+    rows = containers_of(session, deployment_id=dep.id)
     containers = [
         {"service": c.service, "container_id": c.container_id, "image": c.image,
          "digest": c.digest, "state": c.state, "health": c.health,
          "restart_count": c.restart_count, "ports": c.ports, "urls": c.urls,
          "updated_at": c.updated_at.isoformat()}
-        for c in containers_of(session, deployment_id=dep.id)
+        for c in rows
     ]
     return {
         "id": dep.id,
@@ -323,8 +325,23 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
         "created_at": dep.created_at.isoformat(),
         "updated_at": dep.updated_at.isoformat(),
         "containers": containers,
-        "urls": [u for c in containers_of(session, deployment_id=dep.id) for u in c.urls],
+        "urls": [u for c in rows for u in c.urls],
+        "named_urls": named_urls(version, edge, rows),
     }
+
+
+def named_urls(version: ApplicationVersion, edge: Edge, rows: list[ContainerStatus]
+               ) -> dict[str, str]:
+    """The version's URL templates with the edge's address and the host ports its
+    containers publish now (read at once: a version that changed only URLs shows them)."""
+    if not version.urls:
+        return {}
+    from edgefleet.models.connections import connection_of
+
+    address = edge.address or connection_of(edge).host
+    return url_templates.render(
+        version.urls, address=address,
+        published=url_templates.published_now((c.service, c.ports) for c in rows))
 
 
 def _applied(session: Session, spec_id: int | None) -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ def list_notifications(*, include_acknowledged: bool = False) -> list[dict[str, 
 
     from edgefleet.api.channels import delivered_to  # Prefect only when a server runs
 
-    ids = {row["id"]: notice_event_id(row["id"]) for row in rows}
+    ids = {row["id"]: notice_event_id(row) for row in rows}
     try:
         delivered: dict[str, list[str]] | None = delivered_to([i for i in ids.values() if i])
     except httpx.HTTPError:  # the server did not answer: who delivered is unknown (None)

@@ -20,6 +20,13 @@ COMPOSE = typer.Option(None, "--compose", help="a Docker Compose file")
 STACK = typer.Option(None, "--stack", help="a swarm stack file (compose format)")
 ENV = typer.Option(None, "--env", help="default environment, KEY=VALUE (repeatable)")
 PORT = typer.Option(None, "--port", help="[HOST:]CONTAINER port to publish (image kind)")
+URL = typer.Option(
+    None, "--url", metavar="NAME=TEMPLATE",
+    help="a named URL shown by `status` (repeatable): an http(s):// or tcp:// URL with "
+    "${host} (the edge's --address, default its docker host), ${port:N} (the host port "
+    "published for container port N), ${port:SERVICE:N} (the same for one service of a "
+    "compose file or stack) and ${service} (that service's name), e.g. "
+    "admin='http://${host}:${port:8080}/admin'")
 SECRET = typer.Option(None, "--registry-secret",
                       help="Prefect Secret block with the registry login "
                       "(see `edgefleet registry login`)")
@@ -117,6 +124,7 @@ def create(
     required: bool = REQUIRED,
     description: list[str] | None = DESCRIPTION,
     sensitive: bool = SENSITIVE,
+    url: list[str] | None = URL,
     json_out: bool = typer.Option(False, "--json", help="print the version as JSON"),
 ) -> None:
     """Create an application with its first version (not published yet).
@@ -132,6 +140,7 @@ def create(
         name, version, image=image, compose=_read(compose, "compose file"),
         stack=_read(stack, "stack file"), env=env, ports=port, registry_secret=registry_secret,
         allow_privileged=allow_privileged, params=declared_params(ctx),
+        urls=url,
     )
     if json_out:
         print_json(as_dict(row))
@@ -158,6 +167,7 @@ def version(
     required: bool = REQUIRED,
     description: list[str] | None = DESCRIPTION,
     sensitive: bool = SENSITIVE,
+    url: list[str] | None = URL,
 ) -> None:
     """Add a version to an application (publish it when it is ready for operators).
     Parameters as in `app create` (--param NAME[=DEFAULT] [--required] [--description
@@ -169,6 +179,7 @@ def version(
         name, version, image=image, compose=_read(compose, "compose file"),
         stack=_read(stack, "stack file"), env=env, ports=port, registry_secret=registry_secret,
         allow_privileged=allow_privileged, params=declared_params(ctx),
+        urls=url,
     )
     console.print(f"application {name}: version {row.version} added ({row.kind})")
     _warn_privileges(row.privileges)
@@ -211,9 +222,12 @@ def show(name: str, json_out: bool = typer.Option(False, "--json", help="print J
     if json_out:
         print_json(data)
         return
-    print_table(f"application {name}", ["version", "kind", "image", "published", "privileged"],
+    print_table(f"application {name}", ["version", "kind", "image", "published", "privileged",
+                                        "urls"],
                 [(v["version"], v["kind"], v["image"] or "(compose file)",
-                  v["published_at"] or "no", _allowance(v)) for v in data["versions"]])
+                  v["published_at"] or "no", _allowance(v),
+                  escape(" ".join(f"{k}={t}" for k, t in (v.get("urls") or {}).items())))
+                 for v in data["versions"]])
     rows = [(v["version"], p["name"], _default(p), "yes" if p["required"] else "no",
              p["description"] or p["message"] or "", "yes" if p["sensitive"] else "no")
             for v in data["versions"] for p in v.get("parameters") or []]
