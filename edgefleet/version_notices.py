@@ -52,11 +52,27 @@ def notify_version(application: str, version: str, deployment_id: str) -> Notice
             session, deployment=dep, application=application, from_version=current.version,
             to_version=version, reason="version", key=version,
             message=(f"{application} {version} is published; deployment {dep.id[:12]} runs "
-                     f"{current.version}{privileges_note(target)}"),
+                     f"{current.version}{urls_note(current, target)}"
+                     f"{privileges_note(target)}"),
             command=f"edgefleet update {dep.id} --to {version}",
         )
         edge = session.get(Edge, dep.edge_id)
         return notice_of(created, edge.name if edge else "?") if created else None
+
+
+# what a container is made from; a version differing from another in none of these (only in
+# its URLs) keeps the running containers
+SPEC_FIELDS = ("kind", "image", "compose", "env", "ports", "registry_secret", "allow_privileged",
+               "parameters")
+
+
+def urls_note(current: ApplicationVersion, target: ApplicationVersion) -> str:
+    """Whether the version's named URLs changed (and whether nothing else did)."""
+    if (current.urls or {}) == (target.urls or {}):
+        return ""
+    if all(getattr(current, f) == getattr(target, f) for f in SPEC_FIELDS):
+        return ". Only its URLs changed: updating keeps the running containers"
+    return ". Its URLs changed too"
 
 
 def privileges_note(version: ApplicationVersion) -> str:

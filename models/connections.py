@@ -17,13 +17,17 @@ class EngineConnection(BaseModel):
 
     name: str
     docker_host: str
+    address: str | None = None
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
 
     @property
     def host(self) -> str:
-        """The host name URLs of published ports use (``http://<host>:<port>``)."""
+        """The host name URLs of published ports use (``http://<host>:<port>``): the edge's
+        address where it has one, else the host of its docker host."""
+        if self.address:
+            return f"[{self.address}]" if ":" in self.address else self.address
         parsed = urlparse(self.docker_host)
         if parsed.scheme == "tcp" and parsed.hostname:
             return parsed.hostname
@@ -39,6 +43,7 @@ def connection_of(edge: Any) -> EngineConnection:
     return EngineConnection(
         name=edge.name,
         docker_host=edge.docker_host,
+        address=getattr(edge, "address", None),
         tls_ca=edge.tls_ca,
         tls_cert=edge.tls_cert,
         tls_key=edge.tls_key,

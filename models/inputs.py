@@ -157,6 +157,7 @@ class EdgeCreate(BaseModel):
 
     name: str
     docker_host: str
+    address: str | None = None  # checked by url_templates.check_address in the API
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -200,6 +201,8 @@ class VersionCreate(BaseModel):
     # host-level privileges (models.privileges) the file asks for; refused unless allowed
     allow_privileged: bool = False
     privileges: list[str] = Field(default_factory=list)
+    # named URL templates, checked by url_templates in the API (it knows the published ports)
+    urls: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("registry_secret")
     @classmethod

@@ -34,6 +34,8 @@ class Edge(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True)
     docker_host: str
+    # the name or (VPN) address the edge's users reach; None: the docker host's host
+    address: str | None = None
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -80,6 +82,13 @@ class ApplicationVersion(SQLModel, table=True):
     allow_privileged: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     privileges: list[str] = Field(default_factory=list,
                                   sa_column=Column(JSON, nullable=False, server_default="[]"))
+    # models.parameters.Parameter as data: discovered in the file, refined by declarations
+    parameters: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    # named URL templates (edgefleet.url_templates), rendered per deployment; never part of
+    # a container's spec, so a version changing only these recreates nothing
+    urls: dict[str, str] = Field(default_factory=dict,
+                                 sa_column=Column(JSON, nullable=False, server_default="{}"))
     published: bool = False
     published_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)

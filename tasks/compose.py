@@ -9,6 +9,7 @@ stop, read logs of or roll back what another machine applied (a worker's disk is
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +20,9 @@ import yaml
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
-from edgefleet import compose_cli
+from edgefleet import compose_cli, parameter_secrets
 from edgefleet import labels as L
+from edgefleet import parameters as P
 from edgefleet.errors import DeploymentFailed, InvalidInput
 from edgefleet.models.connections import EngineConnection
 from edgefleet.models.plans import DeployPlan, RenderedSpec
@@ -106,10 +108,17 @@ def resolve_compose(plan: DeployPlan) -> dict[str, Any]:
     assert plan.compose is not None
     model = cached_model(plan.deployment_id, source_key(plan))
     if model is None:
-        with scratch_file("compose.yaml", plan.compose) as source:
-            proc = compose_cli.compose(plan.edge, plan.project, source,
-                                       *project_args(plan.project), "config", "--format",
-                                       "json", env=plan.env, timeout=60)
+        try:
+            with scratch_file("compose.yaml", plan.compose) as source:
+                proc = compose_cli.compose(plan.edge, plan.project, source,
+                                           *project_args(plan.project), "config", "--format",
+                                           "json", env=plan.env, timeout=60)
+            if not proc.stdout.strip():  # a launcher that dropped compose's exit status
+                raise compose_cli.ComposeError(
+                    compose_cli.compose_words(proc.stderr) or "compose config printed nothing")
+        except compose_cli.ComposeError as exc:
+            raise InvalidInput(f"compose refused {plan.application} {plan.version}: {exc}; "
+                               "nothing was deployed") from exc
         model = json.loads(proc.stdout)
     found = host_privileges(model)
     if found and not plan.allow_privileged:
@@ -128,7 +137,8 @@ def render_compose(plan: DeployPlan, model: dict[str, Any], digests: dict[str, s
                    kept_versions: dict[str, str] | None = None) -> RenderedSpec:
     """The compose file to apply (JSON), as the records keep it."""
     rendered = render_services(model, plan, digests, stack=False, kept_versions=kept_versions)
-    return RenderedSpec(version=plan.version, kind=plan.kind, text=json.dumps(rendered, indent=2),
+    text = P.with_placeholders(json.dumps(rendered, indent=2), plan.env)  # values: at `up`
+    return RenderedSpec(version=plan.version, kind=plan.kind, text=text,
                         env=plan.env, digests=digests, source_key=source_key(plan))
 
 
@@ -144,7 +154,23 @@ def render_stack(plan: DeployPlan, model: dict[str, Any], digests: dict[str, str
                         digests=digests, source_key=source_key(plan))
 
 
+# compose's words when a container, not the request, failed: `up` again cannot help
+CONTAINERS_FAILED = re.compile(r"unhealthy|exited \(|dependency failed to start|is restarting")
+
+
+def unless_containers_failed(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry an ``up`` that compose could not carry out, not one whose containers failed."""
+    try:
+        state.result()
+    except DeploymentFailed:
+        return False
+    except Exception:
+        return unless_final(task, task_run, state)
+    return True
+
+
 @task(name="compose-up", retries=1, retry_delay_seconds=2, cache_policy=NONE,
+      retry_condition_fn=unless_containers_failed,
       task_run_name="compose up {project} on {conn.name} at {spec.version}")
 def compose_up(conn: EngineConnection, project: str, spec: RenderedSpec, timeout: float) -> None:
     """``up -d --wait``: returns once every service runs and is healthy, else fails.
@@ -155,6 +181,7 @@ def compose_up(conn: EngineConnection, project: str, spec: RenderedSpec, timeout
 
 
 @task(name="compose-restore", retries=1, retry_delay_seconds=2, cache_policy=NONE,
+      retry_condition_fn=unless_containers_failed,
       task_run_name="compose restore {project} on {conn.name} to {spec.version}")
 def compose_restore(conn: EngineConnection, project: str, spec: RenderedSpec,
                     timeout: float) -> None:
@@ -169,10 +196,12 @@ def _up(conn: EngineConnection, project: str, spec: RenderedSpec, timeout: float
             compose_cli.compose(
                 conn, project, path, *project_args(project), "up", "-d", "--wait",
                 "--wait-timeout", str(int(timeout)), "--pull", "never", "--remove-orphans",
-                env=spec.env, timeout=timeout + 60,
+                env=parameter_secrets.resolved(spec.env), timeout=timeout + 60,
             )
     except compose_cli.ComposeError as exc:
-        raise DeploymentFailed(f"compose up failed: {exc}") from exc
+        if CONTAINERS_FAILED.search(str(exc)):
+            raise DeploymentFailed(f"compose up failed: {exc}") from exc
+        raise compose_cli.ComposeError(f"compose up failed: {exc}") from exc
 
 
 @task(name="compose-down", retries=2, retry_delay_seconds=2, cache_policy=NONE,
@@ -221,7 +250,8 @@ def stack_restore(conn: EngineConnection, project: str, spec: RenderedSpec) -> N
 def _stack_deploy(conn: EngineConnection, project: str, spec: RenderedSpec) -> None:
     with scratch_file("stack.yaml", spec.text) as path:
         compose_cli.stack(conn, "deploy", "--compose-file", str(path), "--prune",
-                          "--resolve-image", "never", project, env=spec.env, timeout=120)
+                          "--resolve-image", "never", project,
+                          env=parameter_secrets.resolved(spec.env), timeout=120)
 
 
 @task(name="stack-remove", retries=2, retry_delay_seconds=2, cache_policy=NONE,

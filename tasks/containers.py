@@ -12,6 +12,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from edgefleet import labels as L
+from edgefleet import parameter_secrets
 from edgefleet.engine import engine_client, observe
 from edgefleet.errors import DeploymentFailed
 from edgefleet.models.connections import EngineConnection
@@ -62,8 +63,9 @@ def start_container(
                 )
             old.remove(force=True)
         container = client.containers.run(
-            image, name=name, environment=env, ports=port_bindings(ports), labels=labels,
-            network=network, detach=True, restart_policy={"Name": "unless-stopped"},
+            image, name=name, environment=parameter_secrets.resolved(env),
+            ports=port_bindings(ports), labels=labels, network=network, detach=True,
+            restart_policy={"Name": "unless-stopped"},
         )
         return str(container.id)[:12]
 

@@ -41,6 +41,7 @@ from edgefleet.models.states import (
     sources,
 )
 from edgefleet.notice_events import notice_of
+from edgefleet.parameters import defaults, of_version
 from edgefleet.tasks.retry import unless_final
 
 
@@ -82,7 +83,9 @@ def load_plan(deployment_id: str, version: str | None = None) -> DeployPlan:
             image=version_row.image,
             ports=list(version_row.ports),
             compose=version_row.compose,
-            env={**version_row.env, **dep.env},
+            env={**defaults(of_version(version_row.parameters, kind=version_row.kind,
+                                       text=version_row.compose)),
+                 **version_row.env, **dep.env},
             registry_secret=version_row.registry_secret,
             allow_privileged=version_row.allow_privileged,
             privileges=list(version_row.privileges),

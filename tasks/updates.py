@@ -13,6 +13,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectNotFound
 
+from edgefleet import parameter_secrets
 from edgefleet.engine import engine_client, observe
 from edgefleet.errors import DeploymentFailed
 from edgefleet.models.connections import EngineConnection
@@ -54,7 +55,8 @@ def replace_container(conn: EngineConnection, *, name: str, image: str, env: dic
         with contextlib.suppress(docker.errors.NotFound):
             client.containers.get(name + NEXT).remove(force=True)
         new = client.containers.create(
-            image, name=name + NEXT, environment=env, labels=labels, network=network,
+            image, name=name + NEXT, environment=parameter_secrets.resolved(env), labels=labels,
+            network=network,
             ports=port_bindings(ports), detach=True,
             restart_policy={"Name": "unless-stopped"},
         )

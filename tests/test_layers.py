@@ -31,9 +31,10 @@ ALEMBIC_SCRIPTS = ("edgefleet.migrations.env", "edgefleet.migrations.versions")
 # The pure rules and plans (every edgefleet.models module is pure too).
 PURE_RULES = ("edgefleet.metrics", "edgefleet.update_plan", "edgefleet.labels",
               "edgefleet.observed", "edgefleet.swarm_tasks", "edgefleet.image_refs",
-              "edgefleet.notice_events",
+              "edgefleet.notice_events", "edgefleet.parameters",
               "edgefleet.image_updates", "edgefleet.reconcile_rules",
-              "edgefleet.validation", "edgefleet.errors", "edgefleet.settings")
+              "edgefleet.validation", "edgefleet.errors", "edgefleet.settings",
+              "edgefleet.url_templates")
 
 
 def package_modules() -> list[str]:

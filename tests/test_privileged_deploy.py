@@ -137,11 +137,14 @@ def test_privileged_version_needs_the_allowance_and_it_shows_everywhere(
 
 
 TOKEN = "cp-token-7d1e0c9b5a"  # a secret of the control plane's own environment
+SENSITIVE = "op-api-key-4c2f9e81d7"  # an operator's value of a sensitive parameter
 PROBE = """
 services:
   web:
     image: {registry}/edgefleet/hello:1.0.0
-    environment: ["PROBE=${{EDGEFLEET_PROBE_TOKEN:-unset}}"]
+    environment:
+      - "PROBE=${{EDGEFLEET_PROBE_TOKEN:-unset}}"
+      - "API_KEY=key:${{API_KEY:?the API key}}"
 """
 
 
@@ -152,15 +155,21 @@ def test_no_key_or_control_plane_secret_in_files_logs_artifacts_events_or_parame
 
     monkeypatch.setenv("EDGEFLEET_PROBE_TOKEN", TOKEN)
     name = unique("probe")
-    edgefleet.create_application(name, "1.0.0", compose=PROBE.format(registry=lab.registry))
+    edgefleet.create_application(name, "1.0.0", compose=PROBE.format(registry=lab.registry),
+                                 params=[{"name": "API_KEY", "sensitive": True}])
     edgefleet.publish_version(name, "1.0.0")
-    status = edgefleet.deploy(name, "lab-2")
+    status = edgefleet.deploy(name, "lab-2", env={"API_KEY": SENSITIVE})
     assert status["state"] == "STARTED", status["last_error"]
     (live,) = containers_of(edges["lab-2"].connection, status["id"])
     assert "PROBE=unset" in live.attrs["Config"]["Env"]  # compose never saw the token
+    assert f"API_KEY=key:{SENSITIVE}" in live.attrs["Config"]["Env"]  # the edge did
+    shown = CliRunner().invoke(cli, ["status", status["id"], "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.output)["env"] == {"API_KEY": "********"}
     key_path = Path(str(edges["lab-2"].connection.tls_key))
     key_line = max(key_path.read_text().splitlines(), key=len)  # a line of key material
-    secrets = {"control-plane token": TOKEN, "edge TLS key": key_line}
+    secrets = {"control-plane token": TOKEN, "edge TLS key": key_line,
+               "sensitive parameter": SENSITIVE}
+    assert not [what for what, secret in secrets.items() if secret in shown.output]
 
     # our records, rendered files and Prefect's database (the lab's own key files excepted);
     # scanned by another process, so that no SQLite lock of this one is dropped
@@ -184,3 +193,9 @@ def test_no_key_or_control_plane_secret_in_files_logs_artifacts_events_or_parame
     for what, secret in secrets.items():
         assert not [t for t in texts if secret in t], f"{what} in Prefect's logs/runs/events"
     edgefleet.delete_deployment(status["id"], force=True)
+    from prefect.blocks.system import Secret
+
+    from edgefleet.parameters import secret_block_name
+
+    with temporary_settings({PREFECT_API_URL: prefect_api}), pytest.raises(ValueError):
+        Secret.load(secret_block_name(status["id"], "API_KEY"))  # gone with its deployment

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlmodel import Session, select
 
+from edgefleet import parameters as P
+from edgefleet import url_templates
 from edgefleet.crud import get_application, get_version, latest_published, versions_of
 from edgefleet.db import session_scope
-from edgefleet.errors import AlreadyExists, InvalidInput, NotFound
-from edgefleet.models.inputs import AppKind, VersionCreate, check_name, check_semver
+from edgefleet.errors import AlreadyExists, ComposeError, InvalidInput, NotFound
+from edgefleet.models.documents import load_yaml
+from edgefleet.models.inputs import (
+    AppKind,
+    VersionCreate,
+    check_name,
+    check_semver,
+    parse_compose,
+)
+from edgefleet.models.parameters import Parameter, ParameterDeclaration
 from edgefleet.models.records import Application, ApplicationVersion, Deployment, as_dict
-from edgefleet.validation import validated
+from edgefleet.validation import describe, validated
 
 
 def _version_spec(
+    application: str,
     version: str,
     *,
     image: str | None,
@@ -25,12 +38,15 @@ def _version_spec(
     ports: list[str] | None,
     registry_secret: str | None = None,
     allow_privileged: bool = False,
-) -> VersionCreate:
+    params: ParamsArg = None,
+    urls: list[str] | dict[str, str] | None = None,
+) -> tuple[VersionCreate, list[Parameter]]:
     given = [k for k, v in (("image", image), ("compose", compose), ("stack", stack)) if v]
     if len(given) != 1:
         raise InvalidInput("give exactly one of --image REF, --compose FILE or --stack FILE")
     kind = {"image": AppKind.IMAGE, "compose": AppKind.COMPOSE, "stack": AppKind.SWARM}[given[0]]
-    return validated(
+    templates = url_templates.parse_urls(urls)
+    spec = validated(
         VersionCreate,
         version=version,
         kind=kind,
@@ -40,7 +56,55 @@ def _version_spec(
         ports=ports or [],
         registry_secret=registry_secret,
         allow_privileged=allow_privileged,
+        urls=templates,
     )
+    if templates:  # each ${port:...} must name a port the version publishes
+        if spec.kind is AppKind.IMAGE:
+            published = url_templates.image_published(application, spec.ports)
+        else:
+            assert spec.compose is not None
+            published = url_templates.compose_published(parse_compose(spec.compose))
+        url_templates.check_against(templates, published)
+    return spec, _parameters(spec, params)
+
+
+ParamsArg = Sequence[ParameterDeclaration | dict[str, Any]] | None
+
+
+def _parameters(spec: VersionCreate, params: ParamsArg) -> list[Parameter]:
+    """The version's parameters: discovered in its file, refined by ``params``; a compose or
+    stack file is then validated by compose itself (``config --quiet``) with their defaults
+    (a required one without default gets a placeholder), so that compose refuses an invalid
+    file here, in its own words, not at deploy."""
+    declared: list[ParameterDeclaration] = []
+    for item in params or []:
+        decl = item if isinstance(item, ParameterDeclaration) else validated(
+            ParameterDeclaration, **item)
+        if any(d.name == decl.name for d in declared):
+            raise InvalidInput(f"--param {decl.name} is declared twice")
+        declared.append(decl)
+    discovered: list[Parameter] = []
+    what = "stack file" if spec.kind is AppKind.SWARM else "compose file"
+    if spec.compose is not None:
+        discovered = P.discover(load_yaml(spec.compose, what=what))
+    try:
+        merged = P.merge(discovered, declared)
+    except ValidationError as exc:  # a merged parameter that cannot be
+        raise InvalidInput(describe(exc)) from exc
+    if spec.compose is not None:
+        from edgefleet import compose_cli  # runs a subprocess: only where a file is checked
+
+        try:
+            compose_cli.check_file(spec.compose, env=P.validation_env(merged, spec.env))
+        except ComposeError as exc:
+            raise InvalidInput(f"{what} refused by compose: {exc}") from exc
+    return merged
+
+
+def _version_row(app_id: int, spec: VersionCreate, params: list[Parameter]
+                 ) -> ApplicationVersion:
+    return ApplicationVersion(application_id=app_id, **spec.model_dump(),
+                              parameters=[p.model_dump() for p in params])
 
 
 def create_application(
@@ -54,20 +118,29 @@ def create_application(
     ports: list[str] | None = None,
     registry_secret: str | None = None,
     allow_privileged: bool = False,
+    params: ParamsArg = None,
+    urls: list[str] | dict[str, str] | None = None,
 ) -> ApplicationVersion:
     """Create an application with its first version (compose/stack: the file as text or bytes).
 
     A file asking for host-level privileges (``privileged``, host namespaces, bind mounts of
     host paths, ``cap_add``, ``devices``, ``security_opt``) is refused unless
     ``allow_privileged``; the allowance and what it allows are recorded on the version.
+    ``params``: parameter declarations (``{"name", "default", "required", "description",
+    "sensitive"}``), refining those discovered in the file.
+
+    ``urls``: named URL templates (``["NAME=TEMPLATE", ...]`` or a mapping, see
+    ``edgefleet.url_templates``), refused when a placeholder is unknown or names a port the
+    version does not publish.
     """
     try:
         check_name(name, "application")
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
-    spec = _version_spec(version, image=image, compose=compose, stack=stack, env=env, ports=ports,
-                         registry_secret=registry_secret,
-                         allow_privileged=allow_privileged)
+    spec, found = _version_spec(name, version, image=image, compose=compose, stack=stack,
+                                env=env, ports=ports, registry_secret=registry_secret,
+                                allow_privileged=allow_privileged, params=params,
+                                urls=urls)
     with session_scope() as session:
         if session.exec(select(Application).where(Application.name == name)).first():
             raise AlreadyExists(
@@ -78,7 +151,7 @@ def create_application(
         session.add(app)
         session.flush()
         assert app.id is not None
-        row = ApplicationVersion(application_id=app.id, **spec.model_dump())
+        row = _version_row(app.id, spec, found)
         session.add(row)
     return row
 
@@ -94,12 +167,15 @@ def add_version(
     ports: list[str] | None = None,
     registry_secret: str | None = None,
     allow_privileged: bool = False,
+    params: ParamsArg = None,
+    urls: list[str] | dict[str, str] | None = None,
 ) -> ApplicationVersion:
-    """Add a (not yet published) version to an existing application (``allow_privileged``
-    as in ``create_application``)."""
-    spec = _version_spec(version, image=image, compose=compose, stack=stack, env=env, ports=ports,
-                         registry_secret=registry_secret,
-                         allow_privileged=allow_privileged)
+    """Add a (not yet published) version to an existing application (``allow_privileged``,
+    ``params`` and ``urls`` as in ``create_application``)."""
+    spec, found = _version_spec(name, version, image=image, compose=compose, stack=stack,
+                                env=env, ports=ports, registry_secret=registry_secret,
+                                allow_privileged=allow_privileged, params=params,
+                                urls=urls)
     with session_scope() as session:
         app = get_application(session, name=name)
         assert app.id is not None
@@ -109,7 +185,7 @@ def add_version(
             pass
         else:
             raise AlreadyExists(f"application {name!r} already has version {spec.version}")
-        row = ApplicationVersion(application_id=app.id, **spec.model_dump())
+        row = _version_row(app.id, spec, found)
         session.add(row)
     return row
 
@@ -180,7 +256,14 @@ def _application_public(session: Session, app: Application) -> dict[str, Any]:
     latest = latest_published(session, application=app)
     data = as_dict(app)
     data["latest_published"] = latest.version if latest else None
-    data["versions"] = [as_dict(v) for v in versions]
+    data["versions"] = [_version_public(v) for v in versions]
+    return data
+
+
+def _version_public(row: ApplicationVersion) -> dict[str, Any]:
+    data = as_dict(row)
+    data["parameters"] = [p.public() for p in P.of_version(row.parameters, kind=row.kind,
+                                                            text=row.compose)]
     return data
 
 

@@ -9,6 +9,8 @@ import semver
 from sqlalchemy import CursorResult, delete
 from sqlmodel import Session, col, select
 
+from edgefleet import parameters as P
+from edgefleet import url_templates
 from edgefleet.crud import containers_of, get_application, get_edge, get_version, latest_published
 from edgefleet.db import session_scope
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound, StateConflict
@@ -23,6 +25,7 @@ from edgefleet.models.records import (
     Edge,
     LogCursor,
     Notification,
+    new_id,
 )
 from edgefleet.models.states import (
     DELETABLE,
@@ -60,7 +63,13 @@ def create_deployment(
     policy: UpdatePolicy | dict[str, Any] | None = None,
 ) -> Deployment:
     """A CREATED deployment of ``application`` (newest published version by default), with
-    its update policy (default: notified of every newer release but prereleases)."""
+    its update policy (default: notified of every newer release but prereleases).
+
+    Refused before anything is recorded: a required parameter of the version not set (each
+    named, with its message) and an ``env`` key the version does not know (with the closest
+    known name). A sensitive parameter's value goes to a Prefect Secret block; the record
+    keeps the block's name.
+    """
     spec = validated(DeploymentCreate, application=application, edge=edge, version=version,
                      env=env or {})
     rules = _policy(policy)
@@ -82,9 +91,26 @@ def create_deployment(
                     "pass --allow-unpublished"
                 )
         assert app.id is not None and row.id is not None and target.id is not None
-        dep = Deployment(application_id=app.id, version_id=row.id, edge_id=target.id,
-                         env=spec.env, policy=rules.model_dump(mode="json"))
-        session.add(dep)
+        params = P.of_version(row.parameters, kind=row.kind, text=row.compose)
+        P.check_environment(params, kind=row.kind, version_env=row.env, env=spec.env,
+                            label=f"{app.name} {row.version}")
+        ids = (app.id, row.id, target.id)
+    dep_id = new_id()
+    secret = {k: v for k, v in spec.env.items() if k in P.sensitive_names(params)}
+    env = dict(spec.env)
+    if secret:
+        from edgefleet import parameter_secrets  # Prefect: only when there is a secret
+
+        env.update(parameter_secrets.save_values(dep_id, secret))
+    try:
+        with session_scope() as session:
+            dep = Deployment(id=dep_id, application_id=ids[0], version_id=ids[1],
+                             edge_id=ids[2], env=env, policy=rules.model_dump(mode="json"))
+            session.add(dep)
+    except Exception:
+        if secret:
+            parameter_secrets.delete_values(env)
+        raise
     return dep
 
 
@@ -230,6 +256,7 @@ def delete_deployment(ref: str, *, force: bool = False) -> str | None:
                            f"its containers may remain on the edge (label "
                            f"io.edgefleet.deployment={dep_id})")
     with session_scope() as session:
+        env = dict(find_deployment(session, dep_id).env)
         for model in (ContainerStatus, LogCursor, Notification, AppliedSpec):
             session.exec(delete(model).where(  # type: ignore[call-overload]
                 col(model.deployment_id) == dep_id))
@@ -240,6 +267,10 @@ def delete_deployment(ref: str, *, force: bool = False) -> str | None:
             found = find_deployment(session, dep_id).state
             raise StateConflict(f"deployment {dep_id[:12]} is {found} now: another run moved "
                                 "it; nothing was deleted", found=found, action="delete")
+    if P.references(env):
+        from edgefleet import parameter_secrets
+
+        parameter_secrets.delete_values(env)  # its sensitive values go with it
     return warning
 
 
@@ -269,12 +300,13 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
     version = session.get(ApplicationVersion, dep.version_id)
     edge = session.get(Edge, dep.edge_id)
     assert app is not None and version is not None and edge is not None
+    rows = containers_of(session, deployment_id=dep.id)
     containers = [
         {"service": c.service, "container_id": c.container_id, "image": c.image,
          "digest": c.digest, "state": c.state, "health": c.health,
          "restart_count": c.restart_count, "ports": c.ports, "urls": c.urls,
          "updated_at": c.updated_at.isoformat()}
-        for c in containers_of(session, deployment_id=dep.id)
+        for c in rows
     ]
     return {
         "id": dep.id,
@@ -283,7 +315,7 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
         "version": version.version,
         "kind": version.kind,
         "edge": edge.name,
-        "env": dep.env,
+        "env": P.masked(dep.env),
         "last_error": dep.last_error,
         "degraded": dep.degraded,
         "update_available": dep.update_available,
@@ -293,8 +325,23 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
         "created_at": dep.created_at.isoformat(),
         "updated_at": dep.updated_at.isoformat(),
         "containers": containers,
-        "urls": [u for c in containers_of(session, deployment_id=dep.id) for u in c.urls],
+        "urls": [u for c in rows for u in c.urls],
+        "named_urls": named_urls(version, edge, rows),
     }
+
+
+def named_urls(version: ApplicationVersion, edge: Edge, rows: list[ContainerStatus]
+               ) -> dict[str, str]:
+    """The version's URL templates with the edge's address and the host ports its
+    containers publish now (read at once: a version that changed only URLs shows them)."""
+    if not version.urls:
+        return {}
+    from edgefleet.models.connections import connection_of
+
+    address = edge.address or connection_of(edge).host
+    return url_templates.render(
+        version.urls, address=address,
+        published=url_templates.published_now((c.service, c.ports) for c in rows))
 
 
 def _applied(session: Session, spec_id: int | None) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from edgefleet.errors import AlreadyExists, InvalidInput
 from edgefleet.metrics import availability
 from edgefleet.models.records import Deployment, Edge, as_dict
 from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
+from edgefleet.url_templates import check_address
 from edgefleet.validation import validated
 
 
@@ -23,6 +24,7 @@ def add_edge(
     name: str,
     docker_host: str,
     *,
+    address: str | None = None,
     tls_ca: str | None = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
@@ -30,13 +32,18 @@ def add_edge(
     heartbeat_interval: int = 20,
     check: bool = True,
 ) -> Edge:
-    """Register an edge; with ``check`` (the default) its engine must answer first."""
+    """Register an edge; with ``check`` (the default) its engine must answer first.
+
+    ``address``: the host name or (VPN) address its users reach, used in its deployments'
+    URLs (default: the host of ``docker_host``).
+    """
     from edgefleet.models.inputs import EdgeCreate  # yaml, semver: only to add one
 
     spec = validated(
         EdgeCreate,
         name=name,
         docker_host=docker_host,
+        address=None if address is None else check_address(address),
         tls_ca=tls_ca,
         tls_cert=tls_cert,
         tls_key=tls_key,
@@ -64,9 +71,15 @@ def add_edge(
 
 
 def set_edge(
-    name: str, *, telemetry_interval: int | None = None, heartbeat_interval: int | None = None
+    name: str, *, telemetry_interval: int | None = None, heartbeat_interval: int | None = None,
+    address: str | None = None, clear_address: bool = False,
 ) -> Edge:
-    """Change an edge's telemetry and heartbeat intervals (seconds)."""
+    """Change an edge's telemetry and heartbeat intervals (seconds) and the address its
+    users reach (``clear_address``: back to the docker host's)."""
+    if address is not None and clear_address:
+        raise InvalidInput("give --address or --clear-address, not both")
+    if address is not None:
+        address = check_address(address)
     for label, value in (("telemetry interval", telemetry_interval),
                          ("heartbeat interval", heartbeat_interval)):
         if value is not None and not 1 <= value <= 86400:
@@ -77,6 +90,8 @@ def set_edge(
             edge.telemetry_interval = telemetry_interval
         if heartbeat_interval is not None:
             edge.heartbeat_interval = heartbeat_interval
+        if address is not None or clear_address:
+            edge.address = address
         session.add(edge)
     return edge
 

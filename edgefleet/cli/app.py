@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 from edgefleet.cli.common import console, escape, handle_errors, print_json, print_table
 from edgefleet.errors import InvalidInput
@@ -19,6 +20,13 @@ COMPOSE = typer.Option(None, "--compose", help="a Docker Compose file")
 STACK = typer.Option(None, "--stack", help="a swarm stack file (compose format)")
 ENV = typer.Option(None, "--env", help="default environment, KEY=VALUE (repeatable)")
 PORT = typer.Option(None, "--port", help="[HOST:]CONTAINER port to publish (image kind)")
+URL = typer.Option(
+    None, "--url", metavar="NAME=TEMPLATE",
+    help="a named URL shown by `status` (repeatable): an http(s):// or tcp:// URL with "
+    "${host} (the edge's --address, default its docker host), ${port:N} (the host port "
+    "published for container port N), ${port:SERVICE:N} (the same for one service of a "
+    "compose file or stack) and ${service} (that service's name), e.g. "
+    "admin='http://${host}:${port:8080}/admin'")
 SECRET = typer.Option(None, "--registry-secret",
                       help="Prefect Secret block with the registry login "
                       "(see `edgefleet registry login`)")
@@ -26,6 +34,60 @@ PRIVILEGED = typer.Option(False, "--allow-privileged",
                           help="allow host-level privileges (privileged, host pid/ipc/network, "
                           "bind mounts of host paths, cap_add, devices, security_opt): its "
                           "containers control every edge it runs on")
+PARAM = typer.Option(None, "--param", metavar="NAME[=DEFAULT]",
+                     help="declare a parameter (repeatable; refines one found in the file); "
+                     "--required, --description and --sensitive after it apply to it")
+REQUIRED = typer.Option(False, "--required", help="the --param before it must be set at deploy")
+DESCRIPTION = typer.Option(None, "--description", metavar="TEXT",
+                           help="what the --param before it is for")
+SENSITIVE = typer.Option(False, "--sensitive",
+                         help="the --param before it is a secret: kept in a Prefect Secret "
+                         "block per deployment, shown masked")
+PARAM_FLAGS = ("--param", "--required", "--description", "--sensitive")
+
+
+class ParamsInOrder(TyperCommand):
+    """Keeps the raw arguments, so that ``--required`` / ``--description`` / ``--sensitive``
+    apply to the ``--param`` just before them (click alone forgets their order)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["edgefleet.raw_args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+def declared_params(ctx: typer.Context) -> list[dict[str, Any]]:
+    """The ``--param`` declarations of the running command, each with the flags after it."""
+    raw: list[str] = ctx.meta.get("edgefleet.raw_args", [])
+    takes_value = {opt for p in ctx.command.params if getattr(p, "is_flag", True) is False
+                   for opt in getattr(p, "opts", [])}
+    declared: list[dict[str, Any]] = []
+    i = 0
+    while i < len(raw):
+        token = raw[i]
+        if token == "--":
+            break
+        flag, eq, inline = token.partition("=")
+        value: str | None = inline if eq else None
+        if flag in takes_value and not eq:
+            value = raw[i + 1] if i + 1 < len(raw) else None
+            i += 1
+        i += 1
+        if flag not in PARAM_FLAGS:
+            continue
+        if flag == "--param":
+            assert value is not None
+            name, has_default, default = value.partition("=")
+            declared.append({"name": name, **({"default": default} if has_default else {})})
+            continue
+        if not declared:
+            raise InvalidInput(f"{flag} applies to the --param before it: give --param NAME "
+                               f"first (e.g. --param GREETING {flag}"
+                               f"{' TEXT' if flag == '--description' else ''})")
+        key = flag.removeprefix("--")
+        if key in declared[-1]:
+            raise InvalidInput(f"{flag} is given twice for --param {declared[-1]['name']}")
+        declared[-1][key] = value if flag == "--description" else True
+    return declared
 
 
 def _read(path: Path | None, what: str) -> str | None:
@@ -45,9 +107,10 @@ def _read(path: Path | None, what: str) -> str | None:
     return text_of(data, what=what, limits=limits)
 
 
-@app_app.command("create")
+@app_app.command("create", cls=ParamsInOrder)
 @handle_errors
 def create(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="application name"),
     version: str = typer.Option(..., "--version", help="semantic version of this definition"),
     image: str | None = IMAGE,
@@ -57,16 +120,27 @@ def create(
     port: list[str] | None = PORT,
     registry_secret: str | None = SECRET,
     allow_privileged: bool = PRIVILEGED,
+    param: list[str] | None = PARAM,
+    required: bool = REQUIRED,
+    description: list[str] | None = DESCRIPTION,
+    sensitive: bool = SENSITIVE,
+    url: list[str] | None = URL,
     json_out: bool = typer.Option(False, "--json", help="print the version as JSON"),
 ) -> None:
-    """Create an application with its first version (not published yet)."""
+    """Create an application with its first version (not published yet).
+
+    A compose or stack file's variables (${VAR}, ${VAR:-default}, ${VAR:?message}) are its
+    parameters. Declare more, or refine them: --param GREETING --required --description TEXT.
+    Compose validates the file first (config --quiet).
+    """
     from edgefleet.api import applications
     from edgefleet.models.records import as_dict
 
     row = applications.create_application(
         name, version, image=image, compose=_read(compose, "compose file"),
         stack=_read(stack, "stack file"), env=env, ports=port, registry_secret=registry_secret,
-        allow_privileged=allow_privileged,
+        allow_privileged=allow_privileged, params=declared_params(ctx),
+        urls=url,
     )
     if json_out:
         print_json(as_dict(row))
@@ -76,9 +150,10 @@ def create(
         _warn_privileges(row.privileges)
 
 
-@app_app.command("version")
+@app_app.command("version", cls=ParamsInOrder)
 @handle_errors
 def version(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="application name"),
     version: str = typer.Argument(..., help="new semantic version"),
     image: str | None = IMAGE,
@@ -88,14 +163,23 @@ def version(
     port: list[str] | None = PORT,
     registry_secret: str | None = SECRET,
     allow_privileged: bool = PRIVILEGED,
+    param: list[str] | None = PARAM,
+    required: bool = REQUIRED,
+    description: list[str] | None = DESCRIPTION,
+    sensitive: bool = SENSITIVE,
+    url: list[str] | None = URL,
 ) -> None:
-    """Add a version to an application (publish it when it is ready for operators)."""
+    """Add a version to an application (publish it when it is ready for operators).
+    Parameters as in `app create` (--param NAME[=DEFAULT] [--required] [--description
+    TEXT] [--sensitive], repeatable).
+    """
     from edgefleet.api import applications
 
     row = applications.add_version(
         name, version, image=image, compose=_read(compose, "compose file"),
         stack=_read(stack, "stack file"), env=env, ports=port, registry_secret=registry_secret,
-        allow_privileged=allow_privileged,
+        allow_privileged=allow_privileged, params=declared_params(ctx),
+        urls=url,
     )
     console.print(f"application {name}: version {row.version} added ({row.kind})")
     _warn_privileges(row.privileges)
@@ -138,9 +222,24 @@ def show(name: str, json_out: bool = typer.Option(False, "--json", help="print J
     if json_out:
         print_json(data)
         return
-    print_table(f"application {name}", ["version", "kind", "image", "published", "privileged"],
+    print_table(f"application {name}", ["version", "kind", "image", "published", "privileged",
+                                        "urls"],
                 [(v["version"], v["kind"], v["image"] or "(compose file)",
-                  v["published_at"] or "no", _allowance(v)) for v in data["versions"]])
+                  v["published_at"] or "no", _allowance(v),
+                  escape(" ".join(f"{k}={t}" for k, t in (v.get("urls") or {}).items())))
+                 for v in data["versions"]])
+    rows = [(v["version"], p["name"], _default(p), "yes" if p["required"] else "no",
+             p["description"] or p["message"] or "", "yes" if p["sensitive"] else "no")
+            for v in data["versions"] for p in v.get("parameters") or []]
+    if rows:
+        print_table(f"parameters of {name}", ["version", "name", "default", "required",
+                                              "description", "sensitive"], rows)
+
+
+def _default(param: dict[str, Any]) -> str:
+    if param["default"] is None:
+        return "(none)"
+    return str(param["default"]) if param["sensitive"] else repr(param["default"])
 
 
 def _allowance(version: dict[str, Any]) -> str:

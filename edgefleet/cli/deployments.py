@@ -39,6 +39,8 @@ def show_deployment(data: dict[str, Any], json_out: bool) -> None:
                       c["restart_count"], " ".join(c["urls"])) for c in data["containers"]])
     if data["urls"]:
         console.print("URLs: " + " ".join(data["urls"]), highlight=False, soft_wrap=True)
+    for name, url in (data.get("named_urls") or {}).items():
+        console.print(f"{escape(name)}: {escape(url)}", highlight=False, soft_wrap=True)
     if data["flow_run_id"]:
         console.print(f"last flow run: {data['flow_run_id']}")
 

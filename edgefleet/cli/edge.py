@@ -22,6 +22,9 @@ edge_app = typer.Typer(help="Register, list, show, change and remove edges (Dock
 def add(
     name: str = typer.Argument(..., help="unique edge name, e.g. plant-7"),
     docker_host: str = typer.Option(..., help="tcp://HOST:PORT (or unix:///path/docker.sock)"),
+    address: str | None = typer.Option(
+        None, help="host name or (VPN) address the edge's users reach, used for ${host} in "
+        "URLs (default: the docker host's)"),
     tls_ca: str | None = typer.Option(None, help="CA that signed the engine's certificate"),
     tls_cert: str | None = typer.Option(None, help="client certificate (clientAuth)"),
     tls_key: str | None = typer.Option(None, help="client key"),
@@ -34,14 +37,16 @@ def add(
     from edgefleet.api import edges
 
     edge = edges.add_edge(
-        name, docker_host, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+        name, docker_host, address=address, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
         telemetry_interval=telemetry_interval, heartbeat_interval=heartbeat_interval,
         check=not no_check,
     )
     if json_out:
         print_json(edges.edge_public(edge))
     else:
-        console.print(f"edge [bold]{edge.name}[/] added ({edge.docker_host})")
+        reached = f", its users reach it as {edge.address}" if edge.address else ""
+        console.print(f"edge [bold]{edge.name}[/] added ({edge.docker_host}{reached})",
+                      highlight=False)
     _warn(edges.key_file_warnings(edge))
 
 
@@ -51,14 +56,22 @@ def set_(
     name: str,
     telemetry_interval: int | None = typer.Option(None, help="seconds between telemetry samples"),
     heartbeat_interval: int | None = typer.Option(None, help="seconds between heartbeats"),
+    address: str | None = typer.Option(
+        None, help="host name or (VPN) address the edge's users reach, used for ${host} in "
+        "URLs"),
+    clear_address: bool = typer.Option(False, "--clear-address",
+                                       help="use the docker host's host in URLs again"),
 ) -> None:
-    """Change an edge's telemetry and heartbeat intervals."""
+    """Change an edge's telemetry and heartbeat intervals, or the address its users reach."""
     from edgefleet.api import edges
 
     edge = edges.set_edge(name, telemetry_interval=telemetry_interval,
-                          heartbeat_interval=heartbeat_interval)
+                          heartbeat_interval=heartbeat_interval, address=address,
+                          clear_address=clear_address)
+    reached = edge.address or "(the docker host's)"
     console.print(f"edge {edge.name}: telemetry every {edge.telemetry_interval}s, "
-                  f"heartbeat every {edge.heartbeat_interval}s")
+                  f"heartbeat every {edge.heartbeat_interval}s, address {reached}",
+                  highlight=False)
     _warn(edges.key_file_warnings(edge))
 
 
@@ -77,8 +90,8 @@ def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> 
     if json_out:
         print_json([edges.edge_public(e) for e in rows])
         return
-    print_table("edges", ["name", "docker host", "status", "last contact", "TLS"],
-                [(e.name, e.docker_host, edges.edge_status(e), e.last_contact,
+    print_table("edges", ["name", "docker host", "address", "status", "last contact", "TLS"],
+                [(e.name, e.docker_host, e.address or "", edges.edge_status(e), e.last_contact,
                   "yes" if e.tls_ca else "no")
                  for e in rows])
 
