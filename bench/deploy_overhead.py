@@ -4,8 +4,9 @@ The same 3-service compose app (images cached) is deployed N times by edgefleet 
 and N times by the compose binary directly, alternating, and the medians are compared as a
 ratio (machines here are noisy: a ratio in one process, never an absolute time). Both sides
 end at the same condition: every service running (healthchecks are disabled in this app, so
-`up -d --wait` returns as soon as the containers run). Also reported: the launch latency
-through `edgefleet up` (submit → STARTED as a served flow run) minus the raw time.
+`up -d` returns once the containers run; compose's `--wait` refuses a disabled healthcheck).
+Also reported: the launch latency through `edgefleet up` (submit → STARTED as a served flow
+run) minus the raw time.
 
 Run as a script it works in a throw-away home of its own (``bench/home.py``): its own lab
 of one edge and its own Prefect server, stopped and removed after; a user's records, lab
@@ -53,7 +54,7 @@ def _set_mode(mode: str) -> None:
 
 
 def raw_compose_up(edge_name: str, compose_text: str, folder: Path) -> float:
-    """Seconds for `docker compose up -d --wait` of the app; brought down afterwards."""
+    """Seconds for `docker compose up -d` of the app; brought down afterwards."""
     import edgefleet
     from edgefleet import compose_cli
     from edgefleet.models.connections import connection_of
@@ -62,7 +63,7 @@ def raw_compose_up(edge_name: str, compose_text: str, folder: Path) -> float:
     path = folder / "raw-compose.yaml"
     path.write_text(compose_text)
     started = time.perf_counter()
-    compose_cli.compose(conn, "efbench-raw", path, "up", "-d", "--wait", timeout=300)
+    compose_cli.compose(conn, "efbench-raw", path, "up", "-d", timeout=300)
     elapsed = time.perf_counter() - started
     compose_cli.compose(conn, "efbench-raw", path, "down", "--timeout", "2", timeout=300)
     return elapsed

@@ -45,8 +45,9 @@ class Settings(BaseSettings):
         default=30, ge=30, description="heartbeat of served flow runs; three missed mean "
         "the run's process is gone")
     telemetry_sweep_seconds: int = Field(
-        default=10, gt=0, description="cadence of the served collect-telemetry sweep; each "
-        "edge's own intervals decide whether it is due")
+        default=60, gt=0, description="cadence of the served collect-telemetry sweep (a "
+        "process per run, sweeping for the whole interval); each edge's own intervals decide "
+        "whether it is due")
     telemetry_timeout: float = Field(default=10.0, gt=0,
                                      description="seconds per Docker API call in a sweep")
     telemetry_batch_size: int = Field(default=50, gt=0, description="edges per sweep task run")

@@ -36,6 +36,7 @@ T = TypeVar("T")
 PARALLEL_TASKS = 16
 # Sweeps of one run are at least this far apart (an edge answers, then is due again).
 MIN_GAP = 0.5
+NO_EDGES_POLL = 5.0  # seconds between looks for a first edge in a sweep with none
 
 
 def untouched(value: T) -> T:
@@ -80,7 +81,12 @@ def _sweeps(edges: list[str] | None, force: bool, for_seconds: float) -> dict[st
     while True:
         remaining = for_seconds - (time.monotonic() - started)
         wait = seconds_until_due(edges)
-        if wait is None or wait >= remaining:
+        if wait is None:  # no edge (yet): look again shortly, one may be added
+            if remaining <= NO_EDGES_POLL:
+                break
+            time.sleep(NO_EDGES_POLL)
+            continue
+        if wait >= remaining:
             break
         time.sleep(max(wait, MIN_GAP))
         latest = _sweep(edges, False, retention=False)
