@@ -20,7 +20,7 @@ import yaml
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
-from edgefleet import compose_cli, parameter_secrets
+from edgefleet import bundled_files, compose_cli, parameter_secrets
 from edgefleet import labels as L
 from edgefleet import parameters as P
 from edgefleet.errors import DeploymentFailed, InvalidInput
@@ -74,8 +74,8 @@ def render_services(
     """
     rendered = json.loads(json.dumps(source if source is not None else model))
     for name, service in rendered["services"].items():
-        spec = model["services"][name]
-        image = str(spec["image"])
+        spec = L.hashed_spec(model, name)
+        image = str(model["services"][name]["image"])
         version = (kept_versions or {}).get(name, plan.version)
         labels = L.service_labels(
             deployment_id=plan.deployment_id, application=plan.application, version=version,
@@ -90,8 +90,33 @@ def render_services(
 
 def source_key(plan: DeployPlan) -> str:
     """What compose's model of a file depends on: the file, the environment, the project."""
-    return L.config_hash({"compose": plan.compose, "env": plan.env, "project": plan.project,
-                          "directory": str(PROJECTS / plan.project)})
+    source = {"compose": plan.compose, "env": plan.env, "project": plan.project,
+              "directory": str(PROJECTS / plan.project)}
+    if plan.files:  # bundled files change the model (environment, config contents)
+        source["files"] = plan.files
+    return L.config_hash(source)
+
+
+@contextmanager
+def source_file(plan: DeployPlan) -> Iterator[Path]:
+    """The vendor's file for ``config``; with bundled files, written beside it in a folder
+    of their own, env files named by that path and configs and bind mounts of bundled
+    files turned into ``content:`` configs (``edgefleet.bundled_files``)."""
+    assert plan.compose is not None
+    if not plan.files:
+        with scratch_file("compose.yaml", plan.compose) as path:
+            yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="edgefleet-") as folder:
+        beside = Path(folder) / "files"
+        beside.mkdir()
+        for name, content in plan.files.items():
+            (beside / bundled_files.check_name(name)).write_text(content)
+        doc = bundled_files.inlined(yaml.safe_load(plan.compose), plan.files,
+                                    folder=str(beside))
+        path = Path(folder) / "compose.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        yield path
 
 
 @task(name="resolve-compose", retries=1, cache_policy=NONE, retry_condition_fn=unless_final,
@@ -109,7 +134,7 @@ def resolve_compose(plan: DeployPlan) -> dict[str, Any]:
     model = cached_model(plan.deployment_id, source_key(plan))
     if model is None:
         try:
-            with scratch_file("compose.yaml", plan.compose) as source:
+            with source_file(plan) as source:
                 proc = compose_cli.compose(plan.edge, plan.project, source,
                                            *project_args(plan.project), "config", "--format",
                                            "json", env=plan.env, timeout=60)
