@@ -1,14 +1,15 @@
-"""Files bundled with a version (``--file PATH[=NAME]``): named, limited, and inlined.
+"""Files bundled with a version (``--file PATH[=NAME]``): named, limited, and sent along.
 
 Pure rules. A compose file names a bundled file by a relative path: ``env_file: app.env``,
 ``configs: {x: {file: ./conf.txt}}`` or a bind mount ``./conf.txt:/etc/x:ro``. Compose runs
 on the control plane against a remote engine, so only what travels with the API calls
 reaches the edge: an ``env_file`` is read by compose where it runs (folded into the
 service's ``environment``), but a ``file:`` config or a bind mount names a path on the
-engine's host, which has no such file. Before compose resolves the file, such references
-become ``configs: {x: {content: ...}}`` (compose copies the content into the container), so
-each service's resolved config carries the content of the files it uses, and a changed file
-changes only the config hash of those services.
+engine's host, which has no such file. When compose resolves the file, a second compose
+file (``override``; the vendor's own is never rewritten) turns such references into
+``configs: {x: {content: ...}}`` (compose copies the content into the container), so the
+resolved model carries the content of the files each service uses, and a changed file
+changes only the config hash of those services (``labels.hashed_spec``).
 
 Files are UTF-8 text (env files and configs are text; compose's ``content:`` is a string):
 anything else is refused when the version is created.
@@ -22,6 +23,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 from edgefleet.errors import InvalidInput
 from edgefleet.models.privileges import bundled_name
@@ -208,33 +211,57 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def inlined(doc: dict[str, Any], files: Mapping[str, str], *, folder: str) -> dict[str, Any]:
-    """The compose file with bundled files travelling with it: ``env_file`` entries point
-    into ``folder`` (where the caller wrote the files; compose reads them there and folds
-    them into ``environment``), ``file:`` configs and bind mounts of bundled files become
-    ``content:`` configs. Other references are left as they are."""
-    out: dict[str, Any] = _copy(doc)
-    configs = _mapping(out.get("configs"))
-    for config in configs.values():
+class _Override(dict[str, Any]):
+    """A mapping that replaces the one of the vendor's file (compose's ``!override``)."""
+
+
+class _OverrideList(list[Any]):
+    """A sequence that replaces the one of the vendor's file (compose's ``!override``)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Override, lambda d, v: d.represent_mapping("!override", dict(v)))
+_Dumper.add_representer(_OverrideList, lambda d, v: d.represent_sequence("!override", list(v)))
+
+
+def override(doc: dict[str, Any], files: Mapping[str, str], *, folder: str) -> str | None:
+    """A second compose file (``-f FILE -f OVERRIDE``) with which bundled files travel, the
+    vendor's own file left as written (its YAML is compose's to read): ``env_file`` entries
+    point into ``folder`` (where the caller wrote the files; compose reads them there and
+    folds them into ``environment``), ``file:`` configs and bind mounts of bundled files
+    become ``content:`` configs. None when the file names no bundled file."""
+    configs: dict[str, Any] = {}
+    for cname, config in _mapping(doc.get("configs")).items():
         name = _named(config.get("file"), files, bind=False) if isinstance(config, dict) else None
         if name is not None:
-            del config["file"]
-            config["content"] = escaped(files[name])
-    for service in _mapping(out.get("services")).values():
+            kept = {k: _copy(v) for k, v in config.items() if k != "file"}
+            configs[cname] = _Override({**kept, "content": escaped(files[name])})
+    services: dict[str, Any] = {}
+    for sname, service in _mapping(doc.get("services")).items():
         if not isinstance(service, dict):
             continue
-        for i, path in list(_env_files(service)):
-            name = _named(path, files, bind=False)
-            if name is None:
-                continue
-            where = posixpath.join(folder, name)
-            if i is None:
-                service["env_file"] = where
-            elif isinstance(service["env_file"][i], dict):
-                service["env_file"][i]["path"] = where
-            else:
-                service["env_file"][i] = where
-        kept: list[Any] = []
+        changes: dict[str, Any] = {}
+        entries = service.get("env_file")
+        listed = [entries] if isinstance(entries, str) else entries
+        if isinstance(listed, list) and any(
+                _named(path, files, bind=False) for _i, path in _env_files(service)):
+            rewritten: list[Any] = []
+            for item in listed:
+                path = item.get("path") if isinstance(item, dict) else item
+                name = _named(path, files, bind=False)
+                where = posixpath.join(folder, name) if name else None
+                if where is None:
+                    rewritten.append(_copy(item))
+                elif isinstance(item, dict):
+                    rewritten.append({**_copy(item), "path": where})
+                else:
+                    rewritten.append(where)
+            changes["env_file"] = _OverrideList(rewritten)
+        kept_volumes: list[Any] = []
+        added: list[dict[str, str]] = []
         for volume in service.get("volumes") or []:
             source: Any = None
             target: Any = None
@@ -244,19 +271,24 @@ def inlined(doc: dict[str, Any], files: Mapping[str, str], *, folder: str) -> di
                 source, target = volume.get("source"), volume.get("target")
             name = _named(source, files, bind=True)
             if name is None or not target:
-                kept.append(volume)
+                kept_volumes.append(_copy(volume))
                 continue
             config_name = CONFIG_PREFIX + name
             configs[config_name] = {"content": escaped(files[name])}
-            service.setdefault("configs", []).append({"source": config_name, "target": target})
-        if "volumes" in service:
-            if kept:
-                service["volumes"] = kept
-            else:
-                del service["volumes"]
+            added.append({"source": config_name, "target": str(target)})
+        if added:
+            changes["volumes"] = _OverrideList(kept_volumes)
+            changes["configs"] = added  # compose adds them to the service's own
+        if changes:
+            services[str(sname)] = changes
+    if not configs and not services:
+        return None
+    out: dict[str, Any] = {}
+    if services:
+        out["services"] = services
     if configs:
         out["configs"] = configs
-    return out
+    return yaml.dump(out, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
 def _copy(value: Any) -> Any:
@@ -271,8 +303,3 @@ def summary(files: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """Each bundled file's size and hash, as `app show` tells them."""
     return {name: {"bytes": len(text.encode()), "sha256": hashlib.sha256(
         text.encode()).hexdigest()[:16]} for name, text in sorted(files.items())}
-
-
-def changed_names(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
-    """Bundled files added, removed or changed between two versions, by name."""
-    return sorted(n for n in set(before) | set(after) if before.get(n) != after.get(n))

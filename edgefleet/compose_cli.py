@@ -198,9 +198,11 @@ def compose(
     *args: str,
     env: dict[str, str] | None = None,
     timeout: float = 120,
+    overrides: tuple[Path, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """``docker compose -p PROJECT -f FILE ARGS...`` on the edge."""
-    cmd = [*compose_binary(), "-p", project, "-f", str(compose_file), *args]
+    """``docker compose -p PROJECT -f FILE [-f OVERRIDE...] ARGS...`` on the edge."""
+    files = [arg for path in (compose_file, *overrides) for arg in ("-f", str(path))]
+    cmd = [*compose_binary(), "-p", project, *files, *args]
     return run(cmd, conn=conn, env=env, timeout=timeout, cwd=compose_file.parent)
 
 

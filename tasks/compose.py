@@ -25,6 +25,7 @@ from edgefleet import labels as L
 from edgefleet import parameters as P
 from edgefleet.errors import DeploymentFailed, InvalidInput
 from edgefleet.models.connections import EngineConnection
+from edgefleet.models.documents import load_yaml
 from edgefleet.models.plans import DeployPlan, RenderedSpec
 from edgefleet.models.privileges import described, host_privileges
 from edgefleet.tasks.records import cached_model
@@ -98,25 +99,27 @@ def source_key(plan: DeployPlan) -> str:
 
 
 @contextmanager
-def source_file(plan: DeployPlan) -> Iterator[Path]:
-    """The vendor's file for ``config``; with bundled files, written beside it in a folder
-    of their own, env files named by that path and configs and bind mounts of bundled
-    files turned into ``content:`` configs (``edgefleet.bundled_files``)."""
+def source_files(plan: DeployPlan) -> Iterator[tuple[Path, tuple[Path, ...]]]:
+    """The vendor's file for ``config``, and with bundled files the compose file that sends
+    them along (``bundled_files.override``), the files written in a folder of their own."""
     assert plan.compose is not None
-    if not plan.files:
-        with scratch_file("compose.yaml", plan.compose) as path:
-            yield path
-        return
     with tempfile.TemporaryDirectory(prefix="edgefleet-") as folder:
-        beside = Path(folder) / "files"
-        beside.mkdir()
-        for name, content in plan.files.items():
-            (beside / bundled_files.check_name(name)).write_text(content)
-        doc = bundled_files.inlined(yaml.safe_load(plan.compose), plan.files,
-                                    folder=str(beside))
         path = Path(folder) / "compose.yaml"
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
-        yield path
+        path.write_text(plan.compose)
+        text = None
+        if plan.files:
+            beside = Path(folder) / "files"
+            beside.mkdir()
+            for name, content in plan.files.items():
+                (beside / bundled_files.check_name(name)).write_text(content)
+            text = bundled_files.override(load_yaml(plan.compose, what="compose file"),
+                                          plan.files, folder=str(beside))
+        if text is None:
+            yield path, ()
+            return
+        extra = Path(folder) / "bundled-files.yaml"
+        extra.write_text(text)
+        yield path, (extra,)
 
 
 @task(name="resolve-compose", retries=1, cache_policy=NONE, retry_condition_fn=unless_final,
@@ -134,10 +137,11 @@ def resolve_compose(plan: DeployPlan) -> dict[str, Any]:
     model = cached_model(plan.deployment_id, source_key(plan))
     if model is None:
         try:
-            with source_file(plan) as source:
+            with source_files(plan) as (source, overrides):
                 proc = compose_cli.compose(plan.edge, plan.project, source,
                                            *project_args(plan.project), "config", "--format",
-                                           "json", env=plan.env, timeout=60)
+                                           "json", env=plan.env, timeout=60,
+                                           overrides=overrides)
             if not proc.stdout.strip():  # a launcher that dropped compose's exit status
                 raise compose_cli.ComposeError(
                     compose_cli.compose_words(proc.stderr) or "compose config printed nothing")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 import edgefleet
@@ -128,28 +128,52 @@ def test_the_cli_reads_files_and_names_them(tmp_path: Path) -> None:
     edgefleet.delete_application("files-cli")
 
 
-def resolved(files: dict[str, str], tmp_path: Path) -> dict[str, object]:
-    """Compose's model of FILES_APP with ``files`` inlined, as ``resolve-compose`` asks
+def resolved(files: dict[str, str], tmp_path: Path, text: str = FILES_APP
+             ) -> dict[str, Any]:
+    """Compose's model of ``text`` with ``files`` sent along, as ``resolve-compose`` asks
     for it (compose needs no engine for ``config``)."""
     folder = tmp_path / f"f{len(list(tmp_path.iterdir()))}"
     (folder / "files").mkdir(parents=True)
-    for name, text in files.items():
-        (folder / "files" / name).write_text(text)
-    doc = B.inlined(yaml.safe_load(FILES_APP), files, folder=str(folder / "files"))
-    (folder / "compose.yaml").write_text(yaml.safe_dump(doc))
+    for name, content in files.items():
+        (folder / "files" / name).write_text(content)
+    (folder / "compose.yaml").write_text(text)
+    override = B.override(load_yaml(text, what="compose file"), files,
+                          folder=str(folder / "files"))
+    assert override is not None
+    (folder / "over.yaml").write_text(override)
     proc = subprocess.run([*compose_cli.compose_binary(), "-p", "ef-x", "-f",
-                           str(folder / "compose.yaml"), "--project-directory",
-                           "/var/lib/edgefleet/projects/ef-x", "config", "--format", "json"],
-                          capture_output=True, text=True, check=True, cwd=folder)
-    model: dict[str, object] = json.loads(proc.stdout)
+                           str(folder / "compose.yaml"), "-f", str(folder / "over.yaml"),
+                           "--project-directory", "/var/lib/edgefleet/projects/ef-x", "config",
+                           "--format", "json"], capture_output=True, text=True, cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    model: dict[str, Any] = json.loads(proc.stdout)
     return model
+
+
+def test_the_vendors_file_is_read_by_compose_as_written(tmp_path: Path) -> None:
+    """Only the override is ours: YAML 1.1 readings (``no`` → false, ``22:22`` → 1342)
+    never reach what compose reads."""
+    text = f"""
+services:
+  web:
+    image: {IMAGE}
+    env_file: [{{path: ./opt.env, required: false}}, app.env]
+    environment: {{DEBUG: no, PAIR: 22:22}}
+    volumes: ["./side.conf:/etc/side.conf", {{type: volume, source: data, target: /d}}]
+volumes: {{data: {{}}}}
+"""
+    model = resolved({"app.env": "A=1\n", "side.conf": "s"}, tmp_path, text)
+    web = model["services"]["web"]
+    assert web["environment"] == {"A": "1", "DEBUG": "no", "PAIR": "22:22"}
+    assert [v["source"] for v in web["volumes"]] == ["data"]
+    assert web["configs"] == [{"source": "edgefleet-file-side.conf",
+                               "target": "/etc/side.conf"}]
+    assert B.override(load_yaml(text, what="compose file"), {}, folder="/x") is None
 
 
 def test_files_travel_as_content_and_change_only_their_services_hash(tmp_path: Path) -> None:
     model = resolved(FILES, tmp_path)
-    services = model["services"]
-    configs = model["configs"]
-    assert isinstance(services, dict) and isinstance(configs, dict)
+    services, configs = model["services"], model["configs"]
     assert services["web"]["environment"] == {"GREETING": "hello from a file"}
     assert "env_file" not in services["web"]  # folded in: no path reaches the edge
     assert configs["motd"]["content"] == "costs $$5\n"  # escaped again: `up` interpolates
@@ -159,7 +183,7 @@ def test_files_travel_as_content_and_change_only_their_services_hash(tmp_path: P
         "side"]["configs"]
     assert host_privileges(model) == []
 
-    def hashes(m: dict[str, object]) -> dict[str, str]:
+    def hashes(m: dict[str, Any]) -> dict[str, str]:
         return {name: L.config_hash(L.hashed_spec(m, name)) for name in ("web", "side", "plain")}
 
     before = hashes(model)
