@@ -1,6 +1,6 @@
 """Files bundled with a version, without the lab: names, limits, references that must name
-one, how they travel (inlined as config content, env files read where compose runs), the
-config hash they change, and the notice that says what changed."""
+one, how they travel (a second compose file: config content, env files read where compose
+runs), the config hash they change, and the notice that says what changed."""
 
 from __future__ import annotations
 
@@ -225,3 +225,28 @@ def test_images_of_a_version() -> None:
     assert V.images_of("compose", None, FILES_APP) == {"web": IMAGE, "side": IMAGE,
                                                        "plain": IMAGE}
     assert V.images_of("image", "reg/app:1", None, "app") == {"app": "reg/app:1"}
+
+
+def test_the_notice_of_a_recorded_version_says_what_changed() -> None:
+    from edgefleet.crud import get_application, get_version
+    from edgefleet.db import session_scope
+    from edgefleet.version_notices import changed_note
+
+    app = "files-notice"
+    edgefleet.create_application(app, "1.0.0", compose=FILES_APP, files=FILES,
+                                 urls=["site=http://${host}/"])
+    edgefleet.add_version(app, "1.0.1", compose=FILES_APP, files={**FILES, "side.conf": "2"},
+                          urls=["site=http://${host}/"])
+    edgefleet.add_version(app, "1.0.2", compose=FILES_APP, files={**FILES, "side.conf": "2"},
+                          urls=["site=http://${host}/v2"])
+    with session_scope() as session:
+        found = get_application(session, name=app)
+        v = {n: get_version(session, application=found, version=n)
+             for n in ("1.0.0", "1.0.1", "1.0.2")}
+        assert changed_note(app, v["1.0.0"], v["1.0.1"]) == ". Changed: files: side.conf"
+        assert changed_note(app, v["1.0.1"], v["1.0.2"]) == (
+            ". Changed: URLs: site. Only its URLs changed: updating keeps the running "
+            "containers")
+        assert changed_note(app, v["1.0.0"], v["1.0.2"]) == (
+            ". Changed: files: side.conf; URLs: site")
+    edgefleet.delete_application(app)
