@@ -149,11 +149,13 @@ def service_named(output: str, *, project: str | None = None) -> str | None:
     return None
 
 
-def check_file(text: str, *, env: dict[str, str], timeout: float = 60) -> None:
+def check_file(text: str, *, env: dict[str, str], timeout: float = 60,
+               files: dict[str, str] | None = None) -> None:
     """``config --quiet``: compose's own validation of a file, on no edge, in a temp dir.
 
     ``env`` is all the environment compose interpolates with (the control plane's own
-    never reaches it); a refusal is a ComposeError in compose's words.
+    never reaches it); ``files`` (bundled with the version) are written beside the file.
+    A refusal is a ComposeError in compose's words.
     """
     full_env = {k: v for k, v in os.environ.items()
                 if k in CLI_ENV_KEPT or k.startswith("LC_")}
@@ -161,8 +163,14 @@ def check_file(text: str, *, env: dict[str, str], timeout: float = 60) -> None:
     with tempfile.TemporaryDirectory(prefix="edgefleet-check-") as folder:
         path = Path(folder) / "compose.yaml"
         path.write_text(text)
-        args = [*compose_binary(), "-p", "edgefleet-check", "-f", str(path), "config",
-                "--quiet"]
+        args = [*compose_binary(), "-p", "edgefleet-check", "-f", str(path)]
+        if files:  # in a folder of their own: a bundled compose.yaml is no clash
+            beside = Path(folder) / "files"
+            beside.mkdir()
+            for name, content in files.items():  # plain names (bundled_files.check_name)
+                (beside / name).write_text(content)
+            args += ["--project-directory", str(beside)]
+        args += ["config", "--quiet"]
         try:
             proc = subprocess.run(args, env=full_env, cwd=folder, capture_output=True,
                                   text=True, timeout=timeout, check=False)
@@ -190,9 +198,11 @@ def compose(
     *args: str,
     env: dict[str, str] | None = None,
     timeout: float = 120,
+    overrides: tuple[Path, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """``docker compose -p PROJECT -f FILE ARGS...`` on the edge."""
-    cmd = [*compose_binary(), "-p", project, "-f", str(compose_file), *args]
+    """``docker compose -p PROJECT -f FILE [-f OVERRIDE...] ARGS...`` on the edge."""
+    files = [arg for path in (compose_file, *overrides) for arg in ("-f", str(path))]
+    cmd = [*compose_binary(), "-p", project, *files, *args]
     return run(cmd, conn=conn, env=env, timeout=timeout, cwd=compose_file.parent)
 
 

@@ -26,6 +26,21 @@ def config_hash(spec: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def hashed_spec(model: dict[str, Any], service: str) -> Any:
+    """What a service's config hash covers: its resolved config and the content of the
+    ``content:`` configs it uses (compose's own hash names a config, not its content; a
+    bundled file travels as one)."""
+    spec = model["services"][service]
+    configs = model.get("configs") or {}
+    used = {}
+    for entry in spec.get("configs") or []:
+        source = entry.get("source") if isinstance(entry, dict) else entry
+        found = configs.get(source) if isinstance(source, str) else None
+        if isinstance(found, dict) and "content" in found:
+            used[source] = found["content"]
+    return {**spec, "x-edgefleet-config-contents": used} if used else spec
+
+
 def service_labels(
     *,
     deployment_id: str,

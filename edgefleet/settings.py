@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         "(a 'billion laughs' file expands to 10^9)")
     max_services: int = Field(default=200, gt=0, description="services in a compose/stack file")
     max_env_entries: int = Field(default=10_000, gt=0, description="variables in an env file")
+    max_bundled_file_bytes: int = Field(default=256 * 1024, gt=0,
+                                        description="largest file bundled with a version (--file)")
+    max_bundled_bytes: int = Field(default=1024 * 1024, gt=0,
+                                   description="all files bundled with one version together")
+    max_bundled_files: int = Field(default=32, ge=0, description="files bundled with a version")
     fleet_artifact_rows: int = Field(default=500, gt=0,
                                      description="edges in the fleet-status artifact (worst first)")
 

@@ -110,7 +110,7 @@ def desired_services(plan: DeployPlan, model: dict[str, Any] | None,
             service=plan.application, config_hash=L.config_hash(plan.image_spec()),
             digest=digests.get(plan.image), image=plan.image)}
     return {
-        name: DesiredService(service=name, config_hash=L.config_hash(spec),
+        name: DesiredService(service=name, config_hash=L.config_hash(L.hashed_spec(model, name)),
                              digest=digests.get(str(spec["image"])), image=str(spec["image"]))
         for name, spec in model["services"].items()
     }

@@ -9,6 +9,8 @@ from __future__ import annotations
 import semver
 from sqlmodel import Session, select
 
+from edgefleet import parameters as P
+from edgefleet import version_changes
 from edgefleet.crud import get_application, get_version, latest_published, notify_once
 from edgefleet.db import session_scope
 from edgefleet.models.policies import Answer, UpdatePolicy, answer
@@ -52,7 +54,7 @@ def notify_version(application: str, version: str, deployment_id: str) -> Notice
             session, deployment=dep, application=application, from_version=current.version,
             to_version=version, reason="version", key=version,
             message=(f"{application} {version} is published; deployment {dep.id[:12]} runs "
-                     f"{current.version}{urls_note(current, target)}"
+                     f"{current.version}{changed_note(application, current, target)}"
                      f"{privileges_note(target)}"),
             command=f"edgefleet update {dep.id} --to {version}",
         )
@@ -63,7 +65,31 @@ def notify_version(application: str, version: str, deployment_id: str) -> Notice
 # what a container is made from; a version differing from another in none of these (only in
 # its URLs) keeps the running containers
 SPEC_FIELDS = ("kind", "image", "compose", "env", "ports", "registry_secret", "allow_privileged",
-               "parameters")
+               "parameters", "files")
+
+
+def definition_of(application: str, row: ApplicationVersion) -> version_changes.Definition:
+    """What the notice compares of a version (``version_changes``)."""
+    params = P.of_version(row.parameters, kind=row.kind, text=row.compose)
+    return version_changes.Definition(
+        images=version_changes.images_of(row.kind, row.image, row.compose, application),
+        defaults={**P.defaults(params), **(row.env or {})},
+        sensitive=frozenset(p.name for p in params if p.sensitive),
+        files=dict(row.files or {}), urls=dict(row.urls or {}),
+        other={f: getattr(row, f) for f in SPEC_FIELDS if f not in ("env", "parameters",
+                                                                     "files")})
+
+
+def changed_note(application: str, current: ApplicationVersion,
+                 target: ApplicationVersion) -> str:
+    """What changed from the running version (images, parameter defaults, files, URLs);
+    whether updating keeps the running containers."""
+    note = version_changes.changes_note(definition_of(application, current),
+                                        definition_of(application, target))
+    if (current.urls or {}) != (target.urls or {}) and all(
+            getattr(current, f) == getattr(target, f) for f in SPEC_FIELDS):
+        note += ". Only its URLs changed: updating keeps the running containers"
+    return note
 
 
 def urls_note(current: ApplicationVersion, target: ApplicationVersion) -> str:

@@ -203,6 +203,8 @@ class VersionCreate(BaseModel):
     privileges: list[str] = Field(default_factory=list)
     # named URL templates, checked by url_templates in the API (it knows the published ports)
     urls: dict[str, str] = Field(default_factory=dict)
+    # files bundled with it (name -> text), checked by edgefleet.bundled_files in the API
+    files: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("registry_secret")
     @classmethod
@@ -250,7 +252,7 @@ class VersionCreate(BaseModel):
             if self.ports:
                 raise ValueError("--port is for image applications; put ports in the compose file")
             what = "compose file" if self.kind is AppKind.COMPOSE else "stack file"
-            found = host_privileges(parse_compose(self.compose, what=what))
+            found = host_privileges(parse_compose(self.compose, what=what), bundled=self.files)
             if found and not self.allow_privileged:
                 raise ValueError(
                     f"{what} asks for host-level privileges ({described(found)}): its "

@@ -49,6 +49,7 @@ class DeployPlan(BaseModel):
     ports: list[str] = Field(default_factory=list)
     compose: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict)  # bundled with the version
     registry_secret: str | None = None
     allow_privileged: bool = False  # the version was created with --allow-privileged
     privileges: list[str] = Field(default_factory=list)  # what its file asks for

@@ -14,8 +14,9 @@ as an absolute path, ``~`` or ``..``): compose runs there, and edgefleet stores 
 from __future__ import annotations
 
 import json
+import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 HOST_NAMESPACES = ("pid", "ipc", "uts", "userns_mode", "cgroup", "network_mode")
@@ -29,18 +30,31 @@ PATH_WIDTH = 160  # a host path is shown whole (but never a page of it)
 SHOWN = 10  # offending keys named in a refusal before "and N more"
 
 
-def host_privileges(model: dict[str, Any]) -> list[str]:
+def bundled_name(path: str) -> str | None:
+    """The plain file name a relative path of a compose file resolves to (``./a.conf`` →
+    ``a.conf``), None when it names no file beside the compose file."""
+    norm = posixpath.normpath(path)
+    return norm if BUNDLED_NAME_RE.match(norm) and ".." not in norm else None
+
+
+BUNDLED_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+
+
+def host_privileges(model: dict[str, Any], bundled: Collection[str] = ()) -> list[str]:
     """Each key of ``model`` (a parsed compose/stack file) that asks for host privileges,
-    as ``services.NAME.KEY`` with what it asks; empty when the file needs no allowance."""
+    as ``services.NAME.KEY`` with what it asks; empty when the file needs no allowance.
+
+    A relative bind mount or ``file:`` config naming a file in ``bundled`` (files of the
+    version, sent with it as config content) asks for nothing of the host."""
     found: list[str] = []
     services = model.get("services")
     named = _host_networks(model.get("networks"))
     if isinstance(services, dict):
         for name, spec in services.items():
             if isinstance(spec, dict):
-                found.extend(_service(f"services.{_key(name)}", spec, named))
+                found.extend(_service(f"services.{_key(name)}", spec, named, bundled))
     for kind in ("volumes", "secrets", "configs"):
-        found.extend(_top_level(kind, model.get(kind)))
+        found.extend(_top_level(kind, model.get(kind), bundled if kind == "configs" else ()))
     return found
 
 
@@ -60,7 +74,13 @@ def described(found: list[str]) -> str:
     return "; ".join(found[:SHOWN]) + more
 
 
-def _service(where: str, spec: dict[str, Any], host_networks: set[str]) -> Iterator[str]:
+def _is_bundled(source: Any, bundled: Collection[str]) -> bool:
+    return (isinstance(source, str) and source.startswith(".")
+            and bundled_name(source) in bundled) if bundled else False
+
+
+def _service(where: str, spec: dict[str, Any], host_networks: set[str],
+             bundled: Collection[str] = ()) -> Iterator[str]:
     if "privileged" in spec and not _false(spec["privileged"]):
         yield f"{where}.privileged: {_value(spec['privileged'])}"
     for key in HOST_NAMESPACES:
@@ -80,7 +100,7 @@ def _service(where: str, spec: dict[str, Any], host_networks: set[str]) -> Itera
     if isinstance(volumes, list):
         for i, volume in enumerate(volumes):
             source = _bind_source(volume)
-            if source is not None:
+            if source is not None and not _is_bundled(source, bundled):
                 shown = _value(source, width=PATH_WIDTH)
                 yield f"{where}.volumes[{i}]: bind mount of host path {shown}"
     networks = spec.get("networks")
@@ -90,7 +110,7 @@ def _service(where: str, spec: dict[str, Any], host_networks: set[str]) -> Itera
             yield f"{where}.networks: {_value(net)} (the host's network)"
 
 
-def _top_level(kind: str, entries: Any) -> Iterator[str]:
+def _top_level(kind: str, entries: Any, bundled: Collection[str] = ()) -> Iterator[str]:
     if not isinstance(entries, dict):
         return
     for name, spec in entries.items():
@@ -103,7 +123,9 @@ def _top_level(kind: str, entries: Any) -> Iterator[str]:
                         ("/", ".", "~", "$"))):
                 device = _value(opts.get("device"), width=PATH_WIDTH)
                 yield f"volumes.{_key(name)}.driver_opts: host path {device}"
-        elif "file" in spec:  # compose bind-mounts it from the host
+        elif "file" in spec and not (isinstance(spec["file"], str) and not spec["file"].startswith(
+                ("/", "~")) and bundled_name(spec["file"]) in bundled):
+            # compose bind-mounts it from the host (a bundled one travels as content)
             yield f"{kind}.{_key(name)}.file: host file {_value(spec['file'], width=PATH_WIDTH)}"
 
 

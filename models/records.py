@@ -89,6 +89,9 @@ class ApplicationVersion(SQLModel, table=True):
     # a container's spec, so a version changing only these recreates nothing
     urls: dict[str, str] = Field(default_factory=dict,
                                  sa_column=Column(JSON, nullable=False, server_default="{}"))
+    # files bundled with the version (--file): plain name -> UTF-8 text (edgefleet.bundled_files)
+    files: dict[str, str] = Field(default_factory=dict,
+                                  sa_column=Column(JSON, nullable=False, server_default="{}"))
     published: bool = False
     published_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)

@@ -20,11 +20,12 @@ import yaml
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
-from edgefleet import compose_cli, parameter_secrets
+from edgefleet import bundled_files, compose_cli, parameter_secrets
 from edgefleet import labels as L
 from edgefleet import parameters as P
 from edgefleet.errors import DeploymentFailed, InvalidInput
 from edgefleet.models.connections import EngineConnection
+from edgefleet.models.documents import load_yaml
 from edgefleet.models.plans import DeployPlan, RenderedSpec
 from edgefleet.models.privileges import described, host_privileges
 from edgefleet.tasks.records import cached_model
@@ -74,8 +75,8 @@ def render_services(
     """
     rendered = json.loads(json.dumps(source if source is not None else model))
     for name, service in rendered["services"].items():
-        spec = model["services"][name]
-        image = str(spec["image"])
+        spec = L.hashed_spec(model, name)
+        image = str(model["services"][name]["image"])
         version = (kept_versions or {}).get(name, plan.version)
         labels = L.service_labels(
             deployment_id=plan.deployment_id, application=plan.application, version=version,
@@ -90,8 +91,35 @@ def render_services(
 
 def source_key(plan: DeployPlan) -> str:
     """What compose's model of a file depends on: the file, the environment, the project."""
-    return L.config_hash({"compose": plan.compose, "env": plan.env, "project": plan.project,
-                          "directory": str(PROJECTS / plan.project)})
+    source = {"compose": plan.compose, "env": plan.env, "project": plan.project,
+              "directory": str(PROJECTS / plan.project)}
+    if plan.files:  # bundled files change the model (environment, config contents)
+        source["files"] = plan.files
+    return L.config_hash(source)
+
+
+@contextmanager
+def source_files(plan: DeployPlan) -> Iterator[tuple[Path, tuple[Path, ...]]]:
+    """The vendor's file for ``config``, and with bundled files the compose file that sends
+    them along (``bundled_files.override``), the files written in a folder of their own."""
+    assert plan.compose is not None
+    with tempfile.TemporaryDirectory(prefix="edgefleet-") as folder:
+        path = Path(folder) / "compose.yaml"
+        path.write_text(plan.compose)
+        text = None
+        if plan.files:
+            beside = Path(folder) / "files"
+            beside.mkdir()
+            for name, content in plan.files.items():
+                (beside / bundled_files.check_name(name)).write_text(content)
+            text = bundled_files.override(load_yaml(plan.compose, what="compose file"),
+                                          plan.files, folder=str(beside))
+        if text is None:
+            yield path, ()
+            return
+        extra = Path(folder) / "bundled-files.yaml"
+        extra.write_text(text)
+        yield path, (extra,)
 
 
 @task(name="resolve-compose", retries=1, cache_policy=NONE, retry_condition_fn=unless_final,
@@ -109,10 +137,11 @@ def resolve_compose(plan: DeployPlan) -> dict[str, Any]:
     model = cached_model(plan.deployment_id, source_key(plan))
     if model is None:
         try:
-            with scratch_file("compose.yaml", plan.compose) as source:
+            with source_files(plan) as (source, overrides):
                 proc = compose_cli.compose(plan.edge, plan.project, source,
                                            *project_args(plan.project), "config", "--format",
-                                           "json", env=plan.env, timeout=60)
+                                           "json", env=plan.env, timeout=60,
+                                           overrides=overrides)
             if not proc.stdout.strip():  # a launcher that dropped compose's exit status
                 raise compose_cli.ComposeError(
                     compose_cli.compose_words(proc.stderr) or "compose config printed nothing")

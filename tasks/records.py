@@ -83,6 +83,7 @@ def load_plan(deployment_id: str, version: str | None = None) -> DeployPlan:
             image=version_row.image,
             ports=list(version_row.ports),
             compose=version_row.compose,
+            files=dict(version_row.files or {}),
             env={**defaults(of_version(version_row.parameters, kind=version_row.kind,
                                        text=version_row.compose)),
                  **version_row.env, **dep.env},

@@ -32,7 +32,8 @@ PURE_RULES = ("edgefleet.metrics", "edgefleet.update_plan", "edgefleet.labels",
               "edgefleet.notice_events", "edgefleet.parameters",
               "edgefleet.image_updates", "edgefleet.reconcile_rules",
               "edgefleet.validation", "edgefleet.errors", "edgefleet.settings",
-              "edgefleet.url_templates")
+              "edgefleet.url_templates", "edgefleet.bundled_files",
+              "edgefleet.version_changes")
 
 
 def package_modules() -> list[str]:

@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
+from edgefleet import bundled_files, url_templates
 from edgefleet import parameters as P
-from edgefleet import url_templates
 from edgefleet.crud import get_application, get_version, latest_published, versions_of
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, ComposeError, InvalidInput, NotFound
@@ -40,12 +40,17 @@ def _version_spec(
     allow_privileged: bool = False,
     params: ParamsArg = None,
     urls: list[str] | dict[str, str] | None = None,
+    files: FilesArg = None,
 ) -> tuple[VersionCreate, list[Parameter]]:
     given = [k for k, v in (("image", image), ("compose", compose), ("stack", stack)) if v]
     if len(given) != 1:
         raise InvalidInput("give exactly one of --image REF, --compose FILE or --stack FILE")
     kind = {"image": AppKind.IMAGE, "compose": AppKind.COMPOSE, "stack": AppKind.SWARM}[given[0]]
     templates = url_templates.parse_urls(urls)
+    bundled = bundled_files.checked(files, bundled_files.FileLimits.from_settings())
+    if compose:  # a missing file is named before anything else is said of the file
+        bundled_files.check_references(load_yaml(compose, what="compose file"), bundled,
+                                       what="compose file", host_paths_allowed=allow_privileged)
     spec = validated(
         VersionCreate,
         version=version,
@@ -57,6 +62,7 @@ def _version_spec(
         registry_secret=registry_secret,
         allow_privileged=allow_privileged,
         urls=templates,
+        files=bundled,
     )
     if templates:  # each ${port:...} must name a port the version publishes
         if spec.kind is AppKind.IMAGE:
@@ -65,10 +71,21 @@ def _version_spec(
             assert spec.compose is not None
             published = url_templates.compose_published(parse_compose(spec.compose))
         url_templates.check_against(templates, published)
+    _check_bundled(spec)
     return spec, _parameters(spec, params)
 
 
 ParamsArg = Sequence[ParameterDeclaration | dict[str, Any]] | None
+FilesArg = dict[str, str | bytes] | None
+
+
+def _check_bundled(spec: VersionCreate) -> None:
+    """Only compose applications bundle files (their references are checked before the
+    file is validated: ``bundled_files.check_references``)."""
+    if spec.files and spec.kind is not AppKind.COMPOSE:
+        raise InvalidInput("--file bundles files with a compose application (--compose); "
+                           f"a{'n' if spec.kind is AppKind.IMAGE else ''} {spec.kind.value} "
+                           "application cannot use them")
 
 
 def _parameters(spec: VersionCreate, params: ParamsArg) -> list[Parameter]:
@@ -95,7 +112,8 @@ def _parameters(spec: VersionCreate, params: ParamsArg) -> list[Parameter]:
         from edgefleet import compose_cli  # runs a subprocess: only where a file is checked
 
         try:
-            compose_cli.check_file(spec.compose, env=P.validation_env(merged, spec.env))
+            compose_cli.check_file(spec.compose, env=P.validation_env(merged, spec.env),
+                                   files=spec.files)
         except ComposeError as exc:
             raise InvalidInput(f"{what} refused by compose: {exc}") from exc
     return merged
@@ -120,6 +138,7 @@ def create_application(
     allow_privileged: bool = False,
     params: ParamsArg = None,
     urls: list[str] | dict[str, str] | None = None,
+    files: FilesArg = None,
 ) -> ApplicationVersion:
     """Create an application with its first version (compose/stack: the file as text or bytes).
 
@@ -132,15 +151,19 @@ def create_application(
     ``urls``: named URL templates (``["NAME=TEMPLATE", ...]`` or a mapping, see
     ``edgefleet.url_templates``), refused when a placeholder is unknown or names a port the
     version does not publish.
+
+    ``files``: files bundled with the version (plain name → UTF-8 text or bytes, see
+    ``edgefleet.bundled_files``); the compose file's relative ``env_file``, ``file:``
+    configs and bind mounts must each name one, else the version is refused.
     """
     try:
         check_name(name, "application")
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
-    spec, found = _version_spec(name, version, image=image, compose=compose, stack=stack,
-                                env=env, ports=ports, registry_secret=registry_secret,
-                                allow_privileged=allow_privileged, params=params,
-                                urls=urls)
+    spec, found = _version_spec(
+        name, version, image=image, compose=compose, stack=stack, env=env, ports=ports,
+        registry_secret=registry_secret, allow_privileged=allow_privileged, params=params,
+        urls=urls, files=files)
     with session_scope() as session:
         if session.exec(select(Application).where(Application.name == name)).first():
             raise AlreadyExists(
@@ -169,13 +192,14 @@ def add_version(
     allow_privileged: bool = False,
     params: ParamsArg = None,
     urls: list[str] | dict[str, str] | None = None,
+    files: FilesArg = None,
 ) -> ApplicationVersion:
     """Add a (not yet published) version to an existing application (``allow_privileged``,
-    ``params`` and ``urls`` as in ``create_application``)."""
-    spec, found = _version_spec(name, version, image=image, compose=compose, stack=stack,
-                                env=env, ports=ports, registry_secret=registry_secret,
-                                allow_privileged=allow_privileged, params=params,
-                                urls=urls)
+    ``params``, ``urls`` and ``files`` as in ``create_application``)."""
+    spec, found = _version_spec(
+        name, version, image=image, compose=compose, stack=stack, env=env, ports=ports,
+        registry_secret=registry_secret, allow_privileged=allow_privileged, params=params,
+        urls=urls, files=files)
     with session_scope() as session:
         app = get_application(session, name=name)
         assert app.id is not None
@@ -264,6 +288,7 @@ def _version_public(row: ApplicationVersion) -> dict[str, Any]:
     data = as_dict(row)
     data["parameters"] = [p.public() for p in P.of_version(row.parameters, kind=row.kind,
                                                             text=row.compose)]
+    data["files"] = bundled_files.summary(row.files or {})  # content: in the records only
     return data
 
 

@@ -43,6 +43,11 @@ DESCRIPTION = typer.Option(None, "--description", metavar="TEXT",
 SENSITIVE = typer.Option(False, "--sensitive",
                          help="the --param before it is a secret: kept in a Prefect Secret "
                          "block per deployment, shown masked")
+FILE = typer.Option(
+    None, "--file", metavar="PATH[=NAME]",
+    help="bundle a file with the version (repeatable; compose applications): the compose "
+    "file's env_file, `configs: file:` and relative bind mounts name it by NAME (default: "
+    "the file's own name); it is kept in the records and sent with each deploy")
 PARAM_FLAGS = ("--param", "--required", "--description", "--sensitive")
 
 
@@ -90,6 +95,26 @@ def declared_params(ctx: typer.Context) -> list[dict[str, Any]]:
     return declared
 
 
+def _bundled(args: list[str] | None) -> dict[str, str | bytes]:
+    """``--file PATH[=NAME]`` read within the per-file limit (checked again, with the
+    per-version limits, by the API)."""
+    from edgefleet import bundled_files
+
+    limits = bundled_files.FileLimits.from_settings()
+    files: dict[str, str | bytes] = {}
+    for arg in args or []:
+        path, name = bundled_files.split_arg(arg)
+        if name in files:
+            raise InvalidInput(f"--file: two files are named {name}; rename one with "
+                               "PATH=NAME")
+        try:
+            with Path(path).open("rb") as file:
+                files[name] = file.read(limits.max_file_bytes + 1)
+        except OSError as exc:
+            raise InvalidInput(f"--file {path}: cannot read it ({exc.strerror})") from exc
+    return files
+
+
 def _read(path: Path | None, what: str) -> str | None:
     """The file's text, refused before reading past the size limit or if not UTF-8."""
     if path is None:
@@ -125,6 +150,7 @@ def create(
     description: list[str] | None = DESCRIPTION,
     sensitive: bool = SENSITIVE,
     url: list[str] | None = URL,
+    file: list[str] | None = FILE,
     json_out: bool = typer.Option(False, "--json", help="print the version as JSON"),
 ) -> None:
     """Create an application with its first version (not published yet).
@@ -140,7 +166,7 @@ def create(
         name, version, image=image, compose=_read(compose, "compose file"),
         stack=_read(stack, "stack file"), env=env, ports=port, registry_secret=registry_secret,
         allow_privileged=allow_privileged, params=declared_params(ctx),
-        urls=url,
+        urls=url, files=_bundled(file),
     )
     if json_out:
         print_json(as_dict(row))
@@ -168,6 +194,7 @@ def version(
     description: list[str] | None = DESCRIPTION,
     sensitive: bool = SENSITIVE,
     url: list[str] | None = URL,
+    file: list[str] | None = FILE,
 ) -> None:
     """Add a version to an application (publish it when it is ready for operators).
     Parameters as in `app create` (--param NAME[=DEFAULT] [--required] [--description
@@ -179,7 +206,7 @@ def version(
         name, version, image=image, compose=_read(compose, "compose file"),
         stack=_read(stack, "stack file"), env=env, ports=port, registry_secret=registry_secret,
         allow_privileged=allow_privileged, params=declared_params(ctx),
-        urls=url,
+        urls=url, files=_bundled(file),
     )
     console.print(f"application {name}: version {row.version} added ({row.kind})")
     _warn_privileges(row.privileges)
@@ -234,6 +261,10 @@ def show(name: str, json_out: bool = typer.Option(False, "--json", help="print J
     if rows:
         print_table(f"parameters of {name}", ["version", "name", "default", "required",
                                               "description", "sensitive"], rows)
+    bundled = [(v["version"], escape(f), str(info["bytes"]), info["sha256"])
+               for v in data["versions"] for f, info in (v.get("files") or {}).items()]
+    if bundled:
+        print_table(f"files of {name}", ["version", "name", "bytes", "sha256"], bundled)
 
 
 def _default(param: dict[str, Any]) -> str:
