@@ -103,6 +103,7 @@ print(json.dumps(failed))
 """
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone_in_a_fresh_interpreter() -> None:
     """Each module is imported first in a process of its own (a fork of one fresh interpreter
     that holds only the third-party packages): an import cycle among our modules fails it."""
