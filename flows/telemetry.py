@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
+from prefect.runtime import flow_run as this_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
@@ -36,7 +37,8 @@ T = TypeVar("T")
 PARALLEL_TASKS = 16
 # Sweeps of one run are at least this far apart (an edge answers, then is due again).
 MIN_GAP = 0.5
-NO_EDGES_POLL = 5.0  # seconds between looks for a first edge in a sweep with none
+# Between sweeps, the records are looked at this often for an edge that became due sooner.
+RECHECK_SECONDS = 2.0
 
 
 def untouched(value: T) -> T:
@@ -61,33 +63,47 @@ def collect_telemetry(edges: list[str] | None = None, force: bool = False,
                       for_seconds: float = 0) -> dict[str, Any]:
     """Sweep the due edges (``edges``: only these; ``force``: sample them even if not due).
 
-    ``for_seconds``: go on sweeping for that long, each time the next edge is due. The
-    served deployment sweeps for its whole schedule interval, so an edge whose heartbeat
-    interval is shorter than the schedule is still contacted on time.
+    ``for_seconds``: go on sweeping for that long after the run's scheduled start, each time
+    the next edge is due. The served deployment sweeps for its whole schedule interval, so an
+    edge whose heartbeat interval is shorter than the schedule is still contacted on time;
+    a run that starts while the previous one still sweeps waits for its turn (within its
+    own window) and takes over, and a run started after its window (a backlog) does nothing.
     """
     if for_seconds <= 0:
         return _sweeps(edges, force, for_seconds)
-    with schedule_slot() as held:  # scheduled runs take turns (a sweep asked for always runs)
+    window = for_seconds - _late_by()
+    skipped = {"sampled": 0, "heartbeats": 0, "sweeps": 0, "skipped": True}
+    if window <= MIN_GAP:
+        get_run_logger().info("started after its window (a later run sweeps): skipped")
+        return skipped
+    waited = time.monotonic()
+    with schedule_slot(wait=window) as held:  # scheduled runs take turns
         if not held:
-            get_run_logger().info("another scheduled sweep is still running: skipped")
-            return {"sampled": 0, "heartbeats": 0, "sweeps": 0, "skipped": True}
-        return _sweeps(edges, force, for_seconds)
+            get_run_logger().info("another scheduled sweep held the turn all along: skipped")
+            return skipped
+        return _sweeps(edges, force, window - (time.monotonic() - waited))
+
+
+def _late_by() -> float:
+    """Seconds since this run's scheduled start (0 outside a scheduled run)."""
+    scheduled = this_run.scheduled_start_time
+    if scheduled is None:
+        return 0.0
+    return max(0.0, (datetime.now(UTC) - scheduled).total_seconds())
 
 
 def _sweeps(edges: list[str] | None, force: bool, for_seconds: float) -> dict[str, Any]:
     started = time.monotonic()
     summary = _sweep(edges, force, retention=True)
     sweeps = 1
-    while True:
-        remaining = for_seconds - (time.monotonic() - started)
-        wait = seconds_until_due(edges)
-        if wait is None:  # no edge (yet): look again shortly, one may be added
-            if remaining <= NO_EDGES_POLL:
-                break
-            time.sleep(NO_EDGES_POLL)
+    while (remaining := for_seconds - (time.monotonic() - started)) > MIN_GAP:
+        # a plain query, not a task run: it is asked every few seconds
+        wait = seconds_until_due.fn(edges)
+        if wait is None or wait > RECHECK_SECONDS:
+            # nothing due soon: look again shortly (an edge may be added meanwhile, or be
+            # given shorter intervals)
+            time.sleep(min(RECHECK_SECONDS, remaining))
             continue
-        if wait >= remaining:
-            break
         time.sleep(max(wait, MIN_GAP))
         latest = _sweep(edges, False, retention=False)
         sweeps += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,8 +97,9 @@ def plan_sweep(now: datetime, edges: list[str] | None = None, force: bool = Fals
 
 
 @contextlib.contextmanager
-def schedule_slot() -> Iterator[bool]:
-    """True while this process holds the scheduled sweeps' turn, False when another has it.
+def schedule_slot(wait: float = 0) -> Iterator[bool]:
+    """True while this process holds the scheduled sweeps' turn, False when another kept it
+    for ``wait`` seconds.
 
     A lock file in the home, not a Prefect concurrency limit: the kernel frees it when its
     process dies, so a killed serving process never leaves the slot taken (a limit's lease
@@ -105,11 +107,16 @@ def schedule_slot() -> Iterator[bool]:
     path = get_settings().home / "run" / "telemetry-sweep.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         try:
             yield True
         finally:

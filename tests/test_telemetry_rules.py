@@ -5,6 +5,7 @@ tasks (plan, record, availability, deployment refresh, retention) on a throw-awa
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -554,4 +555,33 @@ def test_a_killed_sweeper_never_keeps_the_scheduled_turn(tmp_path: Path,
         holder.wait()
     with T.schedule_slot() as held:
         assert held is True  # freed with its process
+    get_settings.cache_clear()
+
+
+def test_a_scheduled_sweep_waits_for_its_turn_within_its_window(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next run takes over as soon as the previous one ends, not one interval later."""
+    import threading
+
+    monkeypatch.setenv("EDGEFLEET_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    release = threading.Event()
+
+    def hold() -> None:
+        with T.schedule_slot() as held:
+            assert held
+            release.wait(10)
+
+    # flock is per open file: a second open of the lock file in this process contends too
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.2)
+    with T.schedule_slot(wait=0.3) as held:
+        assert held is False  # kept beyond the wait
+    threading.Timer(0.5, release.set).start()
+    started = time.monotonic()
+    with T.schedule_slot(wait=5) as held:
+        assert held is True
+        assert 0.3 < time.monotonic() - started < 4
+    holder.join()
     get_settings.cache_clear()
