@@ -2,7 +2,8 @@
 
 Run by `edgefleet up` as ``python -m edgefleet.deployments.serve``; ``pause_on_shutdown=False`` so
 stopping it does not pause the deployments. Jobs (deploy, stop, update) run on demand; the
-image check, the notification reconcile and the telemetry sweep on an interval;
+image check, the notification reconcile and the telemetry sweep on an interval (the sweep
+also once at start);
 notify-application-update on the ``edgefleet.application.published`` event;
 reconcile-deployments on an interval and once at start (runs the previous serving process
 left behind), clean-up-edge on ``edgefleet.edge.online`` and hourly. Served runs send a
@@ -88,29 +89,40 @@ def build_deployments() -> list[RunnerDeployment]:
     return built
 
 
-def reconcile_at_start(timeout: float = 120) -> None:
-    """Submit one reconcile-deployments run as soon as its deployment is served: runs the
-    previous serving process left in a transient state are settled now, not in a minute."""
+def run_at_start(flow: Any, run_name: str, parameters: dict[str, Any] | None = None,
+                 timeout: float = 120) -> None:
+    """Submit one run of ``flow``'s deployment as soon as it is served, rather than at its
+    schedule's first turn (up to an interval later)."""
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
-    name = f"{reconcile_deployments.name}/{reconcile_deployments.name}"
+    name = f"{flow.name}/{flow.name}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            run_deployment(name=name, timeout=0, flow_run_name="reconcile deployments at start")
+            run_deployment(name=name, timeout=0, flow_run_name=run_name,
+                           parameters=parameters or {})
             return
         except ObjectNotFound:
             time.sleep(1)
         except Exception as exc:  # the interval schedule will do it; say why not now
-            print(f"reconcile at start not submitted: {exc}", flush=True)
+            print(f"{run_name} not submitted: {exc}", flush=True)
             return
+
+
+def at_start() -> None:
+    """Runs the previous serving process left in a transient state are settled now, and the
+    fleet is contacted now (the sweep hands over to the scheduled ones)."""
+    run_at_start(reconcile_deployments, "reconcile deployments at start")
+    sweep_seconds = get_settings().telemetry_sweep_seconds
+    run_at_start(collect_telemetry, "sweep at start",
+                 {"for_seconds": max(0, sweep_seconds - 1)})
 
 
 def main() -> None:
     # inherited by every served run (its own process): three missed beats = a dead run
     os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(get_settings().run_heartbeat_seconds)
-    threading.Thread(target=reconcile_at_start, name="reconcile-at-start", daemon=True).start()
+    threading.Thread(target=at_start, name="runs-at-start", daemon=True).start()
     serve(*build_deployments(), pause_on_shutdown=False, limit=8)
 
 

@@ -219,14 +219,46 @@ def compose_restore(conn: EngineConnection, project: str, spec: RenderedSpec,
     _up(conn, project, spec, timeout)
 
 
+def without_healthcheck(spec_text: str) -> tuple[list[str], list[str]]:
+    """The spec's services whose healthcheck is switched off (``disable: true`` or test
+    ``NONE``), and the others. Compose's ``--wait`` refuses the former ("has no healthcheck
+    configured", compose 2.40) although they are valid: they are waited for as running."""
+    try:
+        services = json.loads(spec_text).get("services") or {}
+    except (ValueError, AttributeError):
+        return [], []
+    off: list[str] = []
+    on: list[str] = []
+    for name, service in sorted(services.items()):
+        check = (service or {}).get("healthcheck") or {}
+        test = check.get("test")
+        disabled = check.get("disable") is True or test == "NONE" or (
+            isinstance(test, list) and test[:1] == ["NONE"])
+        (off if disabled else on).append(name)
+    return off, on
+
+
 def _up(conn: EngineConnection, project: str, spec: RenderedSpec, timeout: float) -> None:
+    wait = ["--wait", "--wait-timeout", str(int(timeout))]
+    off, on = without_healthcheck(spec.text)
+    env = parameter_secrets.resolved(spec.env)
     try:
         with scratch_file("compose.json", spec.text) as path:
+            if not off:
+                compose_cli.compose(
+                    conn, project, path, *project_args(project), "up", "-d", *wait,
+                    "--pull", "never", "--remove-orphans", env=env, timeout=timeout + 60)
+                return
+            # every service up (those without a healthcheck run once started), then the
+            # others waited for without touching anything again
             compose_cli.compose(
-                conn, project, path, *project_args(project), "up", "-d", "--wait",
-                "--wait-timeout", str(int(timeout)), "--pull", "never", "--remove-orphans",
-                env=parameter_secrets.resolved(spec.env), timeout=timeout + 60,
-            )
+                conn, project, path, *project_args(project), "up", "-d", "--pull", "never",
+                "--remove-orphans", env=env, timeout=timeout + 60)
+            if on:
+                compose_cli.compose(
+                    conn, project, path, *project_args(project), "up", "-d", *wait,
+                    "--pull", "never", "--no-recreate", "--no-deps", *on, env=env,
+                    timeout=timeout + 60)
     except compose_cli.ComposeError as exc:
         if CONTAINERS_FAILED.search(str(exc)):
             raise DeploymentFailed(f"compose up failed: {exc}") from exc

@@ -109,6 +109,35 @@ def test_compose_app_waits_for_health_and_logs_resume(
     assert containers_of(edges["lab-2"].connection, status["id"]) == []
 
 
+QUIET_COMPOSE = """
+services:
+  quiet:
+    image: {registry}/edgefleet/hello:1.0.0
+    healthcheck: {{disable: true}}
+  checked:
+    image: {registry}/edgefleet/hello:1.1.0
+"""
+
+
+def test_a_service_with_its_healthcheck_switched_off_deploys(
+        lab: Any, edges: dict[str, Any], local_runs: None) -> None:
+    """compose's own `--wait` refuses `healthcheck: disable: true` on an image that has one;
+    the deploy still waits for the other service's health and ends STARTED."""
+    app = unique("quiet")
+    edgefleet.create_application(app, "1.0.0",
+                                 compose=QUIET_COMPOSE.format(registry=lab.registry))
+    edgefleet.publish_version(app, "1.0.0")
+    status = edgefleet.deploy(app, "lab-2")
+    try:
+        assert status["state"] == "STARTED", status["last_error"]
+        by_service = {c["service"]: c for c in status["containers"]}
+        assert by_service["quiet"]["state"] == "running"
+        assert by_service["quiet"]["health"] in (None, "", "none")
+        assert by_service["checked"]["health"] == "healthy"
+    finally:
+        edgefleet.delete_deployment(status["id"], force=True)
+
+
 def test_swarm_stack_reaches_started(lab: Any, edges: dict[str, Any], local_runs: None) -> None:
     swarm_edge = next(e for e in lab.edges if e.swarm)
     port = free_port(set())
