@@ -1,14 +1,17 @@
-"""Edge labels and selectors through the Python API, on records alone (no
+"""Edge labels and selectors through the Python API and the CLI, on records alone (no
 engine): labels are kept, changed and picked by a selector; refused input writes nothing."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
+from typer.testing import CliRunner
 
 import edgefleet
 from edgefleet.api.edges import edge_public
+from edgefleet.cli.main import app
 from edgefleet.errors import InvalidInput, NotFound
 from edgefleet.selectors import MAX_LABELS, parse_selector
 
@@ -130,3 +133,56 @@ def test_labels_set_at_once_on_one_edge_are_all_kept() -> None:
         thread.join(timeout=120)
     assert failures == []
     assert sorted(labels_of("spare")) == sorted(f"{p}{i}" for p in "ab" for i in range(8))
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_cli_labels_edges_and_lists_by_selector() -> None:
+    code, out, _ = cli("edge", "add", "plant-7", "--docker-host", "tcp://127.0.0.1:1",
+                       "--no-check", "--label", "site=plant-7", "--label", "tier=canary")
+    assert code == 0 and "labels site=plant-7,tier=canary" in out
+    code, out, _ = cli("edge", "add", "plant-8", "--docker-host", "tcp://127.0.0.1:2",
+                       "--no-check", "--label", "site=plant-8", "--json")
+    assert code == 0 and json.loads(out)["labels"] == {"site": "plant-8"}
+    assert cli("edge", "add", "spare", "--docker-host", "tcp://127.0.0.1:3", "--no-check")[0] == 0
+
+    code, out, _ = cli("edge", "list", "--selector", "site,tier!=canary", "--json")
+    assert code == 0
+    assert [(e["name"], e["labels"]) for e in json.loads(out)] == [
+        ("plant-8", {"site": "plant-8"})]
+    code, out, _ = cli("edge", "list", "--selector", "!site", "--json")
+    assert [(e["name"], e["labels"]) for e in json.loads(out)] == [("spare", {})]
+    code, out, _ = cli("edge", "list", "--json")
+    assert [e["name"] for e in json.loads(out)] == ["plant-7", "plant-8", "spare"]
+    assert all("labels" in e for e in json.loads(out))
+
+    code, out, err = cli("edge", "set", "plant-7", "--label", "tier=stable", "--unlabel", "site",
+                         "--unlabel", "gone")
+    assert code == 0 and "labels tier=stable" in out
+    assert "edge plant-7 had no label gone; nothing to remove" in err
+    code, out, _ = cli("edge", "show", "plant-7", "--json")
+    assert json.loads(out)["labels"] == {"tier": "stable"}
+    code, out, _ = cli("edge", "list", "--selector", "tier=stable")
+    assert code == 0 and "plant-7" in out and "plant-8" not in out
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["edge", "add", "e9", "--docker-host", "tcp://127.0.0.1:9", "--no-check", "--label",
+      "site"], "label 'site' is not KEY=VALUE"),
+    (["edge", "set", "plant-7", "--label", "tier"], "label 'tier' is not KEY=VALUE"),
+    (["edge", "set", "plant-7", "--unlabel", "tier=canary"], "is not a label key"),
+    (["edge", "list", "--selector", "tier==canary", "--json"],
+     "selector term 'tier==canary' is not valid: '==' is not an operator"),
+    (["edge", "list", "--selector", "site;reboot"], "selector term 'site;reboot'"),
+])
+def test_the_cli_refuses_bad_labels_and_selectors_in_one_line(args: list[str],
+                                                              says: str) -> None:
+    fleet()
+    before = [edge_public(e) for e in edgefleet.list_edges()]
+    code, out, err = cli(*args)
+    assert code == 1 and out == ""
+    assert err.startswith("error: ") and says in " ".join(err.split())
+    assert [edge_public(e) for e in edgefleet.list_edges()] == before
