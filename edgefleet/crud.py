@@ -73,7 +73,7 @@ def get_edge(session: Session, *, name: str, for_update: bool = False) -> Edge:
     another's change made meanwhile. The lock is a no-op UPDATE: it takes SQLite's write lock
     (where ``SELECT ... FOR UPDATE`` does nothing) and PostgreSQL's row lock alike."""
     if for_update:
-        session.exec(update(Edge).where(col(Edge.name) == name)  # type: ignore[call-overload]
+        session.exec(update(Edge).where(col(Edge.name) == name)
                      .values(name=Edge.name).execution_options(synchronize_session=False))
     edge = session.exec(select(Edge).where(Edge.name == name)).first()
     if edge is None:
