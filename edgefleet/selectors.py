@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgefleet.errors import InvalidInput
 
@@ -243,12 +243,13 @@ class Term(BaseModel):
 
 
 class Selector(BaseModel):
-    """Terms that must all hold. ``str(selector)`` is its canonical text, which
-    ``parse_selector`` reads back to an equal selector (how a record keeps one)."""
+    """Terms that must all hold (at least one: no selector picks every edge by accident).
+    ``str(selector)`` is its canonical text, which ``parse_selector`` reads back to an equal
+    selector (how a record keeps one)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    terms: tuple[Term, ...]
+    terms: tuple[Term, ...] = Field(min_length=1)
 
     def __str__(self) -> str:
         return ",".join(str(term) for term in self.terms)

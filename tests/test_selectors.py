@@ -129,6 +129,8 @@ def test_a_term_built_by_hand_is_checked_too() -> None:
         Term(key="a", op=Op.HAS, value="")
     with pytest.raises(ValidationError, match="label value '\\$x' is not valid"):
         Term(key="a", op=Op.NOT_EQUALS, value="$x")
+    with pytest.raises(ValidationError, match="at least 1 item"):
+        Selector(terms=())  # every edge is `selector=None`, never an empty selector
 
 
 def test_labels_are_checked_and_sorted() -> None:
