@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import semver
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -24,6 +25,7 @@ from edgefleet.models.records import (
     Edge,
     Notification,
 )
+from edgefleet.selectors import Selector, matches
 from edgefleet.settings import get_settings
 
 if TYPE_CHECKING:  # the image rules are only needed by running_images (not by a listing)
@@ -65,11 +67,30 @@ def latest_published(session: Session, *, application: Application) -> Applicati
     return published[-1] if published else None
 
 
-def get_edge(session: Session, *, name: str) -> Edge:
+def get_edge(session: Session, *, name: str, for_update: bool = False) -> Edge:
+    """The edge named ``name``; with ``for_update`` its row stays locked until the session
+    ends, so that a change read from it and written back (labels merged) never drops
+    another's change made meanwhile. The lock is a no-op UPDATE: it takes SQLite's write lock
+    (where ``SELECT ... FOR UPDATE`` does nothing) and PostgreSQL's row lock alike."""
+    if for_update:
+        session.exec(update(Edge).where(col(Edge.name) == name)
+                     .values(name=Edge.name).execution_options(synchronize_session=False))
     edge = session.exec(select(Edge).where(Edge.name == name)).first()
     if edge is None:
         raise NotFound(f"no edge named {name!r} (see `edgefleet edge list`)")
     return edge
+
+
+def select_edges(session: Session, *, selector: Selector | None = None) -> list[Edge]:
+    """Edges by name; with ``selector``, only those whose labels match it.
+
+    The one place edges are picked by label: matched here in Python, after loading them
+    (cheap for thousands of edges); the place to move into SQL when a fleet outgrows that.
+    """
+    edges = session.exec(select(Edge).order_by(col(Edge.name))).all()
+    if selector is None:
+        return list(edges)
+    return [edge for edge in edges if matches(selector, edge.labels)]
 
 
 def containers_of(session: Session, *, deployment_id: str) -> list[ContainerStatus]:

@@ -158,6 +158,7 @@ class EdgeCreate(BaseModel):
     name: str
     docker_host: str
     address: str | None = None  # checked by url_templates.check_address in the API
+    labels: dict[str, str] = Field(default_factory=dict)  # checked by selectors.parse_labels
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None

@@ -36,6 +36,9 @@ class Edge(SQLModel, table=True):
     docker_host: str
     # the name or (VPN) address the edge's users reach; None: the docker host's host
     address: str | None = None
+    # the operator's KEY=VALUE labels (edgefleet.selectors), picked by `edge list --selector`
+    labels: dict[str, str] = Field(default_factory=dict,
+                                   sa_column=Column(JSON, nullable=False, server_default="{}"))
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None

@@ -62,6 +62,7 @@ def test_read_only_commands_load_no_prefect_docker_or_alembic(
                                           allow_unpublished=True)
         commands = [
             ["edge", "list", "--json"], ["edge", "list"], ["edge", "show", "fast-1", "--json"],
+            ["edge", "list", "--selector", "site=plant-7,!retired", "--json"],
             ["app", "list", "--json"], ["app", "show", "fast"], ["deployments", "--json"],
             ["deployments"], ["status", dep.id, "--json"], ["status", dep.id],
             ["policy", dep.id, "--json"], ["notifications", "--json"], ["telemetry", "--json"],

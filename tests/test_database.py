@@ -92,6 +92,7 @@ def test_every_migration_applies_over_records_that_refer_to_each_other(tmp_path:
     migrate(command.upgrade, "head")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT state FROM deployment").scalar() == "STARTED"
+        assert conn.exec_driver_sql("SELECT labels FROM edge").scalar() == "{}"  # 0012
     migrate(command.downgrade, "0006")
     engine.dispose()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,14 +11,18 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 
-from edgefleet.crud import get_edge
+from edgefleet.crud import get_edge, select_edges
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, InvalidInput
 from edgefleet.metrics import availability
 from edgefleet.models.records import Deployment, Edge, as_dict
 from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
+from edgefleet.selectors import Selector, parse_keys, parse_labels, parse_selector, relabel
 from edgefleet.url_templates import check_address
 from edgefleet.validation import validated
+
+# labels as a mapping or as "KEY=VALUE" entries (the CLI form; a single string is one entry)
+LabelsArg = Mapping[str, str] | Iterable[str] | str | None
 
 
 def add_edge(
@@ -30,12 +35,14 @@ def add_edge(
     tls_key: str | None = None,
     telemetry_interval: int = 60,
     heartbeat_interval: int = 20,
+    labels: LabelsArg = None,
     check: bool = True,
 ) -> Edge:
     """Register an edge; with ``check`` (the default) its engine must answer first.
 
     ``address``: the host name or (VPN) address its users reach, used in its deployments'
-    URLs (default: the host of ``docker_host``).
+    URLs (default: the host of ``docker_host``). ``labels``: ``{"site": "plant-7"}`` or
+    ``["site=plant-7", ...]``, picked by ``list_edges(selector=...)`` (``edgefleet.selectors``).
     """
     from edgefleet.models.inputs import EdgeCreate  # yaml, semver: only to add one
 
@@ -44,6 +51,7 @@ def add_edge(
         name=name,
         docker_host=docker_host,
         address=None if address is None else check_address(address),
+        labels=parse_labels(labels),
         tls_ca=tls_ca,
         tls_cert=tls_cert,
         tls_key=tls_key,
@@ -72,10 +80,13 @@ def add_edge(
 
 def set_edge(
     name: str, *, telemetry_interval: int | None = None, heartbeat_interval: int | None = None,
-    address: str | None = None, clear_address: bool = False,
+    address: str | None = None, clear_address: bool = False, labels: LabelsArg = None,
+    unlabel: Iterable[str] | str | None = None,
 ) -> Edge:
-    """Change an edge's telemetry and heartbeat intervals (seconds) and the address its
-    users reach (``clear_address``: back to the docker host's)."""
+    """Change an edge's telemetry and heartbeat intervals (seconds), the address its users
+    reach (``clear_address``: back to the docker host's) and its labels: ``labels`` are added
+    or replace the values of the same keys, the keys in ``unlabel`` are removed (a key the
+    edge does not have is ignored). Everything is checked before anything is written."""
     if address is not None and clear_address:
         raise InvalidInput("give --address or --clear-address, not both")
     if address is not None:
@@ -84,8 +95,12 @@ def set_edge(
                          ("heartbeat interval", heartbeat_interval)):
         if value is not None and not 1 <= value <= 86400:
             raise InvalidInput(f"{label} {value} is outside 1-86400 seconds")
+    add, remove = parse_labels(labels), parse_keys(unlabel)
+    relabel({}, add=add, remove=remove)  # a key both set and removed: refused before the edge
     with session_scope() as session:
-        edge = get_edge(session, name=name)
+        edge = get_edge(session, name=name, for_update=bool(add or remove))
+        if add or remove:
+            edge.labels = relabel(edge.labels, add=add, remove=remove, owner=f"edge {name!r}")
         if telemetry_interval is not None:
             edge.telemetry_interval = telemetry_interval
         if heartbeat_interval is not None:
@@ -112,9 +127,13 @@ def key_file_warnings(edge: Edge) -> list[str]:
     return []
 
 
-def list_edges() -> list[Edge]:
+def list_edges(*, selector: str | Selector | None = None) -> list[Edge]:
+    """Every edge by name; with ``selector`` (``"site=plant-7,tier!=canary,!retired"``, see
+    ``edgefleet.selectors``) only the edges whose labels match it."""
+    chosen = (selector if selector is None or isinstance(selector, Selector)
+              else parse_selector(selector))
     with session_scope() as session:
-        return list(session.exec(select(Edge).order_by(Edge.name)).all())
+        return select_edges(session, selector=chosen)
 
 
 def show_edge(name: str) -> Edge:

@@ -16,6 +16,22 @@ from edgefleet.cli.common import (
 edge_app = typer.Typer(help="Register, list, show, change and remove edges (Docker engines).",
                        no_args_is_help=True)
 
+LABEL = typer.Option(
+    None, "--label", metavar="KEY=VALUE",
+    help="a label (repeatable), e.g. --label site=plant-7 --label tier=canary: KEY is NAME or "
+    "PREFIX/NAME (NAME 1-63 letters, digits, '-', '_', '.'; PREFIX a DNS name such as "
+    "example.com), VALUE empty or up to 63 of the same; pick edges by them with "
+    "`edge list --selector`")
+UNLABEL = typer.Option(
+    None, "--unlabel", metavar="KEY",
+    help="remove a label (repeatable), e.g. --unlabel tier; a key the edge does not have is "
+    "ignored")
+SELECTOR = typer.Option(
+    None, "--selector", metavar="SELECTOR",
+    help="only the edges whose labels match: a comma list of terms that must all hold, "
+    "key=value, key!=value (or no such label), key (has the label), !key (lacks it); e.g. "
+    "--selector 'site=plant-7,tier!=canary,!retired'")
+
 
 @edge_app.command("add")
 @handle_errors
@@ -30,23 +46,29 @@ def add(
     tls_key: str | None = typer.Option(None, help="client key"),
     telemetry_interval: int = typer.Option(60, help="seconds between telemetry samples"),
     heartbeat_interval: int = typer.Option(20, help="seconds between heartbeats"),
+    label: list[str] | None = LABEL,
     no_check: bool = typer.Option(False, "--no-check", help="save without contacting the engine"),
     json_out: bool = typer.Option(False, "--json", help="print the edge as JSON"),
 ) -> None:
-    """Register an edge. Its engine must answer first (mutual TLS when certificates are given)."""
+    """Register an edge. Its engine must answer first (mutual TLS when certificates are given).
+
+    e.g. edgefleet edge add plant-7 --docker-host tcp://10.0.0.7:2376 --tls-ca ca.pem
+    --tls-cert cert.pem --tls-key key.pem --label site=plant-7 --label tier=canary
+    """
     from edgefleet.api import edges
 
     edge = edges.add_edge(
         name, docker_host, address=address, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
         telemetry_interval=telemetry_interval, heartbeat_interval=heartbeat_interval,
-        check=not no_check,
+        labels=label, check=not no_check,
     )
     if json_out:
         print_json(edges.edge_public(edge))
     else:
         reached = f", its users reach it as {edge.address}" if edge.address else ""
-        console.print(f"edge [bold]{edge.name}[/] added ({edge.docker_host}{reached})",
-                      highlight=False)
+        labelled = f", labels {_labels(edge.labels)}" if edge.labels else ""
+        console.print(f"edge [bold]{escape(edge.name)}[/] added ({escape(edge.docker_host)}"
+                      f"{escape(reached)}{escape(labelled)})", highlight=False)
     _warn(edges.key_file_warnings(edge))
 
 
@@ -61,18 +83,41 @@ def set_(
         "URLs"),
     clear_address: bool = typer.Option(False, "--clear-address",
                                        help="use the docker host's host in URLs again"),
+    label: list[str] | None = typer.Option(
+        None, "--label", metavar="KEY=VALUE",
+        help="add a label or replace its value (repeatable), e.g. --label tier=canary; "
+        "KEY is NAME or PREFIX/NAME (NAME 1-63 letters, digits, '-', '_', '.'), VALUE empty "
+        "or up to 63 of the same"),
+    unlabel: list[str] | None = UNLABEL,
 ) -> None:
-    """Change an edge's telemetry and heartbeat intervals, or the address its users reach."""
+    """Change an edge's telemetry and heartbeat intervals, the address its users reach, or
+    its labels.
+
+    e.g. edgefleet edge set plant-7 --label tier=canary --unlabel retired
+    """
     from edgefleet.api import edges
 
+    absent: list[str] = []
+    if unlabel:  # told, not refused: removing what is not there changes nothing
+        had = edges.show_edge(name).labels
+        absent = [key for key in dict.fromkeys(unlabel) if "=" not in key and key not in had]
     edge = edges.set_edge(name, telemetry_interval=telemetry_interval,
                           heartbeat_interval=heartbeat_interval, address=address,
-                          clear_address=clear_address)
+                          clear_address=clear_address, labels=label, unlabel=unlabel)
     reached = edge.address or "(the docker host's)"
-    console.print(f"edge {edge.name}: telemetry every {edge.telemetry_interval}s, "
-                  f"heartbeat every {edge.heartbeat_interval}s, address {reached}",
-                  highlight=False)
+    console.print(escape(f"edge {edge.name}: telemetry every {edge.telemetry_interval}s, "
+                         f"heartbeat every {edge.heartbeat_interval}s, address {reached}, "
+                         f"labels {_labels(edge.labels) or '(none)'}"), highlight=False)
+    for key in absent:
+        err_console.print(f"note: edge {escape(edge.name)} had no label {escape(key)}; "
+                          "nothing to remove", highlight=False)
     _warn(edges.key_file_warnings(edge))
+
+
+def _labels(labels: dict[str, str]) -> str:
+    from edgefleet.selectors import labels_text
+
+    return labels_text(labels)
 
 
 def _warn(warnings: list[str]) -> None:
@@ -82,31 +127,41 @@ def _warn(warnings: list[str]) -> None:
 
 @edge_app.command("list")
 @handle_errors
-def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """List edges with their status."""
+def list_(
+    selector: str | None = SELECTOR,
+    json_out: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """List edges with their status and labels; --selector picks them by label.
+
+    e.g. edgefleet edge list --selector 'site=plant-7,tier!=canary,!retired' --json
+    """
     from edgefleet.api import edges
 
-    rows = edges.list_edges()
+    rows = edges.list_edges(selector=selector)
     if json_out:
         print_json([edges.edge_public(e) for e in rows])
         return
-    print_table("edges", ["name", "docker host", "address", "status", "last contact", "TLS"],
+    title = "edges" if selector is None else f"edges matching {selector.strip()}"
+    print_table(title, ["name", "docker host", "address", "status", "last contact", "TLS",
+                        "labels"],
                 [(e.name, e.docker_host, e.address or "", edges.edge_status(e), e.last_contact,
-                  "yes" if e.tls_ca else "no")
+                  "yes" if e.tls_ca else "no", _labels(e.labels))
                  for e in rows])
 
 
 @edge_app.command("show")
 @handle_errors
 def show(name: str, json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """Show one edge."""
+    """Show one edge (its labels too)."""
     from edgefleet.api import edges
 
     data = edges.edge_public(edges.show_edge(name))
     if json_out:
         print_json(data)
         return
-    print_table(f"edge {name}", ["field", "value"], data.items())
+    print_table(f"edge {name}", ["field", "value"],
+                [(key, _labels(value) if key == "labels" else value)
+                 for key, value in data.items()])
 
 
 @edge_app.command("remove")
