@@ -33,7 +33,7 @@ PURE_RULES = ("edgefleet.metrics", "edgefleet.update_plan", "edgefleet.labels",
               "edgefleet.image_updates", "edgefleet.reconcile_rules",
               "edgefleet.validation", "edgefleet.errors", "edgefleet.settings",
               "edgefleet.url_templates", "edgefleet.bundled_files",
-              "edgefleet.version_changes", "edgefleet.group_plan",
+              "edgefleet.version_changes", "edgefleet.group_plan", "edgefleet.rollouts",
               "edgefleet.models.groups")
 
 
