@@ -33,7 +33,8 @@ PURE_RULES = ("edgefleet.metrics", "edgefleet.update_plan", "edgefleet.labels",
               "edgefleet.image_updates", "edgefleet.reconcile_rules",
               "edgefleet.validation", "edgefleet.errors", "edgefleet.settings",
               "edgefleet.url_templates", "edgefleet.bundled_files",
-              "edgefleet.version_changes", "edgefleet.selectors")
+              "edgefleet.version_changes", "edgefleet.selectors",
+              "edgefleet.group_plan", "edgefleet.rollouts", "edgefleet.models.groups")
 
 
 def package_modules() -> list[str]:
