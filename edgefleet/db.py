@@ -8,7 +8,10 @@ scripts' text, which keeps read-only CLI commands fast.
 from __future__ import annotations
 
 import ast
+import random
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -41,9 +44,21 @@ def alembic_config(url: str) -> Config:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    # WAL stays set in the file once one connection set it. Switching needs the file to
+    # itself, and SQLite answers "locked" at once (no busy wait) when another process of a
+    # fresh home opens it at the same moment: ask again for a while.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                break
+            cur.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.02, 0.2))
     cur.close()
 
 
