@@ -1,7 +1,7 @@
 """A reachable edge is never OFFLINE, even with both cores kept busy (the served sweeps).
 
 The lab's edges get the shortest heartbeat interval `edge set` accepts (2 s: OFFLINE 14 s
-after the last contact) while two spin loops keep the machine's cores busy for a minute;
+after the last contact) while two spin loops keep the machine's cores busy for 40 s;
 the served collect-telemetry runs (`edgefleet up`, the session's) must keep contacting them.
 """
 
@@ -22,7 +22,7 @@ from edgefleet.models.records import Edge, utcnow
 from edgefleet.models.telemetry import EdgeAvailability
 
 pytestmark = pytest.mark.lab
-LOAD_SECONDS = 60
+LOAD_SECONDS = 40
 SPIN = "import time\nend = time.monotonic() + %d\nwhile time.monotonic() < end: pass\n"
 
 
