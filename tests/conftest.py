@@ -165,6 +165,17 @@ def local_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     _clear_caches()
 
 
+@pytest.fixture
+def quick_local_runs(local_runs: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process runs with a short soak and deploy timeout (updates end in seconds)."""
+    monkeypatch.setenv("EDGEFLEET_SOAK_SECONDS", "3")
+    monkeypatch.setenv("EDGEFLEET_DEPLOY_TIMEOUT", "25")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def edges(lab: LabStatus, prefect_api: str) -> Iterator[dict[str, Any]]:
     """The lab's edges by name; what edgefleet created on them goes when the module ends."""

@@ -17,10 +17,9 @@ import edgefleet
 from edgefleet import jobs
 from edgefleet.cli.main import app as cli
 from edgefleet.engine import engine_client
-from edgefleet.settings import get_settings
 from tests.lab_helpers import containers_of, unique
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("quick_local_runs")]
 
 APP = """
 services:
@@ -40,16 +39,6 @@ configs:
   motd:
     file: ./motd.txt
 """
-
-
-@pytest.fixture(autouse=True)
-def quick_local_runs(local_runs: None, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("EDGEFLEET_SOAK_SECONDS", "3")
-    monkeypatch.setenv("EDGEFLEET_DEPLOY_TIMEOUT", "25")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 def ids(status: dict[str, Any]) -> dict[str, str]:

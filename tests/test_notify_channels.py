@@ -22,7 +22,6 @@ from edgefleet.api.channels import test_channel as send_test_message
 from edgefleet.errors import EdgefleetError, InvalidInput, NotFound
 from edgefleet.events import missing_on_server
 from edgefleet.lab.daemons import free_port
-from edgefleet.settings import get_settings
 from edgefleet.version_notices import notify_version
 from tests.conftest import RECONCILE_SECONDS
 from tests.lab_helpers import TcpRelay, unique
@@ -69,22 +68,12 @@ def receiver() -> Iterator[Receiver]:
     found.server.shutdown()
 
 
-@pytest.fixture
-def quick(local_runs: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("EDGEFLEET_SOAK_SECONDS", "3")
-    monkeypatch.setenv("EDGEFLEET_DEPLOY_TIMEOUT", "25")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
-
-
 def kind(name: str) -> Callable[[dict[str, Any]], bool]:
     return lambda body: body.get("subject", "").startswith(f"edgefleet {name}:")
 
 
 def test_webhook_channel_gets_each_notice_once(lab: Any, edges: dict[str, Any], prefect_api: str,
-                                               receiver: Receiver, quick: None) -> None:
+                                               receiver: Receiver, quick_local_runs: None) -> None:
     app = unique("ntf")
     image = f"{lab.registry}/edgefleet/hello"
     edgefleet.create_application(app, "1.0.0", image=f"{image}:1.0.0", ports=["8080"])
@@ -142,7 +131,7 @@ def test_webhook_channel_gets_each_notice_once(lab: Any, edges: dict[str, Any], 
 
 def test_a_notice_whose_event_was_lost_is_announced_once_by_the_reconcile(
         lab: Any, edges: dict[str, Any], prefect_api: str, receiver: Receiver,
-        quick: None) -> None:
+        quick_local_runs: None) -> None:
     app = unique("lost")
     image = f"{lab.registry}/edgefleet/hello"
     edgefleet.create_application(app, "1.0.0", image=f"{image}:1.0.0", ports=["8080"])

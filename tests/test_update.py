@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,11 +13,10 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
-from edgefleet.settings import get_settings
 from edgefleet.tasks.updates import update_limit_name
 from tests.lab_helpers import get_page, retag, unique
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("quick_local_runs")]
 
 TWO_SERVICES = """
 services:
@@ -30,17 +28,6 @@ services:
 """
 
 
-
-
-@pytest.fixture(autouse=True)
-def quick_local_runs(local_runs: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """In-process runs (reporting to the lab's Prefect server) with a short soak."""
-    monkeypatch.setenv("EDGEFLEET_SOAK_SECONDS", "3")
-    monkeypatch.setenv("EDGEFLEET_DEPLOY_TIMEOUT", "25")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 def containers(status: dict[str, Any]) -> dict[str, dict[str, Any]]:

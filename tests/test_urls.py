@@ -17,7 +17,7 @@ from edgefleet.cli.main import app as cli
 from edgefleet.settings import get_settings
 from tests.lab_helpers import get_page, unique
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("quick_local_runs")]
 
 TWO_SERVICES = """
 services:
@@ -27,16 +27,6 @@ services:
   worker:
     image: {registry}/edgefleet/ticker:1.0.0
 """
-
-
-@pytest.fixture(autouse=True)
-def quick_local_runs(local_runs: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("EDGEFLEET_SOAK_SECONDS", "3")
-    monkeypatch.setenv("EDGEFLEET_DEPLOY_TIMEOUT", "25")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 @pytest.fixture
