@@ -134,3 +134,30 @@ def test_delete_removes_the_group_and_its_members() -> None:
     _nothing_recorded()
     with pytest.raises(EdgefleetError):
         edgefleet.group_status("g")
+
+
+def test_the_cli_creates_shows_lists_and_refuses_in_one_line() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from edgefleet.cli.main import app
+
+    runner = CliRunner()
+    made = runner.invoke(app, ["group", "create", "g", "hello", "--selector", "site=b",
+                               "--waves", "1,100%", "--on-failure", "rollback", "--json"])
+    assert made.exit_code == 0, made.output
+    shown = json.loads(runner.invoke(app, ["group", "status", "g", "--json"]).stdout)
+    assert (shown["state"], shown["options"]["on_failure"]) == ("DEPLOYING", "rollback")
+    assert [e["edge"] for e in shown["edges"]] == ["e2"]
+    listed = runner.invoke(app, ["group", "list"])
+    assert listed.exit_code == 0 and "site=b" in listed.stdout
+    text = runner.invoke(app, ["group", "status", "g"])
+    assert "DEPLOYING" in text.stdout and "e2" in text.stdout
+    bad = runner.invoke(app, ["group", "create", "h", "hello", "--selector", "site=a",
+                              "--on-failure", "panic"])
+    assert bad.exit_code == 1 and "on_failure" in bad.output
+    both = runner.invoke(app, ["group", "create", "h", "hello", "--selector", "site=a",
+                               "--edge", "e1"])
+    assert both.exit_code == 1 and "exactly one" in both.output
+    assert [g["name"] for g in edgefleet.list_groups()] == ["g"]
