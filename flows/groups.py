@@ -23,6 +23,7 @@ from edgefleet.models.groups import ROLLING, GroupMove, GroupState
 from edgefleet.models.states import DeploymentState
 from edgefleet.rollouts import Decision, EdgeResult, Outcome, Verdict, decide, plan_waves, summarize
 from edgefleet.tasks.groups import (
+    GroupView,
     add_group_member,
     end_group_rollout,
     load_group_plan,
@@ -94,7 +95,7 @@ def rollout_group(group: str, application: str, version: str, force: bool = Fals
         raise RuntimeError(f"group {group!r} is {held.value}, not DEPLOYING or UPDATING: "
                            "a rollout starts from `group create` or `group update`")
     try:
-        return _roll_out(view.name, application, view.version, force, held)
+        return _roll_out(view, application, force)
     except Exception as exc:
         reason = f"the rollout broke off: {str(exc) or type(exc).__name__}"
         logger.error(reason)
@@ -102,11 +103,9 @@ def rollout_group(group: str, application: str, version: str, force: bool = Fals
         raise
 
 
-def _roll_out(group: str, application: str, version: str, force: bool,
-              held: GroupState) -> str:
+def _roll_out(view: GroupView, application: str, force: bool) -> str:
     logger = get_run_logger()
-    view = load_group_plan(group)
-    options = view.options
+    group, version, held, options = view.name, view.version, view.state, view.options
     logger.info("plan of group %s (%s %s; %s):\n%s", group, application, version,
                 options.describe(), view.plan.render())
     by_edge = {a.edge: a for a in view.plan.actions if a.action in ("add", "update")}

@@ -1,0 +1,121 @@
+"""Deployment groups on the real lab: a selector launch reaches exactly the matching edge,
+and a crashing version rolled out in waves ``1,100%`` with ``--on-failure halt`` tries one
+edge (rolled back by its own update's rollback) and leaves the other untouched."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import edgefleet
+from edgefleet.settings import get_settings
+from tests.lab_helpers import unique
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(autouse=True)
+def quick_local_runs(local_runs: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process runs (reporting to the lab's Prefect server) with a short soak."""
+    monkeypatch.setenv("EDGEFLEET_SOAK_SECONDS", "3")
+    monkeypatch.setenv("EDGEFLEET_DEPLOY_TIMEOUT", "25")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def _online(names: list[str], timeout: float = 60) -> None:
+    """The edges are ONLINE by the heartbeat rule (the served sweep contacts them)."""
+    from edgefleet.api.edges import edge_status
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = {e.name: edge_status(e) for e in edgefleet.list_edges()}
+        if all(status.get(n) == "ONLINE" for n in names):
+            return
+        edgefleet.collect_telemetry(names)
+        time.sleep(1)
+    pytest.fail(f"edges not ONLINE: {status}")
+
+
+def _clean_up(group: str, key: str, edges: list[str]) -> None:
+    with contextlib.suppress(edgefleet.EdgefleetError):
+        edgefleet.delete_group(group, force=True)
+    for name in edges:
+        edgefleet.set_edge(name, unlabel=[key])
+
+
+def _container_ids(deployment_id: str) -> list[str]:
+    return [c["container_id"] for c in edgefleet.deployment_status(deployment_id)["containers"]]
+
+
+def test_a_selector_launch_reaches_exactly_the_matching_edge(lab: Any, edges: dict[str, Any],
+                                                              prefect_api: str) -> None:
+    app, group, key = unique("gsel"), unique("gsel"), unique("gk")
+    edgefleet.create_application(app, "1.0.0", image=f"{lab.registry}/edgefleet/hello:1.0.0",
+                                 ports=["8080"])
+    edgefleet.publish_version(app, "1.0.0")
+    try:
+        edgefleet.set_edge("lab-2", labels=[f"{key}=yes"])
+        edgefleet.set_edge("lab-1", labels=[f"{key}=no"])
+        _online(["lab-2"])
+        status = edgefleet.create_group(group, app, selector=f"{key}=yes")
+        assert status["state"] == "STARTED", status
+        assert {"name", "application", "version", "state", "selector", "reason", "counts",
+                "edges", "rollout"} <= set(status)
+        assert [(e["edge"], e["version"], e["state"]) for e in status["edges"]] == [
+            ("lab-2", "1.0.0", "STARTED")]
+        assert status["counts"] == {"STARTED": 1}
+        assert status["rollout"]["waves"] == 1 and status["rollout"]["flow_run_id"]
+        member = status["edges"][0]["deployment_id"]
+        assert edgefleet.deployment_status(member)["edge"] == "lab-2"
+        assert [d for d in edgefleet.list_deployments() if d["application"] == app
+                ] == [edgefleet.deployment_status(member)]
+    finally:
+        _clean_up(group, key, ["lab-1", "lab-2"])
+    assert [d for d in edgefleet.list_deployments() if d["application"] == app] == []
+
+
+def test_a_crashing_version_halts_after_one_edge_rolled_back(lab: Any, edges: dict[str, Any],
+                                                              prefect_api: str) -> None:
+    app, group, key = unique("gcrash"), unique("gcrash"), unique("gk")
+    image = f"{lab.registry}/edgefleet/hello"
+    edgefleet.create_application(app, "1.0.0", image=f"{image}:1.0.0", ports=["8080"])
+    edgefleet.add_version(app, "1.1.0", image=f"{image}:1.1.0", ports=["8080"],
+                          env=["HELLO_CRASH=1"])
+    edgefleet.publish_version(app, "1.0.0")
+    try:
+        for name in ("lab-1", "lab-2"):
+            edgefleet.set_edge(name, labels=[f"{key}=on"])
+        _online(["lab-1", "lab-2"])
+        launched = edgefleet.create_group(group, app, selector=key, version="1.0.0",
+                                          waves="1,100%", on_failure="halt")
+        assert launched["state"] == "STARTED", launched
+        members = {e["edge"]: e["deployment_id"] for e in launched["edges"]}
+        assert sorted(members) == ["lab-1", "lab-2"]
+        before = {edge: _container_ids(dep) for edge, dep in members.items()}
+
+        edgefleet.publish_version(app, "1.1.0")
+        after = edgefleet.update_group(group, to="1.1.0")
+        assert after["state"] == "HALTED", after
+        assert after["version"] == "1.1.0"
+        assert "lab-1" in after["reason"] and "failed" in after["reason"]
+        assert after["rollout"] == {"wave": 1, "waves": 2,
+                                    "flow_run_id": after["rollout"]["flow_run_id"]}
+        rows = {e["edge"]: e for e in after["edges"]}
+        # the edge tried: rolled back by its own update, STARTED on the old version
+        assert (rows["lab-1"]["state"], rows["lab-1"]["version"]) == ("STARTED", "1.0.0")
+        assert "rolled back" in rows["lab-1"]["last_error"]
+        # the other: never touched
+        assert (rows["lab-2"]["state"], rows["lab-2"]["version"]) == ("STARTED", "1.0.0")
+        assert rows["lab-2"]["last_error"] is None
+        assert _container_ids(members["lab-2"]) == before["lab-2"]
+        with pytest.raises(edgefleet.EdgefleetError, match="not published"):
+            edgefleet.update_group(group, to="9.9.9")
+    finally:
+        _clean_up(group, key, ["lab-1", "lab-2"])
