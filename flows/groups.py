@@ -80,12 +80,7 @@ def roll_back_edge(application: str, action: EdgeAction) -> None:
         logger.error("rolling back %s failed: %s", action.edge, exc)
 
 
-def _run_name() -> str:
-    params = runtime.flow_run.parameters
-    return f"rollout {params['group']} {params['application']} {params['version']}"
-
-
-@flow(name="rollout-group", flow_run_name=_run_name)
+@flow(name="rollout-group", flow_run_name="rollout {group} {application} {version}")
 def rollout_group(group: str, application: str, version: str, force: bool = False) -> str:
     """Roll group ``group`` out to ``version`` (its recorded target); returns its state."""
     logger = get_run_logger()
