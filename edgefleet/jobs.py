@@ -7,6 +7,7 @@ Either way the deployment record is the source of truth for the outcome.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from importlib import import_module
@@ -83,7 +84,18 @@ def run_flow(
     if mode == "served" and api_url is None:
         raise EdgefleetError("run mode is 'served' but `edgefleet up` is not running; start it")
     if api_url is None or mode == "local":
-        run_here(name, {**parameters, "return_state": True})
+        if group is not None and progress is not None:  # the waves, as the run reaches them
+            done = threading.Event()
+            watcher = threading.Thread(target=_watch_group, args=(group, progress, done),
+                                       name="group-progress", daemon=True)
+            watcher.start()
+            try:
+                run_here(name, {**parameters, "return_state": True})
+            finally:
+                done.set()
+                watcher.join(timeout=5)
+        else:
+            run_here(name, {**parameters, "return_state": True})
         return None
     from prefect.deployments import run_deployment
 
@@ -122,6 +134,30 @@ def wait_for_record(deployment_id: str, flow_run_id: str, api_url: str,
                          "it goes on in the background (see `edgefleet status`)")
 
 
+def _group_seen(group: str) -> tuple[str | None, int, int]:
+    with session_scope() as session:
+        row = session.exec(  # type: ignore[call-overload]
+            select(DeploymentGroup).where(DeploymentGroup.name == group)).first()
+        return (row.state, row.wave, row.waves) if row else (None, 0, 0)
+
+
+def _tell(group: str, seen: tuple[str | None, int, int], progress: Callable[[str], None]
+          ) -> None:
+    state, wave, waves = seen
+    at = f", wave {wave}/{waves}" if waves else ""
+    progress(f"group {group}: {state}{at}")
+
+
+def _watch_group(group: str, progress: Callable[[str], None], done: threading.Event) -> None:
+    """Tell each change of the group's state or wave until ``done`` (a run in this process)."""
+    last = None
+    while not done.wait(0.5):
+        seen = _group_seen(group)
+        if seen != last:
+            _tell(group, seen, progress)
+            last = seen
+
+
 def wait_for_group(group: str, flow_run_id: str, api_url: str,
                    progress: Callable[[str], None] | None, timeout: float) -> None:
     """Until the rollout run is final and the group has left DEPLOYING / UPDATING; each
@@ -133,14 +169,9 @@ def wait_for_group(group: str, flow_run_id: str, api_url: str,
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             run = client.read_flow_run(UUID(flow_run_id))
-            with session_scope() as session:
-                row = session.exec(  # type: ignore[call-overload]
-                    select(DeploymentGroup).where(DeploymentGroup.name == group)).first()
-                seen = (row.state, row.wave, row.waves) if row else (None, 0, 0)
+            seen = _group_seen(group)
             if progress and seen != last:
-                state, wave, waves = seen
-                at = f", wave {wave}/{waves}" if waves else ""
-                progress(f"group {group}: {state}{at}")
+                _tell(group, seen, progress)
                 last = seen
             if run.state and run.state.is_final() and seen[0] not in ROLLING:
                 return

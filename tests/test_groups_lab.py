@@ -101,8 +101,11 @@ def test_a_crashing_version_halts_after_one_edge_rolled_back(lab: Any, edges: di
         before = {edge: _container_ids(dep) for edge, dep in members.items()}
 
         edgefleet.publish_version(app, "1.1.0")
-        after = edgefleet.update_group(group, to="1.1.0")
+        told: list[str] = []
+        after = edgefleet.update_group(group, to="1.1.0", progress=told.append)
         assert after["state"] == "HALTED", after
+        assert any("wave 1/2" in line for line in told), told  # progress per wave
+        assert not any("wave 2/2" in line for line in told), told
         assert after["version"] == "1.1.0"
         assert "lab-1" in after["reason"] and "failed" in after["reason"]
         assert after["rollout"] == {"wave": 1, "waves": 2,
