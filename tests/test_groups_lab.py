@@ -74,8 +74,8 @@ def test_a_selector_launch_reaches_exactly_the_matching_edge(lab: Any, edges: di
         assert status["rollout"]["waves"] == 1 and status["rollout"]["flow_run_id"]
         member = status["edges"][0]["deployment_id"]
         assert edgefleet.deployment_status(member)["edge"] == "lab-2"
-        assert [d for d in edgefleet.list_deployments() if d["application"] == app
-                ] == [edgefleet.deployment_status(member)]
+        assert [(d["id"], d["edge"]) for d in edgefleet.list_deployments()
+                if d["application"] == app] == [(member, "lab-2")]
     finally:
         _clean_up(group, key, ["lab-1", "lab-2"])
     assert [d for d in edgefleet.list_deployments() if d["application"] == app] == []
