@@ -23,6 +23,7 @@ from edgefleet.models.records import DeploymentGroup
 from edgefleet.tasks.groups import load_group_plan
 
 IMAGE = "127.0.0.1:5000/edgefleet/hello"
+REAL_RUN = api_groups._run
 
 
 @pytest.fixture(autouse=True)
@@ -161,3 +162,22 @@ def test_the_cli_creates_shows_lists_and_refuses_in_one_line() -> None:
                                "--edge", "e1"])
     assert both.exit_code == 1 and "exactly one" in both.output
     assert [g["name"] for g in edgefleet.list_groups()] == ["g"]
+
+
+def test_a_rollout_that_cannot_start_leaves_its_group_halted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgefleet import jobs
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise EdgefleetError("run mode is 'served' but `edgefleet up` is not running")
+
+    monkeypatch.setattr(api_groups, "_run", REAL_RUN)
+    monkeypatch.setattr(jobs, "run_flow", refuse)
+    with pytest.raises(EdgefleetError, match="not running"):
+        edgefleet.create_group("g", "hello", selector="site=a")
+    status = edgefleet.group_status("g")
+    assert status["state"] == "HALTED"
+    assert "did not start" in status["reason"] and "not running" in status["reason"]
+    with pytest.raises(EdgefleetError, match="not running"):  # not refused as "under way"
+        edgefleet.update_group("g", force=True)
+    assert edgefleet.group_status("g")["state"] == "HALTED"

@@ -218,9 +218,23 @@ def _run(name: str, application: str, version: str, *, force: bool, wait: bool,
          progress: Progress | None) -> None:
     from edgefleet import jobs  # Prefect: only for the commands that run a flow
 
-    jobs.run_flow("rollout-group", {"group": name, "application": application,
-                                    "version": version, "force": force},
-                  wait=wait, group=name, progress=progress)
+    try:
+        jobs.run_flow("rollout-group", {"group": name, "application": application,
+                                        "version": version, "force": force},
+                      wait=wait, group=name, progress=progress)
+    except Exception as exc:
+        _not_started(name, exc)
+        raise
+
+
+def _not_started(name: str, exc: Exception) -> None:
+    """A rollout that could not even be submitted leaves its group HALTED with the reason,
+    never DEPLOYING or UPDATING with no run behind it (which would refuse every update)."""
+    with session_scope() as session:
+        group = get_group(session, name=name)
+        if group.state in {s.value for s in ROLLING} and group.flow_run_id is None:
+            move_group_record(session, name=name, move=GroupMove.HALT,
+                              reason=f"the rollout did not start: {exc}")
 
 
 def delete_group(name: str, *, force: bool = False) -> list[str]:
