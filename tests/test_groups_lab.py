@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.settings import get_settings
@@ -48,6 +51,13 @@ def _clean_up(group: str, key: str, edges: list[str]) -> None:
         edgefleet.delete_group(group, force=True)
     for name in edges:
         edgefleet.set_edge(name, unlabel=[key])
+
+
+def _run_names(api_url: str, names: list[str]) -> set[str]:
+    """Which of these flow-run names the Prefect server has runs of."""
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name={"any_": names}))
+    return {run.name for run in runs}
 
 
 def _container_ids(deployment_id: str) -> list[str]:
@@ -118,6 +128,9 @@ def test_a_crashing_version_halts_after_one_edge_rolled_back(lab: Any, edges: di
         assert (rows["lab-2"]["state"], rows["lab-2"]["version"]) == ("STARTED", "1.0.0")
         assert rows["lab-2"]["last_error"] is None
         assert _container_ids(members["lab-2"]) == before["lab-2"]
+        names = [f"update {app} 1.1.0 → lab-1", f"update {app} 1.1.0 → lab-2",
+                 f"rollout {group} {app} 1.1.0"]
+        assert _run_names(prefect_api, names) == {names[0], names[2]}  # lab-2 never tried
         with pytest.raises(edgefleet.EdgefleetError, match="not published"):
             edgefleet.update_group(group, to="9.9.9")
     finally:
