@@ -131,7 +131,8 @@ def test_a_crashing_version_halts_after_one_edge_rolled_back(lab: Any, edges: di
         names = [f"update {app} 1.1.0 → lab-1", f"update {app} 1.1.0 → lab-2",
                  f"rollout {group} {app} 1.1.0"]
         assert _run_names(prefect_api, names) == {names[0], names[2]}  # lab-2 never tried
-        with pytest.raises(edgefleet.EdgefleetError, match="not published"):
+        with pytest.raises(edgefleet.EdgefleetError, match="no version 9.9.9"):
             edgefleet.update_group(group, to="9.9.9")
+        assert edgefleet.group_status(group)["state"] == "HALTED"  # a refusal changes nothing
     finally:
         _clean_up(group, key, ["lab-1", "lab-2"])
