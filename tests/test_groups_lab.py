@@ -21,7 +21,7 @@ from tests.lab_helpers import unique
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def quick_local_runs(local_runs: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """In-process runs (reporting to the lab's Prefect server) with a short soak."""
     monkeypatch.setenv("EDGEFLEET_SOAK_SECONDS", "3")
@@ -64,8 +64,10 @@ def _container_ids(deployment_id: str) -> list[str]:
     return [c["container_id"] for c in edgefleet.deployment_status(deployment_id)["containers"]]
 
 
-def test_a_selector_launch_reaches_exactly_the_matching_edge(lab: Any, edges: dict[str, Any],
-                                                              prefect_api: str) -> None:
+def test_a_selector_launch_reaches_exactly_the_matching_edge(
+        lab: Any, edges: dict[str, Any], prefect_api: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Served: the rollout is a run of the `rollout-group` deployment `edgefleet up` serves."""
     app, group, key = unique("gsel"), unique("gsel"), unique("gk")
     edgefleet.create_application(app, "1.0.0", image=f"{lab.registry}/edgefleet/hello:1.0.0",
                                  ports=["8080"])
@@ -74,8 +76,11 @@ def test_a_selector_launch_reaches_exactly_the_matching_edge(lab: Any, edges: di
         edgefleet.set_edge("lab-2", labels=[f"{key}=yes"])
         edgefleet.set_edge("lab-1", labels=[f"{key}=no"])
         _online(["lab-2"])
-        status = edgefleet.create_group(group, app, selector=f"{key}=yes")
-        assert status["state"] == "STARTED", status
+        told: list[str] = []
+        status = edgefleet.create_group(group, app, selector=f"{key}=yes",
+                                        progress=told.append)
+        assert status["state"] == "STARTED", (status, told)
+        assert any("wave 1/1" in line for line in told), told
         assert {"name", "application", "version", "state", "selector", "reason", "counts",
                 "edges", "rollout"} <= set(status)
         assert [(e["edge"], e["version"], e["state"]) for e in status["edges"]] == [
@@ -87,10 +92,15 @@ def test_a_selector_launch_reaches_exactly_the_matching_edge(lab: Any, edges: di
         assert [(d["id"], d["edge"]) for d in edgefleet.list_deployments()
                 if d["application"] == app] == [(member, "lab-2")]
     finally:
+        monkeypatch.setenv("EDGEFLEET_RUN_MODE", "local")  # the clean-up's stop: no queue
+        get_settings.cache_clear()
         _clean_up(group, key, ["lab-1", "lab-2"])
+        monkeypatch.undo()
+        get_settings.cache_clear()
     assert [d for d in edgefleet.list_deployments() if d["application"] == app] == []
 
 
+@pytest.mark.usefixtures("quick_local_runs")
 def test_a_crashing_version_halts_after_one_edge_rolled_back(lab: Any, edges: dict[str, Any],
                                                               prefect_api: str) -> None:
     app, group, key = unique("gcrash"), unique("gcrash"), unique("gk")
