@@ -2,8 +2,8 @@
 
 Run by `edgefleet up` as ``python -m edgefleet.deployments.serve``; ``pause_on_shutdown=False`` so
 stopping it does not pause the deployments. Jobs (deploy, stop, update, a group's rollout)
-run on demand; the image check, the notification reconcile and the telemetry sweep on an interval (the sweep
-also once at start);
+run on demand; the image check, the notification reconcile and the telemetry sweep on an
+interval (the sweep also once at start);
 notify-application-update on the ``edgefleet.application.published`` event;
 reconcile-deployments on an interval and once at start (runs the previous serving process
 left behind), clean-up-edge on ``edgefleet.edge.online`` and hourly. Served runs send a
