@@ -17,6 +17,7 @@ import fcntl
 import functools
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -192,12 +193,27 @@ def _ensure_edges(state: LabState, count: int, taken: set[int], say: Progress) -
         save_state(state)
         starting.append(edge)
     for edge in starting:
-        assert edge.pid is not None
-        daemons.wait_until(
-            functools.partial(engines.answers, edge), pid=edge.pid, marker=edge.data_root,
-            what=f"dockerd of {edge.name} ({edge.docker_host})", log=edge.log,
-        )
+        try:
+            _wait_for_dockerd(edge)
+        except LabError as exc:
+            if "exited during start-up" not in str(exc):
+                raise
+            # seen once in CI, restarting an engine that was killed, with nothing in its log:
+            # one more start before the failure is reported (with the log's end)
+            say(f"{edge.name}: dockerd exited during start-up; starting it once more")
+            time.sleep(2)
+            edge.pid = daemons.spawn(daemons.dockerd_command(_prepared(edge)), Path(edge.log))
+            save_state(state)
+            _wait_for_dockerd(edge)
         say(f"{edge.name}: started at {edge.docker_host} (pid {edge.pid})")
+
+
+def _wait_for_dockerd(edge: EdgeState) -> None:
+    assert edge.pid is not None
+    daemons.wait_until(
+        functools.partial(engines.answers, edge), pid=edge.pid, marker=edge.data_root,
+        what=f"dockerd of {edge.name} ({edge.docker_host})", log=edge.log,
+    )
 
 
 def _answers_soon(edge: EdgeState, tries: int = 3) -> bool:
