@@ -31,7 +31,7 @@ REGISTRY=$(edgefleet lab status --json | json 'data["registry"]')
 
 step "2. Prefect server + every edgefleet flow served as a deployment"
 edgefleet up
-for edge in lab-1 lab-2; do  # each edge's own intervals (collect-telemetry sweeps every 10 s)
+for edge in lab-1 lab-2; do  # each edge's own intervals (the served sweep looks for a due edge every 2 s)
   edgefleet edge set "$edge" --telemetry-interval "$TELEMETRY_INTERVAL" --heartbeat-interval 20
 done
 
