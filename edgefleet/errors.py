@@ -88,3 +88,9 @@ class ComposeError(EdgefleetError):
 
 class LabError(EdgefleetError):
     """The local lab (dockerd edges, registry, images) could not be set up or torn down."""
+
+
+def shown(value: object, width: int = 60) -> str:
+    """``repr(value)`` cut to ``width``: a hostile value never floods an error message."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -35,6 +35,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgefleet.errors import InvalidInput
+from edgefleet.errors import shown as _shown
 
 MAX_LABELS = 64
 MAX_NAME = 63  # a key's NAME, and a value
@@ -51,12 +52,6 @@ VALUE_SYNTAX = ("a value is empty or up to 63 letters, digits, '-', '_' or '.', 
 SELECTOR_SYNTAX = ("a selector is a comma list of terms that must all hold: key=value, "
                    "key!=value (or no such label), key (has the label), !key (lacks it); "
                    "e.g. 'site=plant-7,tier!=canary,!retired'")
-
-
-def _shown(value: object, width: int = 60) -> str:
-    """``repr(value)`` cut to ``width``: a hostile value never floods a message."""
-    text = repr(value)
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 # ---------------------------------------------------------------- keys and values

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from edgefleet.errors import InvalidInput
+from edgefleet.errors import shown as _shown
 
 MAX_URLS = 32
 MAX_TEMPLATE = 512
@@ -37,11 +38,6 @@ LABEL_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
 # per service: the container ports it publishes, or None where the file does not say
 # (a port range, a variable): such a port is not refused before it runs
 Published = Mapping[str, set[int] | None]
-
-
-def _shown(value: str, width: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def parse_urls(pairs: Iterable[str] | Mapping[str, str] | None) -> dict[str, str]:
