@@ -1,9 +1,9 @@
 """Serve every edgefleet flow as a Prefect deployment (the reference's job queue).
 
 Run by `edgefleet up` as ``python -m edgefleet.deployments.serve``; ``pause_on_shutdown=False`` so
-stopping it does not pause the deployments. Jobs (deploy, stop, update) run on demand; the
-image check, the notification reconcile and the telemetry sweep on an interval (the sweep
-also once at start);
+stopping it does not pause the deployments. Jobs (deploy, stop, update, a group's rollout)
+run on demand; the image check, the notification reconcile and the telemetry sweep on an
+interval (the sweep also once at start);
 notify-application-update on the ``edgefleet.application.published`` event;
 reconcile-deployments on an interval and once at start (runs the previous serving process
 left behind), clean-up-edge on ``edgefleet.edge.online`` and hourly. Served runs send a
@@ -26,6 +26,7 @@ from prefect.events import DeploymentEventTrigger
 from edgefleet.events import APPLICATION_PUBLISHED, EDGE_ONLINE
 from edgefleet.flows.check_updates import check_image_updates
 from edgefleet.flows.deploy import deploy_application
+from edgefleet.flows.groups import rollout_group
 from edgefleet.flows.notify import notify_application_update, reconcile_notifications
 from edgefleet.flows.reconcile import clean_up_edge, reconcile_deployments
 from edgefleet.flows.stop import stop_application
@@ -63,6 +64,7 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
         (deploy_application, {}),
         (stop_application, {}),
         (update_application, {}),
+        (rollout_group, {}),
         (notify_application_update, {"triggers": [publish_trigger()]}),
         (reconcile_notifications, {"interval": timedelta(seconds=settings.reconcile_seconds)}),
         # no concurrency limit: a run killed with the serving process would hold the slot

@@ -35,6 +35,13 @@ if TYPE_CHECKING:
         update_deployment,
     )
     from edgefleet.api.edges import add_edge, list_edges, remove_edge, set_edge, show_edge
+    from edgefleet.api.groups import (
+        create_group,
+        delete_group,
+        group_status,
+        list_groups,
+        update_group,
+    )
     from edgefleet.api.notifications import acknowledge, list_notifications
     from edgefleet.api.telemetry import collect as collect_telemetry
     from edgefleet.api.telemetry import edge_telemetry
@@ -51,6 +58,8 @@ _API: dict[str, tuple[str, str]] = {
         "update_deployment")},
     **{name: ("edgefleet.api.edges", name) for name in (
         "add_edge", "list_edges", "remove_edge", "set_edge", "show_edge")},
+    **{name: ("edgefleet.api.groups", name) for name in (
+        "create_group", "delete_group", "group_status", "list_groups", "update_group")},
     **{name: ("edgefleet.api.notifications", name) for name in (
         "acknowledge", "list_notifications")},
     "collect_telemetry": ("edgefleet.api.telemetry", "collect"),
@@ -66,10 +75,14 @@ __all__ = [
     "add_version",
     "create_application",
     "create_deployment",
+    "create_group",
     "delete_application",
     "delete_deployment",
+    "delete_group",
     "deploy",
     "deployment_status",
+    "group_status",
+    "list_groups",
     "list_applications",
     "list_deployments",
     "list_edges",
@@ -82,6 +95,7 @@ __all__ = [
     "start_deployment",
     "stop_deployment",
     "update_deployment",
+    "update_group",
     "acknowledge",
     "list_notifications",
 ]

@@ -7,25 +7,33 @@ need "the version V of application A" read it the same way, and neither imports 
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 import semver
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from edgefleet.errors import NotFound
+from edgefleet.errors import InvalidTransition, NotFound, StateConflict
+from edgefleet.group_plan import GroupEdge, GroupMember, GroupTarget, MatchedBy
+from edgefleet.metrics import availability
+from edgefleet.models.groups import GroupMove, GroupState, group_sources, move_group
 from edgefleet.models.policies import UpdatePolicy
 from edgefleet.models.records import (
     Application,
     ApplicationVersion,
     ContainerStatus,
     Deployment,
+    DeploymentGroup,
     Edge,
     Notification,
+    utcnow,
 )
-from edgefleet.selectors import Selector, matches
+from edgefleet.models.states import DeploymentState
+from edgefleet.selectors import Selector, matches, parse_selector
 from edgefleet.settings import get_settings
 
 if TYPE_CHECKING:  # the image rules are only needed by running_images (not by a listing)
@@ -155,3 +163,108 @@ def recent_notices(session: Session, *, since: datetime, limit: int) -> list[Not
         col(Notification.created_at) >= since, Notification.deployment_id == Deployment.id,
         Deployment.edge_id == Edge.id).order_by(col(Notification.id).desc()).limit(limit)).all()
     return [notice_of(row, edge) for row, edge in rows]
+
+
+# ------------------------------------------------------------------ deployment groups
+
+
+def get_group(session: Session, *, name: str) -> DeploymentGroup:
+    group = session.exec(select(DeploymentGroup).where(DeploymentGroup.name == name)).first()
+    if group is None:
+        raise NotFound(f"no deployment group named {name!r} (see `edgefleet group list`)")
+    return group
+
+
+def group_members(session: Session, *, group: DeploymentGroup) -> list[Deployment]:
+    """The group's deployments, oldest first."""
+    return list(session.exec(select(Deployment).where(Deployment.group_id == group.id)
+                             .order_by(col(Deployment.created_at))).all())
+
+
+def env_hash(env: dict[str, str]) -> str:
+    """What the plan compares besides the version: the environment a member runs with."""
+    return hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def group_targets(session: Session, *, group: DeploymentGroup) -> list[Edge]:
+    """The edges the group's list names (those still registered) or its selector matches."""
+    if group.selector is not None:
+        return select_edges(session, selector=parse_selector(group.selector))
+    named = set(group.edges or [])
+    return [e for e in select_edges(session) if e.name in named]
+
+
+def observe_group(session: Session, *, group: DeploymentGroup, now: datetime | None = None
+                  ) -> tuple[GroupTarget, list[GroupEdge], list[GroupMember], MatchedBy]:
+    """The inputs of ``group_plan.plan_group`` as the records hold them now: the target,
+    the matching edges (and those of members that no longer match) with their
+    availability by the heartbeat rule, and the members."""
+    app = session.get(Application, group.application_id)
+    assert app is not None
+    target = GroupTarget(application=app.name, version=group.version,
+                         spec_hash=env_hash(group.env))
+    now = now or datetime.now(UTC)
+    matching = {e.id: e for e in group_targets(session, group=group)}
+    rows = group_members(session, group=group)
+    edges: dict[int, GroupEdge] = {}
+    members: list[GroupMember] = []
+    for dep in rows:
+        version = session.get(ApplicationVersion, dep.version_id)
+        edge = session.get(Edge, dep.edge_id)
+        assert version is not None and edge is not None and edge.id is not None
+        members.append(GroupMember(edge=edge.name, deployment_id=dep.id,
+                                   version=version.version, state=DeploymentState(dep.state),
+                                   spec_hash=env_hash(dep.env)))
+        if edge.id not in matching:
+            edges[edge.id] = _group_edge(edge, now, matches=False)
+    for edge_id, edge in matching.items():
+        assert edge_id is not None
+        edges[edge_id] = _group_edge(edge, now, matches=True)
+    matched_by: MatchedBy = "selector" if group.selector is not None else "list"
+    return target, list(edges.values()), members, matched_by
+
+
+def _group_edge(edge: Edge, now: datetime, *, matches: bool) -> GroupEdge:
+    state = availability(edge.last_contact, edge.heartbeat_interval, now,
+                         edge.last_heartbeat_at)
+    return GroupEdge(name=edge.name, availability=state, labels=dict(edge.labels),
+                     matches=matches)
+
+
+def add_member(session: Session, *, group: DeploymentGroup, edge: Edge) -> Deployment:
+    """A CREATED deployment of the group's target on ``edge``, a member of the group."""
+    app = session.get(Application, group.application_id)
+    assert app is not None and edge.id is not None and app.id is not None
+    version = get_version(session, application=app, version=group.version)
+    assert version.id is not None
+    dep = Deployment(application_id=app.id, version_id=version.id, edge_id=edge.id,
+                     env=dict(group.env), group_id=group.id,
+                     policy=UpdatePolicy().model_dump(mode="json"))
+    session.add(dep)
+    session.flush()
+    return dep
+
+
+def move_group_record(session: Session, *, name: str, move: GroupMove,
+                      to: GroupState | None = None, expect: GroupState | None = None,
+                      **values: Any) -> GroupState:
+    """One compare-and-set of a group's state by the table of ``models.groups``
+    (``UPDATE … WHERE name = … AND state IN (…)``), with other columns set alongside; of two
+    runs making a move, one wins and the other gets StateConflict."""
+    group = get_group(session, name=name)
+    try:
+        allowed = group_sources(move, expect)
+        target = move_group(group.state, move, to=to)
+    except InvalidTransition as exc:
+        raise InvalidTransition(f"group {name!r}: {exc}") from exc
+    statement = (update(DeploymentGroup)
+                 .where(col(DeploymentGroup.name) == name,
+                        col(DeploymentGroup.state).in_(sorted(s.value for s in allowed)))
+                 .values(state=target.value, updated_at=utcnow(), **values)
+                 .execution_options(synchronize_session=False))
+    result = cast(CursorResult[Any], session.exec(statement))  # type: ignore[call-overload]
+    if result.rowcount != 1:
+        session.refresh(group)
+        raise StateConflict(f"group {name!r} is {group.state} now: another run moved it",
+                            found=group.state, action=move.value)
+    return target
