@@ -29,7 +29,7 @@ from edgefleet.models.connections import EngineConnection
 from edgefleet.models.plans import ObservedContainer
 from edgefleet.observed import to_observed
 from edgefleet.settings import get_settings
-from edgefleet.swarm_tasks import SWARM_TASK_LABEL, current_tasks
+from edgefleet.swarm_tasks import SWARM_TASK_LABEL, current_tasks, waiting_reasons
 
 # Debian bookworm's dockerd 20.10 speaks API 1.41; newer engines still accept it.
 API_VERSION = "1.41"
@@ -148,9 +148,7 @@ def observe(client: Any, conn: EngineConnection, deployment_id: str) -> list[Obs
 def _current_swarm_containers(client: Any, deployment_id: str,
                               observed: list[ObservedContainer]) -> list[ObservedContainer]:
     """Keep each swarm slot's current container, its restarts counted from swarm's tasks."""
-    services = client.api.services(filters=L.deployment_filter(deployment_id))
-    tasks = (client.api.tasks(filters={"service": [s["ID"] for s in services]})
-             if services else [])
+    services, tasks = _stack_tasks(client, deployment_id)
     current = {cid[:12]: task for cid, task in
                current_tasks(services, tasks, L.CONFIG_HASH).items()}
     kept = []
@@ -161,6 +159,24 @@ def _current_swarm_containers(client: Any, deployment_id: str,
             kept.append(obs.model_copy(update={
                 "restart_count": obs.restart_count + current[obs.container_id].restarts}))
     return kept
+
+
+def swarm_waiting(client: Any, deployment_id: str) -> list[str]:
+    """Swarm's reasons why a service of the deployment has no container yet (nothing on an
+    engine that is not a swarm manager)."""
+    try:
+        services, tasks = _stack_tasks(client, deployment_id)
+    except docker.errors.APIError:
+        return []
+    return waiting_reasons(services, tasks, L.CONFIG_HASH)
+
+
+def _stack_tasks(client: Any, deployment_id: str) -> tuple[list[Any], list[Any]]:
+    """The deployment's swarm services and all their tasks (history included)."""
+    services = client.api.services(filters=L.deployment_filter(deployment_id))
+    tasks = (client.api.tasks(filters={"service": [s["ID"] for s in services]})
+             if services else [])
+    return services, tasks
 
 
 def cli_environment(conn: EngineConnection) -> dict[str, str]:

@@ -88,3 +88,32 @@ def current_tasks(services: Iterable[Mapping[str, Any]], tasks: Iterable[Mapping
         found[container] = CurrentTask(container_id=container, restarts=restarts,
                                        state=str((stand_in.get("Status") or {}).get("State")))
     return found
+
+
+def waiting_reasons(services: Iterable[Mapping[str, Any]], tasks: Iterable[Mapping[str, Any]],
+                    hash_label: str) -> list[str]:
+    """Why a service of the current spec has no container yet, in swarm's own words (a task
+    it cannot schedule, such as a host-mode port already in use, or one it rejected, such as
+    an image it cannot pull): one line per service, newest task first."""
+    by_service: dict[str, list[Mapping[str, Any]]] = {}
+    for task in tasks:
+        by_service.setdefault(str(task.get("ServiceID", "")), []).append(task)
+    reasons = []
+    for service in sorted(services, key=lambda s: str((s.get("Spec") or {}).get("Name", ""))):
+        spec = service.get("Spec") or {}
+        key = _spec_key((spec.get("TaskTemplate") or {}).get("ContainerSpec"), hash_label)
+        ours = [t for t in by_service.get(str(service.get("ID")), [])
+                if _spec_key((t.get("Spec") or {}).get("ContainerSpec"), hash_label) == key]
+        if any(_container(t) and t.get("DesiredState") == "running" for t in ours):
+            continue
+        for task in sorted(ours, key=lambda t: moment(t.get("CreatedAt")), reverse=True):
+            status = task.get("Status") or {}
+            said = status.get("Err") or status.get("Message")
+            if said:
+                name = str(spec.get("Name", "?"))
+                stack = str((spec.get("Labels") or {}).get("com.docker.stack.namespace", ""))
+                if stack and name.startswith(f"{stack}_"):
+                    name = name[len(stack) + 1:]
+                reasons.append(f"service {name} is {status.get('State', '?')}: {said}")
+                break
+    return reasons

@@ -13,7 +13,7 @@ from prefect.cache_policies import NONE
 
 from edgefleet import labels as L
 from edgefleet import parameter_secrets
-from edgefleet.engine import engine_client, observe
+from edgefleet.engine import engine_client, observe, swarm_waiting
 from edgefleet.errors import DeploymentFailed
 from edgefleet.models.connections import EngineConnection
 from edgefleet.models.plans import DeployPlan, ObservedContainer, RenderedSpec
@@ -98,8 +98,18 @@ def wait_for_containers(
                 waiting = [o for o in seen if not o.ready]
                 if waiting:
                     raise DeploymentFailed(describe_failure(client, waiting[0], timeout=timeout))
-                raise DeploymentFailed(f"no container of the deployment appeared in {timeout:.0f}s")
+                raise DeploymentFailed(missing_containers(client, deployment_id, len(seen),
+                                                          expected, timeout))
             time.sleep(0.5)
+
+
+def missing_containers(client: Any, deployment_id: str, seen: int, expected: int,
+                       timeout: float) -> str:
+    """What did not appear, and swarm's own reason where it says one."""
+    what = (f"no container of the deployment appeared in {timeout:.0f}s" if not seen else
+            f"{seen} of {expected} containers of the deployment appeared in {timeout:.0f}s")
+    reasons = swarm_waiting(client, deployment_id)
+    return "; ".join([what, *reasons])
 
 
 def describe_failure(client: Any, bad: ObservedContainer, timeout: float | None = None) -> str:

@@ -187,3 +187,29 @@ def test_forced_stack_update_after_a_tag_moved(lab: Any, swarm_edge: Any) -> Non
     assert now["web"]["container"] != before["web"]["container"]
     assert "hello from edgefleet/hello 1.1.0" in served(swarm_edge, first["id"])
     edgefleet.delete_deployment(first["id"], force=True)
+
+
+def test_a_stack_swarm_cannot_schedule_ends_error_in_swarm_s_words(
+        lab: Any, swarm_edge: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port(set())
+    app = define(lab, port, {"1.0.0": ("1.0.0", False)})
+    first = edgefleet.deploy(app, swarm_edge.name)
+    assert first["state"] == "STARTED", first["last_error"]
+    monkeypatch.setenv("EDGEFLEET_DEPLOY_TIMEOUT", "15")
+    get_settings.cache_clear()
+    second = None
+    try:
+        # the same host-mode port on the same node: swarm keeps the task pending
+        second = edgefleet.deploy(app, swarm_edge.name)
+        assert second["state"] == "ERROR"
+        assert "service web is pending: no suitable node" in second["last_error"], \
+            second["last_error"]
+        assert "port" in second["last_error"]
+        with engine_client(swarm_edge.connection) as client:
+            assert client.services.list(
+                filters={"label": f"{L.DEPLOYMENT}={second['id']}"}) == []
+        assert set(running_tasks(swarm_edge, first["id"])) == {"web", "worker"}
+    finally:
+        edgefleet.delete_deployment(first["id"], force=True)
+        if second is not None:
+            edgefleet.delete_deployment(second["id"], force=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgefleet.swarm_tasks import current_tasks, moment
+from edgefleet.swarm_tasks import current_tasks, moment, waiting_reasons
 
 HASH = "io.edgefleet.config-hash"
 
@@ -101,3 +101,19 @@ def test_engine_times_compare_in_time_order_whatever_their_precision() -> None:
     assert moment("2026-12-02T10:00:00Z") < moment("2026-12-02T10:00:00.1Z")
     assert moment("2026-12-02T10:00:00.5Z") > moment("2026-12-02T10:00:00.49Z")
     assert moment("2026-12-02T10:00:00.50Z") == moment("2026-12-02T10:00:00.5Z")
+
+
+def test_a_service_swarm_cannot_schedule_is_named_with_swarm_s_reason() -> None:
+    svc = service("hello:1.0.0@a", "h1")
+    svc["Spec"].update(Name="ef-abc_web", Labels={"com.docker.stack.namespace": "ef-abc"})
+    pending = task("2026-12-02T10:00:01Z", "hello:1.0.0@a", "h1", "pending", "running", None)
+    pending["Status"].update(Message="pending task scheduling",
+                             Err="no suitable node (host-mode port already in use on 1 node)")
+    assert waiting_reasons([svc], [pending], HASH) == [
+        "service web is pending: no suitable node (host-mode port already in use on 1 node)"]
+    # an older spec's rejection is history; a running container of the current spec is fine
+    old = task("2026-12-02T09:00:01Z", "hello:0.9.0@z", "h0", "rejected", "shutdown", None)
+    old["Status"]["Err"] = "No such image: hello:0.9.0"
+    running = task("2026-12-02T10:00:02Z", "hello:1.0.0@a", "h1", "running", "running", "c1")
+    assert waiting_reasons([svc], [old, pending, running], HASH) == []
+    assert waiting_reasons([svc], [old], HASH) == []
