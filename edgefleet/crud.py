@@ -154,15 +154,30 @@ def notify_once(session: Session, *, deployment: Deployment, application: str,
     return row
 
 
-def recent_notices(session: Session, *, since: datetime, limit: int) -> list[Notice]:
-    """The notices recorded since ``since`` (newest first, at most ``limit``) with their
-    event ids, as they were announced."""
+def unannounced_notices(session: Session, *, since: datetime, until: datetime, limit: int
+                        ) -> list[tuple[int, Notice]]:
+    """The notices recorded between ``since`` and ``until`` (newest first, at most
+    ``limit``) that were never announced again, each with its row id and event id."""
     from edgefleet.notice_events import notice_of
 
     rows = session.exec(select(Notification, Edge.name).where(
-        col(Notification.created_at) >= since, Notification.deployment_id == Deployment.id,
+        col(Notification.created_at) >= since, col(Notification.created_at) <= until,
+        col(Notification.announced_again_at).is_(None),
+        Notification.deployment_id == Deployment.id,
         Deployment.edge_id == Edge.id).order_by(col(Notification.id).desc()).limit(limit)).all()
-    return [notice_of(row, edge) for row, edge in rows]
+    return [(row.id, notice_of(row, edge)) for row, edge in rows if row.id is not None]
+
+
+def claim_announcement(session: Session, *, notification_id: int, at: datetime) -> bool:
+    """Mark the notice as announced again unless a concurrent reconcile did (compare and
+    set): only the caller that gets True sends its event."""
+    statement = (update(Notification)
+                 .where(col(Notification.id) == notification_id,
+                        col(Notification.announced_again_at).is_(None))
+                 .values(announced_again_at=at)
+                 .execution_options(synchronize_session=False))
+    result = cast(CursorResult[Any], session.exec(statement))  # type: ignore[call-overload]
+    return result.rowcount == 1
 
 
 # ------------------------------------------------------------------ deployment groups

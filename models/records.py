@@ -243,6 +243,9 @@ class Notification(SQLModel, table=True):
     command: str
     acknowledged: bool = False
     created_at: datetime = Field(default_factory=utcnow)
+    # set by the one reconcile that sends the notice's event again (its first emission never
+    # reached the server); a notice is announced again at most once
+    announced_again_at: datetime | None = None
 
 
 def as_dict(row: Any) -> dict[str, Any]:

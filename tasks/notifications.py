@@ -8,13 +8,15 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from edgefleet import events, version_notices
-from edgefleet.crud import recent_notices
+from edgefleet.crud import claim_announcement, unannounced_notices
 from edgefleet.db import session_scope
 from edgefleet.models.records import utcnow
 
-# How far back a notice whose event never reached the server is announced again, and how
-# many are looked at (newest first) in one reconcile.
+# How far back a notice whose event never reached the server is announced again, how old it
+# must be (its first emission may still be on its way), and how many are looked at (newest
+# first) in one reconcile.
 ANNOUNCE_AGAIN_WITHIN = timedelta(hours=1)
+ANNOUNCE_AGAIN_AFTER = timedelta(seconds=15)
 ANNOUNCE_AGAIN_AT_MOST = 500
 
 
@@ -59,15 +61,24 @@ def notify_missed(published: list[tuple[str, str]]) -> int:
 @task(name="announce-unreceived-notices", retries=2, retry_delay_seconds=1, cache_policy=NONE)
 def announce_unreceived_notices() -> int:
     """Send again the events of recent notices the Prefect server never received (event
-    delivery is best effort; each notice's event id is fixed, so nothing is sent twice)."""
+    delivery is best effort). A notice younger than ``ANNOUNCE_AGAIN_AFTER`` may still be on
+    its way and is left for a later reconcile; each notice is announced again at most once,
+    claimed on its record first, because a trigger can fire on an event before the server
+    stores it, and a second emission in that gap would be delivered twice."""
+    now = utcnow()
     with session_scope() as session:
-        notices = recent_notices(session, since=utcnow() - ANNOUNCE_AGAIN_WITHIN,
-                                 limit=ANNOUNCE_AGAIN_AT_MOST)
-    by_id = {n.event_id: n for n in notices if n.event_id}
-    missing = events.missing_on_server(list(by_id))
-    for event_id in missing:
-        events.emit_notice(by_id[event_id])
-    if missing:
-        get_run_logger().info("%d notice(s) never reached the Prefect server: sent again",
-                              len(missing))
-    return len(missing)
+        found = unannounced_notices(session, since=now - ANNOUNCE_AGAIN_WITHIN,
+                                    until=now - ANNOUNCE_AGAIN_AFTER,
+                                    limit=ANNOUNCE_AGAIN_AT_MOST)
+    by_event = {notice.event_id: (row_id, notice) for row_id, notice in found if notice.event_id}
+    sent = 0
+    for event_id in events.missing_on_server(list(by_event)):
+        row_id, notice = by_event[event_id]
+        with session_scope() as session:
+            claimed = claim_announcement(session, notification_id=row_id, at=utcnow())
+        if claimed:
+            events.emit_notice(notice)
+            sent += 1
+    if sent:
+        get_run_logger().info("%d notice(s) never reached the Prefect server: sent again", sent)
+    return sent
