@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from edgefleet.cli import deployments, prefect_server, updates
@@ -12,6 +14,11 @@ from edgefleet.cli.groups import group_app
 from edgefleet.cli.lab import lab_app
 from edgefleet.cli.notify import notify_app
 from edgefleet.cli.registry import registry_app
+
+# Prefect's event and log queues warn "Still processing items" while they drain as a command
+# ends: nothing an operator can act on, and the items are still delivered.
+for _queue in ("EventsWorker", "APILogWorker"):
+    logging.getLogger(_queue).setLevel(logging.ERROR)
 
 app = typer.Typer(
     help="edgefleet: deploy, update and watch container applications on fleets of edge "
