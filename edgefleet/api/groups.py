@@ -386,12 +386,13 @@ def _ended(run: Any) -> bool:
     return run is None or run.state is None or bool(run.state.is_final())
 
 
-def _halt_orphan(name: str, state: GroupState, flow_run_id: str | None, seen: str | None
-                 ) -> InvalidTransition:
-    """The group waits for a run that no longer exists or has ended (its process was
-    stopped): halt it with the reason, so that `group update` can start over."""
-    why = (f"its rollout run {flow_run_id} is gone" if seen is None
-           else f"its rollout run {flow_run_id} has ended ({seen})")
+def _halt_orphan(name: str, state: GroupState, flow_run_id: str | None, seen: str | None,
+                 why: str | None = None) -> InvalidTransition:
+    """The group waits for a run that no longer exists, has ended, or whose process is gone
+    (``why``; e.g. `edgefleet down` meanwhile): halt it with the reason, so that
+    `group update` can start over."""
+    why = why or (f"its rollout run {flow_run_id} is gone" if seen is None
+                  else f"its rollout run {flow_run_id} has ended ({seen})")
     with session_scope() as session:
         move_group_record(session, name=name, move=GroupMove.HALT, expect=state,
                           reason=f"halted while {state.value}: {why}")
@@ -411,15 +412,40 @@ def _resume_run(flow_run_id: str, api_url: str, run_input: dict[str, Any] | None
         raise InvalidTransition(f"Prefect did not resume rollout run {flow_run_id}: {reason}")
 
 
+def _silent(run: Any, api_url: str) -> str | None:
+    """Why a paused served run's process is gone (its heartbeats stopped: a paused run
+    still beats), or None. Resuming it would leave its group waiting for nobody. A run of
+    this process's kind (no deployment) or one that never beat is taken as alive."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from edgefleet.models.records import utcnow
+    from edgefleet.settings import get_settings
+    from edgefleet.tasks.reconcile import _last_heartbeats
+
+    if run.deployment_id is None or run.state is None:
+        return None
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        beats = _last_heartbeats(str(run.id), run.state.timestamp)
+    allowed = 3 * get_settings().run_heartbeat_seconds + 10
+    if beats and (utcnow() - beats[0]).total_seconds() > allowed:
+        return (f"its rollout run {run.id} is paused but sent no heartbeat for more than "
+                f"{allowed} s: its process is gone (was `edgefleet up` stopped?)")
+    return None
+
+
 def _paused_run(name: str, state: GroupState, flow_run_id: str | None, within: float
                 ) -> tuple[Any, str]:
     """The group's rollout run once Prefect has it PAUSED (it pauses right after moving
-    its group); a run that ended halts the group (:func:`_halt_orphan`)."""
+    its group); a run that ended, or whose process is gone, halts the group
+    (:func:`_halt_orphan`)."""
     deadline = time.monotonic() + within
     while True:
         run, api_url = _rollout_run(name, flow_run_id)
         seen = _state_type(run)
         if seen == "PAUSED":
+            gone = _silent(run, api_url)
+            if gone:
+                raise _halt_orphan(name, state, flow_run_id, seen, gone)
             return run, api_url
         if _ended(run):
             raise _halt_orphan(name, state, flow_run_id, seen)
@@ -502,6 +528,9 @@ def resume_group(name: str, *, wait: bool = False, progress: Progress | None = N
     if flow_run_id is not None and _ended(run):
         raise _halt_orphan(name, GroupState.PAUSED, flow_run_id, seen)
     if flow_run_id is not None and api_url is not None and seen == "PAUSED":
+        gone = _silent(run, api_url)
+        if gone:
+            raise _halt_orphan(name, GroupState.PAUSED, flow_run_id, seen, gone)
         _resume_run(flow_run_id, api_url, None)
     else:  # not paused yet (finishing a batch, or not started): it sees the group go on
         with session_scope() as session:
