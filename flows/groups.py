@@ -199,6 +199,9 @@ def _gate(group: str, hold: Hold, number: int, waves: int) -> GroupState | None:
     else the state the group ended in (HALTED when rejected or unanswered)."""
     logger = get_run_logger()
     where = f"after wave {number}/{waves}"
+    ended = _paused_here(group, hold, number, waves)  # paused as the wave ended: that first
+    if ended is not None:
+        return ended
     move_group_state(group, GroupMove.AWAIT_APPROVAL, expect=hold.state,
                      reason=f"awaiting approval {where}: `edgefleet group approve {group}` "
                             "(or resume the paused rollout run in the Prefect UI)")
