@@ -425,7 +425,7 @@ def _silent(run: Any, api_url: str) -> str | None:
     if run.deployment_id is None or run.state is None:
         return None
     with temporary_settings({PREFECT_API_URL: api_url}):
-        beats = _last_heartbeats(str(run.id), run.state.timestamp)
+        beats = _last_heartbeats(str(run.id), run.start_time or run.state.timestamp)
     allowed = 3 * get_settings().run_heartbeat_seconds + 10
     if beats and (utcnow() - beats[0]).total_seconds() > allowed:
         return (f"its rollout run {run.id} is paused but sent no heartbeat for more than "
