@@ -36,10 +36,13 @@ if TYPE_CHECKING:
     )
     from edgefleet.api.edges import add_edge, list_edges, remove_edge, set_edge, show_edge
     from edgefleet.api.groups import (
+        approve_group,
         create_group,
         delete_group,
         group_status,
         list_groups,
+        pause_group,
+        resume_group,
         update_group,
     )
     from edgefleet.api.notifications import acknowledge, list_notifications
@@ -60,6 +63,8 @@ _API: dict[str, tuple[str, str]] = {
         "add_edge", "list_edges", "remove_edge", "set_edge", "show_edge")},
     **{name: ("edgefleet.api.groups", name) for name in (
         "create_group", "delete_group", "group_status", "list_groups", "update_group")},
+    **{name: ("edgefleet.api.groups", name) for name in (
+        "approve_group", "pause_group", "resume_group")},
     **{name: ("edgefleet.api.notifications", name) for name in (
         "acknowledge", "list_notifications")},
     "collect_telemetry": ("edgefleet.api.telemetry", "collect"),
@@ -76,6 +81,9 @@ __all__ = [
     "create_application",
     "create_deployment",
     "create_group",
+    "approve_group",
+    "pause_group",
+    "resume_group",
     "delete_application",
     "delete_deployment",
     "delete_group",
