@@ -31,8 +31,15 @@ from edgefleet.crud import (
 )
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, InvalidInput, InvalidTransition
-from edgefleet.group_plan import plan_group
-from edgefleet.models.groups import NEW_GROUP_STATE, ROLLING, GroupMove, RolloutOptions
+from edgefleet.group_plan import GroupPlan, plan_group
+from edgefleet.models.groups import (
+    AT_REST,
+    NEW_GROUP_STATE,
+    ROLLING,
+    GroupMove,
+    GroupState,
+    RolloutOptions,
+)
 from edgefleet.models.inputs import DeploymentCreate, check_name, check_semver
 from edgefleet.models.records import (
     Application,
@@ -131,8 +138,10 @@ def create_group(
     spec = validated(DeploymentCreate, application=application, edge="group",
                      version=version, env=env or {})
     with session_scope() as session:
-        if session.exec(select(DeploymentGroup).where(DeploymentGroup.name == name)).first():
-            raise AlreadyExists(f"a deployment group named {name!r} already exists")
+        if existing := session.exec(select(DeploymentGroup).where(
+                DeploymentGroup.name == name)).first():
+            raise AlreadyExists(f"a deployment group named {name!r} already exists"
+                                + _relaunch_hint(existing))
         app = get_application(session, name=spec.application)
         row = _version(session, app, spec.version)
         params = P.of_version(row.parameters, kind=row.kind, text=row.compose)
@@ -174,8 +183,9 @@ def update_group(
 ) -> dict[str, Any]:
     """Roll the group out to ``to`` (default: the newest published version, never older
     than its target); the rollout options given here override the group's for this rollout
-    and are kept. Refused, with nothing changed: a rollout of the group under way, an
-    unknown or unpublished version, a change of application kind, and the version the
+    and are kept. A STOPPED group is launched again (its members started on the target).
+    Refused, with nothing changed: a rollout of the group under way, an unknown or
+    unpublished version, a change of application kind, and the version the
     group already targets unless ``force`` (which updates the members already on it too).
     """
     with session_scope() as session:
@@ -199,7 +209,8 @@ def update_group(
         if target.version == group.version and not force and not _diverges(session, group):
             raise InvalidInput(f"group {name!r} already runs {app.name} {group.version} on "
                                "every edge; pass --force to re-pull and restart its members")
-        move_group_record(session, name=name, move=GroupMove.UPDATE, version=target.version,
+        move = GroupMove.DEPLOY if group.state == GroupState.STOPPED else GroupMove.UPDATE
+        move_group_record(session, name=name, move=move, version=target.version,
                           options=options.model_dump(mode="json"), reason=None, wave=0,
                           waves=0, flow_run_id=None)
         app_name, version = app.name, target.version
@@ -311,3 +322,71 @@ def group_status(name: str) -> dict[str, Any]:
             "created_at": group.created_at.isoformat(),
             "updated_at": group.updated_at.isoformat(),
         }
+
+
+def _relaunch_hint(group: DeploymentGroup) -> str:
+    if group.state == GroupState.STOPPED:
+        return (f" and is STOPPED: launch it again with `edgefleet group update {group.name}`"
+                f" (or delete it first: `edgefleet group delete {group.name}`)")
+    return ""
+
+
+def _plan_rows(plan: GroupPlan) -> list[dict[str, Any]]:
+    return [{"edge": a.edge, "action": a.action, "cause": a.cause,
+             "deployment_id": a.deployment_id} for a in plan.actions]
+
+
+def reconcile_group(name: str, *, wait: bool = True, progress: Progress | None = None
+                    ) -> dict[str, Any]:
+    """Plan the group again and run what its plan says (flow `rollout-group`): edges that
+    newly match join, members off the target or not STARTED are updated (a failed one is
+    tried again), members that no longer match leave when the group has ``--prune``; edges
+    not ONLINE are deferred. A plan with nothing to run changes nothing. The status it
+    returns carries ``plan``: one row per edge with its action and cause.
+
+    Refused, with nothing changed: a STOPPED group (`group update` launches it again) and a
+    group whose rollout is under way.
+    """
+    with session_scope() as session:
+        group = get_group(session, name=name)
+        state = GroupState(group.state)
+        if state is GroupState.STOPPED:
+            raise InvalidTransition(f"group {name!r} is STOPPED: nothing is reconciled until "
+                                    f"it runs again (`edgefleet group update {name}`)")
+        if state not in AT_REST:
+            raise InvalidTransition(
+                f"group {name!r} is {state.value}: a rollout of it is under way (see "
+                f"`edgefleet group status {name}`); reconcile it once that one has ended")
+        target, edges, members, matched_by = observe_group(session, group=group)
+        plan = plan_group(target, edges, members, prune=group.prune, matched_by=matched_by)
+        if plan.needs_rollout:
+            move_group_record(session, name=name, move=GroupMove.UPDATE, expect=state,
+                              reason=None, wave=0, waves=0, flow_run_id=None)
+        application, version = target.application, group.version
+    if plan.needs_rollout:
+        _run(name, application, version, force=False, wait=wait, progress=progress)
+    return {**group_status(name), "plan": _plan_rows(plan)}
+
+
+def stop_group(name: str, *, wait: bool = True, progress: Progress | None = None
+               ) -> dict[str, Any]:
+    """Stop every member of the group (flow `stop-group`, ``max_parallel`` at a time): the
+    group is STOPPED at once and its members follow; a member whose edge is not ONLINE is
+    stopped once the edge is back. `group update` launches it again.
+
+    Refused, with nothing changed: a group already STOPPED, and one whose rollout is under
+    way (stop it once that one has ended).
+    """
+    with session_scope() as session:
+        group = get_group(session, name=name)
+        state = GroupState(group.state)
+        if state is not GroupState.STOPPED and state not in AT_REST:
+            raise InvalidTransition(
+                f"group {name!r} is {state.value}: a rollout of it is under way (see "
+                f"`edgefleet group status {name}`); stop it once that one has ended")
+        move_group_record(session, name=name, move=GroupMove.STOP, expect=state,
+                          reason="stopped; its members are being stopped")
+    from edgefleet import jobs  # Prefect: only for the commands that run a flow
+
+    jobs.run_flow("stop-group", {"group": name}, wait=wait, group=name, progress=progress)
+    return group_status(name)
