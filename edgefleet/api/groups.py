@@ -386,7 +386,13 @@ def stop_group(name: str, *, wait: bool = True, progress: Progress | None = None
                 f"`edgefleet group status {name}`); stop it once that one has ended")
         move_group_record(session, name=name, move=GroupMove.STOP, expect=state,
                           reason="stopped; its members are being stopped")
+    _run_stop(name, wait=wait, progress=progress)
+    return group_status(name)
+
+
+def _run_stop(name: str, *, wait: bool, progress: Progress | None) -> None:
+    """Flow `stop-group` as a job. Should it not even start, the group stays STOPPED and the
+    served sweep stops its members (a STOPPED group whose members run has work)."""
     from edgefleet import jobs  # Prefect: only for the commands that run a flow
 
     jobs.run_flow("stop-group", {"group": name}, wait=wait, group=name, progress=progress)
-    return group_status(name)
