@@ -7,7 +7,7 @@ interval (the sweep also once at start);
 notify-application-update on the ``edgefleet.application.published`` event;
 reconcile-deployments on an interval and once at start (runs the previous serving process
 left behind), clean-up-edge on ``edgefleet.edge.online`` and hourly, reconcile-groups on
-``edgefleet.edge.online`` and on the reconcile interval. Served runs send a
+``edgefleet.edge.online`` and every ``group_reconcile_seconds``. Served runs send a
 heartbeat every ``run_heartbeat_seconds``: three missed tell reconcile-deployments a run's
 process is gone.
 """
@@ -70,9 +70,9 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
         # an edge back ONLINE brings its groups' members to their target; the interval
         # catches a lost event and edges that start to match a group's selector
         (reconcile_groups, {"triggers": [online_trigger()],
-                            "interval": timedelta(seconds=settings.reconcile_seconds)}),
+                            "interval": timedelta(seconds=settings.group_reconcile_seconds)}),
         (notify_application_update, {"triggers": [publish_trigger()]}),
-        (reconcile_notifications, {"interval": timedelta(seconds=settings.reconcile_seconds)}),
+        (reconcile_notifications, {"interval": timedelta(seconds=settings.group_reconcile_seconds)}),
         # no concurrency limit: a run killed with the serving process would hold the slot
         # (and cancel every later reconcile); two at once are safe, each re-checks the record
         (reconcile_deployments, {"interval": timedelta(seconds=settings.stuck_check_seconds)}),
