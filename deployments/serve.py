@@ -72,7 +72,7 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
         (reconcile_groups, {"triggers": [online_trigger()],
                             "interval": timedelta(seconds=settings.group_reconcile_seconds)}),
         (notify_application_update, {"triggers": [publish_trigger()]}),
-        (reconcile_notifications, {"interval": timedelta(seconds=settings.group_reconcile_seconds)}),
+        (reconcile_notifications, {"interval": timedelta(seconds=settings.reconcile_seconds)}),
         # no concurrency limit: a run killed with the serving process would hold the slot
         # (and cancel every later reconcile); two at once are safe, each re-checks the record
         (reconcile_deployments, {"interval": timedelta(seconds=settings.stuck_check_seconds)}),

@@ -257,3 +257,19 @@ def test_the_cli_reconciles_and_stops(fleet: list[tuple[str, ...]]) -> None:
     assert data["state"] == "STOPPED"
     refused = runner.invoke(app, ["group", "reconcile", "g"])
     assert refused.exit_code == 1 and "is STOPPED" in refused.output
+
+
+def test_reconcile_groups_is_served_on_the_online_event_and_an_interval() -> None:
+    from edgefleet import jobs
+    from edgefleet.deployments.serve import build_deployments
+    from edgefleet.settings import get_settings
+
+    built = {d.name: d for d in build_deployments()}
+    (trigger,) = built["reconcile-groups"].triggers
+    assert trigger.expect == {"edgefleet.edge.online"}
+    assert trigger.parameters == {"edge": "{{ event.payload.edge }}",
+                                  "docker_host": "{{ event.payload.docker_host }}"}
+    assert [s.schedule.interval.total_seconds() for s in built["reconcile-groups"].schedules] \
+        == [get_settings().group_reconcile_seconds]
+    for name in ("reconcile-groups", "stop-group"):
+        assert name in built and jobs.load_flow(name).name == name
