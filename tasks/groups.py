@@ -1,5 +1,6 @@
 """Tasks over a deployment group's records: observe it as a plan, add a member, record the
-progress and the end of a rollout (each a compare-and-set where the state moves)."""
+progress and the end of a rollout (each a compare-and-set where the state moves); find the
+work a reconcile nobody asked for runs, delete a member that left, plan a stop."""
 
 from __future__ import annotations
 
