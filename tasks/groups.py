@@ -32,6 +32,7 @@ from edgefleet.group_plan import (
 from edgefleet.models.groups import SELF_RECONCILING, GroupMove, GroupState, RolloutOptions
 from edgefleet.models.records import Deployment, DeploymentGroup, utcnow
 from edgefleet.models.states import DELETABLE
+from edgefleet.rollouts import summarize
 from edgefleet.tasks.retry import unless_final
 
 
@@ -127,7 +128,8 @@ class GroupWork(BaseModel):
 def find_group_work(edge: str | None = None) -> list[GroupWork]:
     """The groups STARTED, PARTIAL or STOPPED with work a reconcile nobody asked for runs
     now (``group_plan.automatic_actions`` / ``automatic_stops``): on ``edge`` when it just
-    came back ONLINE, else anywhere (the served sweep). HALTED groups wait for an operator."""
+    came back ONLINE, else anywhere (the served sweep); or whose state is not the one its
+    members sum up to (a rollout of no edge moves it). HALTED groups wait for an operator."""
     found: list[GroupWork] = []
     states = sorted(s.value for s in SELF_RECONCILING | {GroupState.STOPPED})
     with session_scope() as session:
@@ -150,6 +152,11 @@ def find_group_work(edge: str | None = None) -> list[GroupWork]:
                 found.append(GroupWork(
                     **base, edges=sorted({a.edge for a in actions}),
                     cause="\n".join(f"{a.action:<6} {a.edge}: {a.cause}" for a in actions)))
+            elif (now := summarize(plan)).state != group.state:
+                # e.g. PARTIAL while its deferred member was brought up by hand: a rollout
+                # of no edge sums the group up again
+                found.append(GroupWork(**base, cause=f"{group.state}, yet its members say "
+                                       f"{now.state.value}: {now.cause}"))
     return found
 
 

@@ -160,31 +160,39 @@ def test_reconcile_runs_only_a_plan_with_work_and_a_newly_matching_edge_joins(
     assert [(r["edge"], r["action"]) for r in same["plan"]] == [("e1", "keep")]
     assert same["state"] == "STARTED" and len(fleet) == 1  # nothing to do: no rollout
     edgefleet.set_edge("e2", labels=["site=a"])
-    away = edgefleet.reconcile_group("g")  # e2 never contacted: deferred, no rollout
+    away = edgefleet.reconcile_group("g")  # e2 never contacted: deferred
     assert [(r["edge"], r["action"]) for r in away["plan"]] == [("e1", "keep"), ("e2", "defer")]
-    assert away["state"] == "STARTED" and len(fleet) == 1
+    # nothing to change, but the group is PARTIAL now: a rollout of nothing says so
+    assert away["state"] == "UPDATING" and len(fleet) == 2
+    _group_state("PARTIAL")
+    again = edgefleet.reconcile_group("g")
+    assert again["state"] == "PARTIAL" and len(fleet) == 2  # and once said, nothing more
     _online("e2")
     joined = edgefleet.reconcile_group("g")
     assert [(r["edge"], r["action"], r["cause"]) for r in joined["plan"]] == [
         ("e1", "keep", "on 1.0.0, STARTED"),
         ("e2", "add", "matches the selector, no deployment yet")]
-    assert joined["state"] == "UPDATING" and fleet[-1] == ("rollout", "g", "1.0.0")
+    assert joined["state"] == "UPDATING" and len(fleet) == 3
     with pytest.raises(InvalidTransition, match="under way"):
         edgefleet.reconcile_group("g")
     _group_state("STOPPED")
     with pytest.raises(InvalidTransition, match="is STOPPED.*group update g"):
         edgefleet.reconcile_group("g")
-    assert edgefleet.group_status("g")["state"] == "STOPPED" and len(fleet) == 2
+    assert edgefleet.group_status("g")["state"] == "STOPPED" and len(fleet) == 3
 
 
 def test_work_nobody_asked_for_and_one_reconcile_per_group(
         fleet: list[tuple[str, ...]]) -> None:
     dep_id = _started_group(fleet)
     edgefleet.set_edge("e2", labels=["site=a"])
-    assert find_group_work.fn() == []  # e2 is not ONLINE: deferred, nothing to run
+    (away,) = find_group_work.fn()  # e2 is not ONLINE: deferred, the group is PARTIAL
+    assert (away.edges, away.cause) == ([], "STARTED, yet its members say PARTIAL: 1 of 2 "
+                                        "edges on 1.0.0 and STARTED; defer e2")
+    _group_state("PARTIAL")
+    assert find_group_work.fn() == []
     _online("e2")
     (work,) = find_group_work.fn()
-    assert (work.name, work.state, work.edges) == ("g", GroupState.STARTED, ["e2"])
+    assert (work.name, work.state, work.edges) == ("g", GroupState.PARTIAL, ["e2"])
     assert work.cause == "add    e2: matches the selector, no deployment yet"
     assert find_group_work.fn("e1") == [] and [w.name for w in find_group_work.fn("e2")] == ["g"]
     _group_state("HALTED")  # a halted group waits for an operator
@@ -201,6 +209,19 @@ def test_work_nobody_asked_for_and_one_reconcile_per_group(
     _member(dep_id, "ERROR", error="deploy failed: boom")
     assert find_group_work.fn() == []
     assert [w.edges for w in find_group_work.fn("e1")] == [["e1"]]
+
+
+def test_a_state_its_members_no_longer_say_is_summed_up_again(
+        fleet: list[tuple[str, ...]]) -> None:
+    _started_group(fleet)
+    _group_state("PARTIAL")  # as if its deferred member had been brought up by hand
+    (work,) = find_group_work.fn()
+    assert (work.edges, work.cause) == ([], "PARTIAL, yet its members say STARTED: 1 edge on "
+                                        "1.0.0, STARTED")
+    assert edgefleet.reconcile_group("g")["state"] == "UPDATING"  # a rollout of nothing
+    assert fleet[-1] == ("rollout", "g", "1.0.0")
+    _group_state("STARTED")
+    assert find_group_work.fn() == []
 
 
 def test_stop_then_relaunch(fleet: list[tuple[str, ...]]) -> None:

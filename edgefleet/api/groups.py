@@ -47,6 +47,7 @@ from edgefleet.models.records import (
     DeploymentGroup,
     Edge,
 )
+from edgefleet.rollouts import summarize
 from edgefleet.selectors import parse_selector
 from edgefleet.validation import validated
 
@@ -341,7 +342,8 @@ def reconcile_group(name: str, *, wait: bool = True, progress: Progress | None =
     """Plan the group again and run what its plan says (flow `rollout-group`): edges that
     newly match join, members off the target or not STARTED are updated (a failed one is
     tried again), members that no longer match leave when the group has ``--prune``; edges
-    not ONLINE are deferred. A plan with nothing to run changes nothing. The status it
+    not ONLINE are deferred. A plan with nothing to run changes nothing (but a state the
+    members no longer say, summed up again). The status it
     returns carries ``plan``: one row per edge with its action and cause.
 
     Refused, with nothing changed: a STOPPED group (`group update` launches it again) and a
@@ -359,11 +361,14 @@ def reconcile_group(name: str, *, wait: bool = True, progress: Progress | None =
                 f"`edgefleet group status {name}`); reconcile it once that one has ended")
         target, edges, members, matched_by = observe_group(session, group=group)
         plan = plan_group(target, edges, members, prune=group.prune, matched_by=matched_by)
-        if plan.needs_rollout:
+        # nothing to change, yet a state its members no longer say (PARTIAL, say, while
+        # its deferred member was brought up by hand): a rollout of nothing sums it up
+        run = plan.needs_rollout or summarize(plan).state is not state
+        if run:
             move_group_record(session, name=name, move=GroupMove.UPDATE, expect=state,
                               reason=None, wave=0, waves=0, flow_run_id=None)
         application, version = target.application, group.version
-    if plan.needs_rollout:
+    if run:
         _run(name, application, version, force=False, wait=wait, progress=progress)
     return {**group_status(name), "plan": _plan_rows(plan)}
 
