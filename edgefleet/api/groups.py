@@ -342,9 +342,9 @@ def reconcile_group(name: str, *, wait: bool = True, progress: Progress | None =
     """Plan the group again and run what its plan says (flow `rollout-group`): edges that
     newly match join, members off the target or not STARTED are updated (a failed one is
     tried again), members that no longer match leave when the group has ``--prune``; edges
-    not ONLINE are deferred. A plan with nothing to run changes nothing (but a state the
-    members no longer say, summed up again). The status it
-    returns carries ``plan``: one row per edge with its action and cause.
+    not ONLINE are deferred. A plan with nothing to run changes nothing, but for a state
+    the members no longer say, summed up again. The status it returns carries ``plan``: one
+    row per edge with its action and cause.
 
     Refused, with nothing changed: a STOPPED group (`group update` launches it again) and a
     group whose rollout is under way.
