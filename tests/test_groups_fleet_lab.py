@@ -80,18 +80,6 @@ def fleet(lab: LabStatus, edges: dict[str, Any], prefect_api: str) -> Iterator[L
     assert not [e.name for e in edgefleet.list_edges() if e.name in EXTRA]
 
 
-@pytest.fixture
-def quick_local_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This process's flow runs here with a short soak; the served ones keep theirs."""
-    monkeypatch.setenv("EDGEFLEET_RUN_MODE", "local")
-    monkeypatch.setenv("EDGEFLEET_SOAK_SECONDS", "3")
-    monkeypatch.setenv("EDGEFLEET_DEPLOY_TIMEOUT", "25")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
-
-
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 1) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
