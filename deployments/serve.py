@@ -6,7 +6,8 @@ run on demand; the image check, the notification reconcile and the telemetry swe
 interval (the sweep also once at start);
 notify-application-update on the ``edgefleet.application.published`` event;
 reconcile-deployments on an interval and once at start (runs the previous serving process
-left behind), clean-up-edge on ``edgefleet.edge.online`` and hourly. Served runs send a
+left behind), clean-up-edge on ``edgefleet.edge.online`` and hourly, reconcile-groups on
+``edgefleet.edge.online`` and every ``group_reconcile_seconds``. Served runs send a
 heartbeat every ``run_heartbeat_seconds``: three missed tell reconcile-deployments a run's
 process is gone.
 """
@@ -26,7 +27,7 @@ from prefect.events import DeploymentEventTrigger
 from edgefleet.events import APPLICATION_PUBLISHED, EDGE_ONLINE
 from edgefleet.flows.check_updates import check_image_updates
 from edgefleet.flows.deploy import deploy_application
-from edgefleet.flows.groups import rollout_group
+from edgefleet.flows.groups import reconcile_groups, rollout_group, stop_group
 from edgefleet.flows.notify import notify_application_update, reconcile_notifications
 from edgefleet.flows.reconcile import clean_up_edge, reconcile_deployments
 from edgefleet.flows.stop import stop_application
@@ -65,6 +66,11 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
         (stop_application, {}),
         (update_application, {}),
         (rollout_group, {}),
+        (stop_group, {}),
+        # an edge back ONLINE brings its groups' members to their target; the interval
+        # catches a lost event and edges that start to match a group's selector
+        (reconcile_groups, {"triggers": [online_trigger()],
+                            "interval": timedelta(seconds=settings.group_reconcile_seconds)}),
         (notify_application_update, {"triggers": [publish_trigger()]}),
         (reconcile_notifications, {"interval": timedelta(seconds=settings.reconcile_seconds)}),
         # no concurrency limit: a run killed with the serving process would hold the slot

@@ -42,7 +42,9 @@ if TYPE_CHECKING:
         group_status,
         list_groups,
         pause_group,
+        reconcile_group,
         resume_group,
+        stop_group,
         update_group,
     )
     from edgefleet.api.notifications import acknowledge, list_notifications
@@ -62,7 +64,8 @@ _API: dict[str, tuple[str, str]] = {
     **{name: ("edgefleet.api.edges", name) for name in (
         "add_edge", "list_edges", "remove_edge", "set_edge", "show_edge")},
     **{name: ("edgefleet.api.groups", name) for name in (
-        "create_group", "delete_group", "group_status", "list_groups", "update_group")},
+        "create_group", "delete_group", "group_status", "list_groups", "reconcile_group",
+        "stop_group", "update_group")},
     **{name: ("edgefleet.api.groups", name) for name in (
         "approve_group", "pause_group", "resume_group")},
     **{name: ("edgefleet.api.notifications", name) for name in (
@@ -95,6 +98,7 @@ __all__ = [
     "list_deployments",
     "list_edges",
     "publish_version",
+    "reconcile_group",
     "remove_edge",
     "set_policy",
     "set_edge",
@@ -102,6 +106,7 @@ __all__ = [
     "show_edge",
     "start_deployment",
     "stop_deployment",
+    "stop_group",
     "update_deployment",
     "update_group",
     "acknowledge",

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import semver
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -25,10 +26,12 @@ from edgefleet.models.policies import UpdatePolicy
 from edgefleet.models.records import (
     Application,
     ApplicationVersion,
+    AppliedSpec,
     ContainerStatus,
     Deployment,
     DeploymentGroup,
     Edge,
+    LogCursor,
     Notification,
     Redelivery,
     utcnow,
@@ -311,3 +314,20 @@ def move_group_record(session: Session, *, name: str, move: GroupMove,
         raise StateConflict(f"group {name!r} is {group.state} now: another run moved it",
                             found=group.state, action=move.value)
     return target
+
+
+def delete_deployment_rows(session: Session, *, deployment_id: str,
+                           states: Iterable[str]) -> None:
+    """Delete a deployment and the rows that hang off it, only while it is in ``states``
+    (compare-and-set: a run that started it meanwhile keeps it, and the session's rollback
+    keeps its rows too); StateConflict names the state found."""
+    for model in (ContainerStatus, LogCursor, Notification, AppliedSpec):
+        session.exec(delete(model).where(  # type: ignore[call-overload]
+            col(model.deployment_id) == deployment_id))
+    gone = cast(CursorResult[Any], session.exec(delete(Deployment).where(  # type: ignore[call-overload]
+        col(Deployment.id) == deployment_id, col(Deployment.state).in_(sorted(states)))))
+    if gone.rowcount != 1:
+        found = session.get(Deployment, deployment_id)
+        state = found.state if found is not None else "gone"
+        raise StateConflict(f"deployment {deployment_id[:12]} is {state} now: another run "
+                            "moved it; nothing was deleted", found=state, action="delete")

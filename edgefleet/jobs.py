@@ -40,6 +40,8 @@ FLOWS = {
     "reconcile-deployments": "edgefleet.flows.reconcile:reconcile_deployments",
     "clean-up-edge": "edgefleet.flows.reconcile:clean_up_edge",
     "rollout-group": "edgefleet.flows.groups:rollout_group",
+    "reconcile-groups": "edgefleet.flows.groups:reconcile_groups",
+    "stop-group": "edgefleet.flows.groups:stop_group",
 }
 TRANSIENT = {DeploymentState.STARTING, DeploymentState.UPDATING, DeploymentState.STOPPING}
 

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     stuck_margin: float = Field(
         default=300.0, ge=0, description="seconds beyond 2 x deploy timeout + soak a "
         "deployment may stay transient while its run shows no sign of life")
+    group_reconcile_seconds: int = Field(
+        default=60, gt=0, description="cadence of the served reconcile of deployment groups: "
+        "edges that start to match join, members deferred while their edge was away are "
+        "updated (also run for one edge each time that edge comes back ONLINE)")
     cleanup_seconds: int = Field(
         default=3600, gt=0, description="cadence of the served clean-up of every ONLINE edge "
         "(it also runs for one edge each time that edge comes back ONLINE)")

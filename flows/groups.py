@@ -7,7 +7,8 @@ with its own rollback), named for what it does where (``update hello 1.1.0 → l
 rollout: halt before the next wave, roll back the edges this rollout already changed, or
 record and go on. Offline edges are deferred by the plan, never attempted nor failed. The
 group ends STARTED, PARTIAL or HALTED (``rollouts.summarize``), whatever happened: a run that
-breaks halts its group with the reason rather than leaving it UPDATING.
+breaks halts its group with the reason rather than leaving it UPDATING. Removals (``--prune``)
+run after the last wave.
 
 The gate (``--approve``): after each wave but the last the run moves its group to
 AWAITING_APPROVAL and pauses itself (Prefect ``pause_flow_run`` waiting for a
@@ -16,6 +17,10 @@ it with the same input; the run itself moves the group on (approved) or halts it
 or no answer within ``gate_timeout``). A pause by an operator (`group pause`: PAUSED) is seen
 before each batch of edges; the run pauses itself the same way until resumed. The pause
 blocks the run's own process (the served one under `edgefleet up`), polling Prefect.
+
+Flow `reconcile-groups` runs rollouts nobody asked for (an edge back ONLINE, the served
+sweep); flow `stop-group` stops a stopped group's members, those on an edge that is away
+once it is back.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from prefect.input import RunInput
 from edgefleet.flows.deploy import deploy_application
 from edgefleet.flows.stop import stop_application
 from edgefleet.flows.update import update_application
-from edgefleet.group_plan import EdgeAction
+from edgefleet.group_plan import EdgeAction, MemberStop
 from edgefleet.models.groups import ROLLING, GateInput, GroupMove, GroupState, paused_from
 from edgefleet.models.states import DeploymentState
 from edgefleet.rollouts import (
@@ -46,13 +51,19 @@ from edgefleet.settings import get_settings
 from edgefleet.tasks.groups import (
     GroupView,
     add_group_member,
+    begin_group_reconcile,
+    delete_group_member,
     end_group_rollout,
+    find_group_work,
     load_group_plan,
+    load_group_stops,
     member_error,
     move_group_state,
     read_group_state,
     record_group_progress,
+    record_group_reason,
 )
+from edgefleet.tasks.reconcile import find_edge
 from edgefleet.tasks.records import set_version
 
 NOT_STARTED = frozenset({DeploymentState.CREATED, DeploymentState.STOPPED})
@@ -114,8 +125,12 @@ def roll_back_edge(application: str, action: EdgeAction) -> None:
 
 
 @flow(name="rollout-group", flow_run_name="rollout {group} {application} {version}")
-def rollout_group(group: str, application: str, version: str, force: bool = False) -> str:
-    """Roll group ``group`` out to ``version`` (its recorded target); returns its state."""
+def rollout_group(group: str, application: str, version: str, force: bool = False,
+                  edges: list[str] | None = None) -> str:
+    """Roll group ``group`` out to ``version`` (its recorded target); returns its state.
+
+    ``edges``: only the actions on these edges run (a reconcile nobody asked for, e.g. for
+    the edge that came back ONLINE); the group's end state still sums up every edge."""
     logger = get_run_logger()
     view = load_group_plan(group)
     if view.state not in ROLLING | {GroupState.PAUSED}:
@@ -125,7 +140,7 @@ def rollout_group(group: str, application: str, version: str, force: bool = Fals
     if view.state is GroupState.PAUSED:  # paused before this run even started
         hold.rolling = paused_from(read_group_state(group)[1])
     try:
-        return _roll_out(view, application, force, hold)
+        return _roll_out(view, application, force, hold, edges)
     except Exception as exc:
         reason = f"the rollout broke off: {str(exc) or type(exc).__name__}"
         logger.error(reason)
@@ -133,7 +148,8 @@ def rollout_group(group: str, application: str, version: str, force: bool = Fals
         raise
 
 
-def _roll_out(view: GroupView, application: str, force: bool, hold: Hold) -> str:
+def _roll_out(view: GroupView, application: str, force: bool, hold: Hold,
+              only: list[str] | None = None) -> str:
     logger = get_run_logger()
     group, version, options = view.name, view.version, view.options
     logger.info("plan of group %s (%s %s; %s):\n%s", group, application, version,
@@ -143,6 +159,8 @@ def _roll_out(view: GroupView, application: str, force: bool, hold: Hold) -> str
         for a in view.plan.actions:
             if a.action == "keep" and a.matches and a.deployment_id is not None:
                 by_edge[a.edge] = a.model_copy(update={"action": "update"})
+    if only is not None:
+        by_edge = {name: a for name, a in by_edge.items() if name in only}
     edges = {name: dict(a.labels) for name, a in by_edge.items()}
     waves = plan_waves(edges, options.waves) if edges else []
     run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
@@ -177,9 +195,8 @@ def _roll_out(view: GroupView, application: str, force: bool, hold: Hold) -> str
     ended = _paused_here(group, hold, len(waves), len(waves))  # a pause after the last edges
     if ended is not None:
         return ended.value
-    removes = [a.edge for a in view.plan.actions if a.action == "remove"]
-    if removes:
-        logger.warning("not removed (prune is not built yet): %s", ", ".join(removes))
+    if decision is None or not decision.stops:
+        _remove_members(view, application, only)
     outcome = summarize(load_group_plan(group).plan, decision)
     logger.info("group %s: %s (%s)", group, outcome.state.value, outcome.cause)
     end_group_rollout(group, outcome.move, outcome.state, hold.state, outcome.cause)
@@ -264,3 +281,137 @@ def _paused_here(group: str, hold: Hold, number: int, waves: int) -> GroupState 
         return None
     get_run_logger().warning("group %s is %s now: the rollout ends here", group, state.value)
     return state
+
+
+@task(name="remove-edge-member", task_run_name="remove {action.edge}", cache_policy=NONE)
+def remove_edge_member(application: str, action: EdgeAction) -> EdgeResult:
+    """Take a member out of the group for good (``--prune``, or a second one on an edge):
+    stopped with its volumes unless it never ran or is stopped already, then deleted."""
+    dep_id = action.deployment_id
+    assert dep_id is not None, "a removal is of a member"
+    try:
+        if action.state_before not in NOT_STARTED:
+            stop_application.with_options(
+                flow_run_name=f"stop {application} → {action.edge}")(dep_id, True)
+        delete_group_member(dep_id)
+    except Exception as exc:
+        reason = member_error(dep_id) or str(exc) or type(exc).__name__
+        return EdgeResult(edge=action.edge, outcome=Outcome.FAILED, reason=reason)
+    return EdgeResult(edge=action.edge, outcome=Outcome.SUCCEEDED)
+
+
+def _remove_members(view: GroupView, application: str, only: list[str] | None) -> None:
+    """The plan's removals, after the last wave (a halted rollout removes nothing); a
+    failed one stays in the plan, so the group ends PARTIAL with it."""
+    logger = get_run_logger()
+    removes = [a for a in view.plan.actions
+               if a.action == "remove" and (only is None or a.edge in only)]
+    for start in range(0, len(removes), view.options.max_parallel):
+        batch = removes[start:start + view.options.max_parallel]
+        futures = [remove_edge_member.submit(application, a) for a in batch]
+        for action, future in zip(batch, futures, strict=True):
+            result = future.result()
+            if result.outcome is Outcome.FAILED:
+                logger.error("removing %s from group %s failed: %s", action.edge, view.name,
+                             result.reason)
+            else:
+                logger.info("removed %s from group %s (%s)", action.edge, view.name,
+                            action.cause)
+
+
+@task(name="stop-member", task_run_name="stop {stop.edge}", cache_policy=NONE)
+def stop_member(application: str, stop: MemberStop) -> str | None:
+    """Stop one member of a stopped group; returns why it failed (None: stopped)."""
+    try:
+        stop_application.with_options(
+            flow_run_name=f"stop {application} → {stop.edge}")(stop.deployment_id)
+    except Exception as exc:
+        return member_error(stop.deployment_id) or str(exc) or type(exc).__name__
+    return None
+
+
+SHOWN_LEFT = 10  # members not stopped yet named in a stopped group's reason
+
+
+def _stopped_reason(left: tuple[MemberStop, ...], failures: dict[str, str]) -> str:
+    if not left:
+        return "stopped: every member is stopped"
+    named = "; ".join(f"{s.edge}: {failures.get(s.deployment_id) or s.cause}"
+                      for s in left[:SHOWN_LEFT])
+    more = f"; and {len(left) - SHOWN_LEFT} more" if len(left) > SHOWN_LEFT else ""
+    return f"stopped; {len(left)} member(s) not stopped yet: {named}{more}"
+
+
+@flow(name="stop-group", flow_run_name="stop group {group}")
+def stop_group(group: str, members: list[str] | None = None) -> str:
+    """Stop the members of STOPPED group ``group`` that still run (only ``members``, ids,
+    when given), ``max_parallel`` at a time. A member whose edge is not ONLINE is stopped
+    once the edge is back (flow `reconcile-groups`). Returns the reason recorded."""
+    logger = get_run_logger()
+    view = load_group_stops(group)
+    if view.state is not GroupState.STOPPED:
+        raise RuntimeError(f"group {group!r} is {view.state.value}, not STOPPED: "
+                           "`group stop` moves it first")
+    todo = [s for s in view.stops if s.now and (members is None or s.deployment_id in members)]
+    logger.info("stop of group %s:\n%s", group,
+                "\n".join(s.render() for s in view.stops) or "every member is stopped")
+    failures: dict[str, str] = {}
+    for start in range(0, len(todo), view.options.max_parallel):
+        batch = todo[start:start + view.options.max_parallel]
+        futures = [stop_member.submit(view.application, s) for s in batch]
+        for stop, future in zip(batch, futures, strict=True):
+            if (why := future.result()) is not None:
+                failures[stop.deployment_id] = why
+                logger.error("stopping %s failed: %s", stop.edge, why)
+    reason = _stopped_reason(load_group_stops(group).stops, failures)
+    record_group_reason(group, reason, GroupState.STOPPED)
+    logger.info("group %s: %s", group, reason)
+    return reason
+
+
+def _on_edge() -> str:
+    edge = runtime.flow_run.parameters.get("edge")
+    return f" on {edge}" if edge else ""
+
+
+@flow(name="reconcile-groups", flow_run_name=lambda: f"reconcile groups{_on_edge()}")
+def reconcile_groups(edge: str | None = None, docker_host: str | None = None
+                     ) -> dict[str, str]:
+    """Bring groups to their target with no command: those with work on ``edge`` when it
+    comes back ONLINE (the `edgefleet.edge.online` trigger), else every group (the served
+    sweep, which also covers a lost event). Newly matching edges join, deferred members
+    are updated, ``--prune`` removals run, members of a STOPPED group that still run are
+    stopped. Only STARTED and PARTIAL groups roll out (HALTED waits for an operator), each
+    moved to UPDATING by compare-and-set first, so two triggers never roll one group out
+    twice. Returns each group acted on → the state it ended in, or why not.
+
+    ``docker_host``: the engine the event was about; another engine of the same name (in
+    another control plane's records) is not ours.
+    """
+    logger = get_run_logger()
+    if edge is not None and docker_host:
+        found = find_edge(edge)
+        if found is None or found.docker_host != docker_host:
+            logger.info("the event was about %s at %s, not an edge of ours; nothing to do",
+                        edge, docker_host)
+            return {}
+    done: dict[str, str] = {}
+    for work in find_group_work(edge):
+        logger.info("group %s (%s):\n%s", work.name, work.state.value, work.cause)
+        try:
+            if work.state is GroupState.STOPPED:
+                stop_group(work.name, work.members)
+                done[work.name] = GroupState.STOPPED.value
+            elif begin_group_reconcile(work.name, work.state):
+                done[work.name] = rollout_group(work.name, work.application, work.version,
+                                                edges=work.edges)
+            else:
+                logger.info("group %s moved meanwhile: another run has it; left alone",
+                            work.name)
+                done[work.name] = "left to another run"
+        except Exception as exc:  # one group that breaks must not keep the others
+            logger.error("group %s: %s", work.name, exc)
+            done[work.name] = f"failed: {str(exc) or type(exc).__name__}"
+    if not done:
+        logger.info("no group has work%s", f" on {edge}" if edge else "")
+    return done

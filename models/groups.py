@@ -71,6 +71,9 @@ ROLLING: frozenset[GroupState] = frozenset({G.DEPLOYING, G.UPDATING})
 AT_REST: frozenset[GroupState] = frozenset({G.STARTED, G.PARTIAL, G.HALTED})
 # A group is created in this state: its first rollout starts at once.
 NEW_GROUP_STATE = G.DEPLOYING
+# Groups a reconcile nobody asked for (an edge back ONLINE, the served sweep) moves by
+# UPDATE; a HALTED group waits for an operator, whatever its plan says.
+SELF_RECONCILING: frozenset[GroupState] = frozenset({G.STARTED, G.PARTIAL})
 
 # move -> (states it may start from, states it may lead to). A move with one target needs
 # no ``to``; APPROVE, RESUME and FINISH are told theirs by the caller.

@@ -1,23 +1,38 @@
 """Tasks over a deployment group's records: observe it as a plan, add a member, record the
-progress and the end of a rollout (each a compare-and-set where the state moves)."""
+progress and the end of a rollout (each a compare-and-set where the state moves); find the
+work a reconcile nobody asked for runs, delete a member that left, plan a stop."""
 
 from __future__ import annotations
 
 from prefect import task
 from prefect.cache_policies import NONE
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import update
+from sqlmodel import col, select
 
 from edgefleet.crud import (
     add_member,
+    delete_deployment_rows,
     get_edge,
     get_group,
+    group_members,
     move_group_record,
     observe_group,
 )
 from edgefleet.db import session_scope
-from edgefleet.group_plan import GroupPlan, plan_group
-from edgefleet.models.groups import GroupMove, GroupState, RolloutOptions
-from edgefleet.models.records import Deployment, utcnow
+from edgefleet.errors import InvalidTransition, StateConflict
+from edgefleet.group_plan import (
+    GroupPlan,
+    MemberStop,
+    automatic_actions,
+    automatic_stops,
+    plan_group,
+    plan_stop,
+)
+from edgefleet.models.groups import SELF_RECONCILING, GroupMove, GroupState, RolloutOptions
+from edgefleet.models.records import Deployment, DeploymentGroup, utcnow
+from edgefleet.models.states import DELETABLE
+from edgefleet.rollouts import summarize
 from edgefleet.tasks.retry import unless_final
 
 
@@ -109,3 +124,118 @@ def move_group_state(name: str, move: GroupMove, expect: GroupState,
     with session_scope() as session:
         return move_group_record(session, name=name, move=move, to=to, expect=expect,
                                  reason=reason)
+
+
+# ------------------------------------------------------------------ reconcile, prune, stop
+
+
+class GroupWork(BaseModel):
+    """A group a reconcile nobody asked for acts on: a rollout over ``edges`` (a group at
+    rest), or the stops of ``members`` (a STOPPED group whose members still run)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    application: str
+    version: str
+    state: GroupState
+    edges: list[str] = []
+    members: list[str] = []
+    cause: str
+
+
+@task(name="find-group-work", task_run_name="find group work", retries=2,
+      retry_delay_seconds=1, cache_policy=NONE)
+def find_group_work(edge: str | None = None) -> list[GroupWork]:
+    """The groups STARTED, PARTIAL or STOPPED with work a reconcile nobody asked for runs
+    now (``group_plan.automatic_actions`` / ``automatic_stops``): on ``edge`` when it just
+    came back ONLINE, else anywhere (the served sweep); or whose state is not the one its
+    members sum up to (a rollout of no edge moves it). HALTED groups wait for an operator."""
+    found: list[GroupWork] = []
+    states = sorted(s.value for s in SELF_RECONCILING | {GroupState.STOPPED})
+    with session_scope() as session:
+        groups = session.exec(select(DeploymentGroup).where(
+            col(DeploymentGroup.state).in_(states)).order_by(col(DeploymentGroup.name))).all()
+        for group in groups:
+            target, edges, members, matched_by = observe_group(session, group=group)
+            failed = {d.id for d in group_members(session, group=group) if d.last_error}
+            base = {"name": group.name, "application": target.application,
+                    "version": group.version, "state": GroupState(group.state)}
+            if group.state == GroupState.STOPPED:
+                stops = automatic_stops(plan_stop(edges, members), edge=edge, failed=failed)
+                if stops:
+                    found.append(GroupWork(**base, members=[s.deployment_id for s in stops],
+                                           cause="\n".join(s.render() for s in stops)))
+                continue
+            plan = plan_group(target, edges, members, prune=group.prune, matched_by=matched_by)
+            actions = automatic_actions(plan, edge=edge, failed=failed)
+            if actions:
+                found.append(GroupWork(
+                    **base, edges=sorted({a.edge for a in actions}),
+                    cause="\n".join(f"{a.action:<6} {a.edge}: {a.cause}" for a in actions)))
+            elif (now := summarize(plan)).state != group.state:
+                # e.g. PARTIAL while its deferred member was brought up by hand: a rollout
+                # of no edge sums the group up again
+                found.append(GroupWork(**base, cause=f"{group.state}, yet its members say "
+                                       f"{now.state.value}: {now.cause}"))
+    return found
+
+
+@task(name="begin-group-reconcile", task_run_name="group {name}: reconcile", retries=2,
+      retry_delay_seconds=1, cache_policy=NONE, retry_condition_fn=unless_final)
+def begin_group_reconcile(name: str, expect: GroupState) -> bool:
+    """UPDATING from the state the work was found in (compare-and-set); False when another
+    run (a second trigger, an operator) moved the group first: that one has it."""
+    try:
+        with session_scope() as session:
+            move_group_record(session, name=name, move=GroupMove.UPDATE, expect=expect,
+                              reason=None, wave=0, waves=0, flow_run_id=None)
+    except (StateConflict, InvalidTransition):
+        return False
+    return True
+
+
+@task(name="delete-group-member", task_run_name="delete member {deployment_id}", retries=2,
+      retry_delay_seconds=1, cache_policy=NONE, retry_condition_fn=unless_final)
+def delete_group_member(deployment_id: str) -> None:
+    """Forget a member that left the group (stopped first, or never started)."""
+    with session_scope() as session:
+        delete_deployment_rows(session, deployment_id=deployment_id,
+                               states={s.value for s in DELETABLE})
+
+
+class GroupStops(BaseModel):
+    """A stopped group as its stop run sees it: the members that still run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    application: str
+    state: GroupState
+    options: RolloutOptions
+    stops: tuple[MemberStop, ...]
+
+
+@task(name="plan-group-stop", task_run_name="plan stop of group {name}", retries=2,
+      retry_delay_seconds=1, cache_policy=NONE, retry_condition_fn=unless_final)
+def load_group_stops(name: str) -> GroupStops:
+    with session_scope() as session:
+        group = get_group(session, name=name)
+        target, edges, members, _matched_by = observe_group(session, group=group)
+        return GroupStops(name=group.name, application=target.application,
+                          state=GroupState(group.state),
+                          options=RolloutOptions.model_validate(group.options),
+                          stops=plan_stop(edges, members))
+
+
+@task(name="record-group-reason", task_run_name="group {name}: reason", retries=2,
+      retry_delay_seconds=1, cache_policy=NONE)
+def record_group_reason(name: str, reason: str, state: GroupState) -> bool:
+    """The group's reason, only while it is still in ``state`` (a later move keeps its own)."""
+    with session_scope() as session:
+        result = session.exec(update(DeploymentGroup)  # type: ignore[call-overload]
+                              .where(col(DeploymentGroup.name) == name,
+                                     col(DeploymentGroup.state) == state.value)
+                              .values(reason=reason, updated_at=utcnow())
+                              .execution_options(synchronize_session=False))
+        return bool(result.rowcount == 1)

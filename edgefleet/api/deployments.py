@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import semver
-from sqlalchemy import CursorResult, delete
 from sqlmodel import Session, col, select
 
 from edgefleet import parameters as P
 from edgefleet import url_templates
-from edgefleet.crud import containers_of, get_application, get_edge, get_version, latest_published
+from edgefleet.crud import (
+    containers_of,
+    delete_deployment_rows,
+    get_application,
+    get_edge,
+    get_version,
+    latest_published,
+)
 from edgefleet.db import session_scope
-from edgefleet.errors import InvalidInput, InvalidTransition, NotFound, StateConflict
+from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
 from edgefleet.models.inputs import DeploymentCreate, check_semver
 from edgefleet.models.policies import UpdatePolicy
 from edgefleet.models.records import (
@@ -23,8 +29,6 @@ from edgefleet.models.records import (
     ContainerStatus,
     Deployment,
     Edge,
-    LogCursor,
-    Notification,
     new_id,
 )
 from edgefleet.models.states import (
@@ -257,16 +261,8 @@ def delete_deployment(ref: str, *, force: bool = False) -> str | None:
                            f"io.edgefleet.deployment={dep_id})")
     with session_scope() as session:
         env = dict(find_deployment(session, dep_id).env)
-        for model in (ContainerStatus, LogCursor, Notification, AppliedSpec):
-            session.exec(delete(model).where(  # type: ignore[call-overload]
-                col(model.deployment_id) == dep_id))
-        # compare-and-set: a run that started it meanwhile keeps it (and its rows above)
-        gone = cast(CursorResult[Any], session.exec(delete(Deployment).where(  # type: ignore[call-overload]
-            col(Deployment.id) == dep_id, col(Deployment.state).in_(sorted(deletable)))))
-        if gone.rowcount != 1:
-            found = find_deployment(session, dep_id).state
-            raise StateConflict(f"deployment {dep_id[:12]} is {found} now: another run moved "
-                                "it; nothing was deleted", found=found, action="delete")
+        # compare-and-set: a run that started it meanwhile keeps it (and its rows)
+        delete_deployment_rows(session, deployment_id=dep_id, states=deletable)
     if P.references(env):
         from edgefleet import parameter_secrets
 

@@ -36,8 +36,9 @@ from edgefleet.crud import (
 )
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, InvalidInput, InvalidTransition
-from edgefleet.group_plan import plan_group
+from edgefleet.group_plan import GroupPlan, plan_group
 from edgefleet.models.groups import (
+    AT_REST,
     HOLDING,
     NEW_GROUP_STATE,
     ROLLING,
@@ -55,6 +56,7 @@ from edgefleet.models.records import (
     DeploymentGroup,
     Edge,
 )
+from edgefleet.rollouts import summarize
 from edgefleet.selectors import parse_selector
 from edgefleet.validation import validated
 
@@ -150,8 +152,10 @@ def create_group(
     spec = validated(DeploymentCreate, application=application, edge="group",
                      version=version, env=env or {})
     with session_scope() as session:
-        if session.exec(select(DeploymentGroup).where(DeploymentGroup.name == name)).first():
-            raise AlreadyExists(f"a deployment group named {name!r} already exists")
+        if existing := session.exec(select(DeploymentGroup).where(
+                DeploymentGroup.name == name)).first():
+            raise AlreadyExists(f"a deployment group named {name!r} already exists"
+                                + _relaunch_hint(existing))
         app = get_application(session, name=spec.application)
         row = _version(session, app, spec.version)
         params = P.of_version(row.parameters, kind=row.kind, text=row.compose)
@@ -194,8 +198,9 @@ def update_group(
 ) -> dict[str, Any]:
     """Roll the group out to ``to`` (default: the newest published version, never older
     than its target); the rollout options given here override the group's for this rollout
-    and are kept. Refused, with nothing changed: a rollout of the group under way, an
-    unknown or unpublished version, a change of application kind, and the version the
+    and are kept. A STOPPED group is launched again (its members started on the target).
+    Refused, with nothing changed: a rollout of the group under way, an unknown or
+    unpublished version, a change of application kind, and the version the
     group already targets unless ``force`` (which updates the members already on it too).
     """
     with session_scope() as session:
@@ -225,7 +230,8 @@ def update_group(
         if target.version == group.version and not force and not _diverges(session, group):
             raise InvalidInput(f"group {name!r} already runs {app.name} {group.version} on "
                                "every edge; pass --force to re-pull and restart its members")
-        move_group_record(session, name=name, move=GroupMove.UPDATE, version=target.version,
+        move = GroupMove.DEPLOY if group.state == GroupState.STOPPED else GroupMove.UPDATE
+        move_group_record(session, name=name, move=move, version=target.version,
                           options=options.model_dump(mode="json"), reason=None, wave=0,
                           waves=0, flow_run_id=None)
         app_name, version = app.name, target.version
@@ -549,3 +555,81 @@ def resume_group(name: str, *, wait: bool = False, progress: Progress | None = N
     if wait and flow_run_id is not None and api_url is not None:
         _follow(name, flow_run_id, api_url, since, progress)
     return group_status(name)
+
+
+def _relaunch_hint(group: DeploymentGroup) -> str:
+    if group.state == GroupState.STOPPED:
+        return (f" and is STOPPED: launch it again with `edgefleet group update {group.name}`"
+                f" (or delete it first: `edgefleet group delete {group.name}`)")
+    return ""
+
+
+def _plan_rows(plan: GroupPlan) -> list[dict[str, Any]]:
+    return [{"edge": a.edge, "action": a.action, "cause": a.cause,
+             "deployment_id": a.deployment_id} for a in plan.actions]
+
+
+def reconcile_group(name: str, *, wait: bool = True, progress: Progress | None = None
+                    ) -> dict[str, Any]:
+    """Plan the group again and run what its plan says (flow `rollout-group`): edges that
+    newly match join, members off the target or not STARTED are updated (a failed one is
+    tried again), members that no longer match leave when the group has ``--prune``; edges
+    not ONLINE are deferred. A plan with nothing to run changes nothing, but for a state
+    the members no longer say, summed up again. The status it returns carries ``plan``: one
+    row per edge with its action and cause.
+
+    Refused, with nothing changed: a STOPPED group (`group update` launches it again) and a
+    group whose rollout is under way.
+    """
+    with session_scope() as session:
+        group = get_group(session, name=name)
+        state = GroupState(group.state)
+        if state is GroupState.STOPPED:
+            raise InvalidTransition(f"group {name!r} is STOPPED: nothing is reconciled until "
+                                    f"it runs again (`edgefleet group update {name}`)")
+        if state not in AT_REST:
+            raise InvalidTransition(
+                f"group {name!r} is {state.value}: a rollout of it is under way (see "
+                f"`edgefleet group status {name}`); reconcile it once that one has ended")
+        target, edges, members, matched_by = observe_group(session, group=group)
+        plan = plan_group(target, edges, members, prune=group.prune, matched_by=matched_by)
+        # nothing to change, yet a state its members no longer say (PARTIAL, say, while
+        # its deferred member was brought up by hand): a rollout of nothing sums it up
+        run = plan.needs_rollout or summarize(plan).state is not state
+        if run:
+            move_group_record(session, name=name, move=GroupMove.UPDATE, expect=state,
+                              reason=None, wave=0, waves=0, flow_run_id=None)
+        application, version = target.application, group.version
+    if run:
+        _run(name, application, version, force=False, wait=wait, progress=progress)
+    return {**group_status(name), "plan": _plan_rows(plan)}
+
+
+def stop_group(name: str, *, wait: bool = True, progress: Progress | None = None
+               ) -> dict[str, Any]:
+    """Stop every member of the group (flow `stop-group`, ``max_parallel`` at a time): the
+    group is STOPPED at once and its members follow; a member whose edge is not ONLINE is
+    stopped once the edge is back. `group update` launches it again.
+
+    Refused, with nothing changed: a group already STOPPED, and one whose rollout is under
+    way (stop it once that one has ended).
+    """
+    with session_scope() as session:
+        group = get_group(session, name=name)
+        state = GroupState(group.state)
+        if state is not GroupState.STOPPED and state not in AT_REST:
+            raise InvalidTransition(
+                f"group {name!r} is {state.value}: a rollout of it is under way (see "
+                f"`edgefleet group status {name}`); stop it once that one has ended")
+        move_group_record(session, name=name, move=GroupMove.STOP, expect=state,
+                          reason="stopped; its members are being stopped")
+    _run_stop(name, wait=wait, progress=progress)
+    return group_status(name)
+
+
+def _run_stop(name: str, *, wait: bool, progress: Progress | None) -> None:
+    """Flow `stop-group` as a job. Should it not even start, the group stays STOPPED and the
+    served sweep stops its members (a STOPPED group whose members run has work)."""
+    from edgefleet import jobs  # Prefect: only for the commands that run a flow
+
+    jobs.run_flow("stop-group", {"group": name}, wait=wait, group=name, progress=progress)

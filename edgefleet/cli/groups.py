@@ -228,3 +228,36 @@ def resume(
     from edgefleet.api import groups
 
     _show(groups.resume_group(name, wait=wait, progress=_progress(json_out)), json_out)
+
+
+@group_app.command("reconcile")
+@handle_errors
+def reconcile(name: str = typer.Argument(..., help="the group"), wait: bool = WAIT,
+              json_out: bool = JSON) -> None:
+    """Plan the group again and run the plan: edges that newly match join, members off the
+    target are updated, and with --prune members that no longer match leave.  Shown: the
+    plan, one line per edge with its cause.  e.g. edgefleet group reconcile shops
+    """
+    from edgefleet.api import groups
+
+    data = groups.reconcile_group(name, wait=wait, progress=_progress(json_out))
+    if json_out:
+        print_json(data)
+        return
+    console.print("plan:", highlight=False)
+    for row in data["plan"] or [{"edge": "-", "action": "keep", "cause": "nothing to do"}]:
+        console.print(f"  {row['action']:<6} {escape(row['edge'])}: {escape(row['cause'])}",
+                      highlight=False)
+    _show(data, json_out)
+
+
+@group_app.command("stop")
+@handle_errors
+def stop(name: str = typer.Argument(..., help="the group"), wait: bool = WAIT,
+         json_out: bool = JSON) -> None:
+    """Stop every member of the group; those on an edge that is not ONLINE stop once it is
+    back. `group update NAME` launches it again.  e.g. edgefleet group stop shops
+    """
+    from edgefleet.api import groups
+
+    _show(groups.stop_group(name, wait=wait, progress=_progress(json_out)), json_out)
