@@ -398,7 +398,7 @@ def publish_fleet_status(now: datetime | None = None) -> int:
         samples: dict[int, EdgeSample] = {}
         for start in range(0, len(ids), CHUNK):
             # the table shows an edge's totals: its containers' JSON is not read (decoding
-            # it was most of this task's CPU)
+            # it was a large part of this task's CPU)
             for sample in session.exec(select(EdgeSample).options(
                     defer(EdgeSample.containers)).where(  # type: ignore[arg-type]
                     col(EdgeSample.id).in_(ids[start:start + CHUNK]))).all():
