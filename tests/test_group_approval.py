@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -19,9 +20,26 @@ import edgefleet
 from edgefleet.settings import get_settings
 from tests.lab_helpers import containers_of, unique
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("patient_edges")]
 
 ROLLOUT_SECONDS = 300  # a served update soaks 30 s per edge
+PATIENT_HEARTBEAT = 3600  # an edge stays ONLINE 2 x this + 10 s after a contact
+
+
+@pytest.fixture
+def patient_edges(lab: Any, prefect_api: str) -> Iterator[None]:
+    """The lab's edges stay ONLINE for 2 h after a contact: on a busy machine a served
+    run can start minutes after it was submitted, and an edge deferred as OFFLINE is the
+    subject of another test, not of the gate."""
+    names = [e.name for e in lab.edges]
+    before = {name: edgefleet.show_edge(name).heartbeat_interval for name in names}
+    for name in names:
+        edgefleet.set_edge(name, heartbeat_interval=PATIENT_HEARTBEAT)
+    try:
+        yield
+    finally:
+        for name in names:
+            edgefleet.set_edge(name, heartbeat_interval=before[name])
 
 
 def _online(names: list[str], timeout: float = 60) -> None:
@@ -61,6 +79,21 @@ def _containers(edges: dict[str, Any], members: dict[str, str]) -> dict[str, lis
             for edge, dep in members.items()}
 
 
+def _launch(group: str, app: str, key: str, monkeypatch: pytest.MonkeyPatch
+            ) -> dict[str, str]:
+    """The group on lab-1 and lab-2 at 1.0.0, launched in this process (the gate is what
+    is served; a busy serving process must not defer the launch): edge → member."""
+    with monkeypatch.context() as local:
+        local.setenv("EDGEFLEET_RUN_MODE", "local")
+        get_settings.cache_clear()
+        _online(["lab-1", "lab-2"])
+        launched = edgefleet.create_group(group, app, selector=key, version="1.0.0",
+                                          waves="1,100%")
+    get_settings.cache_clear()
+    assert launched["state"] == "STARTED", launched
+    return {e["edge"]: e["deployment_id"] for e in launched["edges"]}
+
+
 def _clean_up(group: str, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGEFLEET_RUN_MODE", "local")  # the clean-up's stops: no queue
     get_settings.cache_clear()
@@ -87,15 +120,12 @@ def test_an_approval_gate_holds_a_rollout_after_its_first_wave(
     try:
         for name in ("lab-1", "lab-2"):
             edgefleet.set_edge(name, labels=[f"{key}=on"])
-        _online(["lab-1", "lab-2"])
-        launched = edgefleet.create_group(group, app, selector=key, version="1.0.0",
-                                          waves="1,100%")
-        assert launched["state"] == "STARTED", launched
-        members = {e["edge"]: e["deployment_id"] for e in launched["edges"]}
+        members = _launch(group, app, key, monkeypatch)
         before = _containers(edges, members)
 
         # 1. the gate: exactly the first wave's edge updated, then AWAITING_APPROVAL
         told: list[str] = []
+        _online(["lab-1", "lab-2"])
         held = edgefleet.update_group(group, to="1.1.0", approve=True, progress=told.append)
         assert held["state"] == "AWAITING_APPROVAL", (held, told)
         assert (f"awaiting approval after wave 1/2: run `edgefleet group approve {group}`"
@@ -128,6 +158,7 @@ def test_an_approval_gate_holds_a_rollout_after_its_first_wave(
         assert edgefleet.group_status(group)["state"] == "STARTED"
 
         # 2. approved through the Prefect API: the paused run resumed with input
+        _online(["lab-1", "lab-2"])
         held = edgefleet.update_group(group, to="1.2.0")  # --approve is kept
         assert held["state"] == "AWAITING_APPROVAL", held
         run_id = held["rollout"]["flow_run_id"]
@@ -143,6 +174,7 @@ def test_an_approval_gate_holds_a_rollout_after_its_first_wave(
         assert _members(done) == {"lab-1": ("1.2.0", "STARTED"), "lab-2": ("1.2.0", "STARTED")}
 
         # 3. a rejection halts it, the second wave never tried
+        _online(["lab-1", "lab-2"])
         held = edgefleet.update_group(group, to="1.1.0")
         assert held["state"] == "AWAITING_APPROVAL", held
         halted = edgefleet.approve_group(group, approved=False, note="too slow", wait=True)
@@ -166,13 +198,10 @@ def test_a_paused_rollout_stops_before_its_next_edges_and_goes_on_when_resumed(
     try:
         for name in ("lab-1", "lab-2"):
             edgefleet.set_edge(name, labels=[f"{key}=on"])
-        _online(["lab-1", "lab-2"])
-        launched = edgefleet.create_group(group, app, selector=key, version="1.0.0",
-                                          waves="1,100%")
-        assert launched["state"] == "STARTED", launched
-        members = {e["edge"]: e["deployment_id"] for e in launched["edges"]}
+        members = _launch(group, app, key, monkeypatch)
         before = _containers(edges, members)
 
+        _online(["lab-1", "lab-2"])
         edgefleet.update_group(group, to="1.1.0", wait=False)
         paused = edgefleet.pause_group(group)  # before its first edge or during it
         assert paused["state"] == "PAUSED", paused
