@@ -31,7 +31,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.api.edges import edge_status
-from edgefleet.lab import LabStatus, lab_shrink, lab_up
+from edgefleet.lab import LabStatus, lab_shrink, lab_status, lab_up
 from edgefleet.settings import get_settings
 from tests.lab_helpers import containers_of, unique
 
@@ -219,7 +219,8 @@ def test_an_edge_killed_before_an_update_is_deferred_then_updated_when_back(
         assert rows["lab-4"]["last_error"] is None
 
         back = datetime.now(UTC)
-        assert lab_up(edges=4, swarm_edges=1).edge("lab-4").answering  # dockerd back
+        lab_up(edges=4, swarm_edges=1)  # its dockerd started again
+        wait_for(lambda: lab_status().edge("lab-4").answering, 60, "lab-4's dockerd to answer")
         # a sweep marks it ONLINE (the served one; this process's when that one is late on a
         # busy machine), its online event runs reconcile-groups for it: no group command
         def updated() -> bool:
