@@ -31,7 +31,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.api.edges import edge_status
-from edgefleet.lab import LabStatus, lab_shrink, lab_up
+from edgefleet.lab import LabStatus, lab_shrink, lab_status, lab_up
 from edgefleet.settings import get_settings
 from tests.lab_helpers import containers_of, unique
 
@@ -72,8 +72,6 @@ def fleet(lab: LabStatus, edges: dict[str, Any], prefect_api: str) -> Iterator[L
     """The session lab grown to 4 edges for this module, shrunk back to 2 at its end."""
     status = lab_up(edges=4, swarm_edges=1)
     try:
-        for name in EXTRA:
-            edgefleet.set_edge(name, telemetry_interval=3, heartbeat_interval=2)
         yield status
     finally:
         _forget_what_runs_on(EXTRA)
@@ -97,12 +95,12 @@ def _status(name: str) -> str:
 
 
 def _online(names: tuple[str, ...] | list[str]) -> None:
-    """The edges are ONLINE by the heartbeat rule (contacted here if the sweep is late)."""
+    """The edges are contacted now and ONLINE by the heartbeat rule. The served sweep does
+    the same, but on a busy machine it can be late by more than an edge's heartbeat rule
+    allows: this sweep (in this process, the same flow) keeps a plan from deferring them."""
     def all_online() -> bool:
-        late = [n for n in names if _status(n) != "ONLINE"]
-        if late:
-            edgefleet.collect_telemetry(late)
-        return not late
+        edgefleet.collect_telemetry(list(names))
+        return all(_status(n) == "ONLINE" for n in names)
 
     wait_for(all_online, 60, f"{', '.join(names)} ONLINE")
 
@@ -181,8 +179,12 @@ def test_a_selector_launch_reaches_exactly_the_matching_edges_and_new_ones_join(
         # the served sweep: an edge that starts to match joins with no command
         edgefleet.set_edge("lab-2", labels=[f"{key}=yes"])
         every = get_settings().group_reconcile_seconds
-        wait_for(lambda: (_members(group).get("lab-2") or {}).get("state") == "STARTED",
-                 every + 90, "lab-2 to join on the served sweep")
+
+        def joined_by_the_sweep() -> bool:
+            _online(["lab-2"])  # so that the sweep does not find it deferred on a busy machine
+            return (_members(group).get("lab-2") or {}).get("state") == "STARTED"
+
+        wait_for(joined_by_the_sweep, every + 90, "lab-2 to join on the served sweep", every=3)
         wait_for(lambda: edgefleet.group_status(group)["state"] == "STARTED", 30,
                  "the group to be STARTED again")
         assert {e: _container_ids(members[e]["deployment_id"]) for e in before} == before
@@ -198,6 +200,7 @@ def test_an_edge_killed_before_an_update_is_deferred_then_updated_when_back(
     victim = fleet.edge("lab-4")
     assert victim.pid
     try:
+        edgefleet.set_edge("lab-4", telemetry_interval=3, heartbeat_interval=2)  # seen soon
         for name in EXTRA:
             edgefleet.set_edge(name, labels=[f"{key}=on"])
         _online(EXTRA)
@@ -216,10 +219,17 @@ def test_an_edge_killed_before_an_update_is_deferred_then_updated_when_back(
         assert rows["lab-4"]["last_error"] is None
 
         back = datetime.now(UTC)
-        assert lab_up(edges=4, swarm_edges=1).edge("lab-4").answering  # dockerd back
-        # the served sweep marks it ONLINE, its online event runs reconcile-groups for it
-        wait_for(lambda: (m := _members(group)["lab-4"])["version"] == "1.1.0"
-                 and m["state"] == "STARTED", 180, "lab-4 updated with no command")
+        lab_up(edges=4, swarm_edges=1)  # its dockerd started again
+        wait_for(lambda: lab_status().edge("lab-4").answering, 60, "lab-4's dockerd to answer")
+        # a sweep marks it ONLINE (the served one; this process's when that one is late on a
+        # busy machine), its online event runs reconcile-groups for it: no group command
+        def updated() -> bool:
+            if _status("lab-4") != "ONLINE":
+                edgefleet.collect_telemetry(["lab-4"])
+            member = _members(group)["lab-4"]
+            return bool(member["version"] == "1.1.0" and member["state"] == "STARTED")
+
+        wait_for(updated, 180, "lab-4 updated with no command", every=2)
         done = wait_for(lambda: (s := edgefleet.group_status(group))["state"] == "STARTED"
                         and s, 60, "the group STARTED")
         assert done["counts"] == {"STARTED": 2}
@@ -229,6 +239,7 @@ def test_an_edge_killed_before_an_update_is_deferred_then_updated_when_back(
     finally:
         with contextlib.suppress(Exception):
             lab_up(edges=4, swarm_edges=1)
+        edgefleet.set_edge("lab-4", telemetry_interval=60, heartbeat_interval=20)
         _clean_up(group, key)
 
 
