@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import resource
 import threading
-import time
 from collections.abc import Coroutine, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -213,32 +212,16 @@ async def system_df(engine: AsyncEngine) -> dict[str, Any]:
     already running"): someone's ``docker system df``, or several edge records on one
     engine. The running one ends within seconds, so the refused one waits (jittered, so
     waiters do not collide again) for up to one call's timeout before the refusal stands.
-    The first ask is a plain call (tenacity's loop cost more CPU than the df itself, and
-    almost every df is answered at once); a refusal becomes tenacity's first attempt.
     """
-    started = time.monotonic()
-    try:
-        return await engine.df()
-    except EngineRequestFailed as exc:
-        if not _df_busy(exc):
-            raise
-        refused: EngineRequestFailed | None = exc
     async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_df_busy),
+            retry=retry_if_exception(lambda exc: isinstance(exc, EngineRequestFailed)
+                                     and DF_BUSY in str(exc)),
             wait=wait_exponential_jitter(multiplier=DF_FIRST_PAUSE, max=DF_LONGEST_PAUSE,
                                          jitter=DF_FIRST_PAUSE),
-            stop=stop_before_delay(engine.timeout - (time.monotonic() - started)),
-            reraise=True):
+            stop=stop_before_delay(engine.timeout), reraise=True):
         with attempt:
-            if refused is not None:
-                first, refused = refused, None
-                raise first
             return await engine.df()
     raise AssertionError("unreachable: tenacity returns or re-raises")
-
-
-def _df_busy(exc: BaseException) -> bool:
-    return isinstance(exc, EngineRequestFailed) and DF_BUSY in str(exc)
 
 
 def disk_usage(df: dict[str, Any]) -> tuple[dict[str, int | None], list[dict[str, Any]] | None]:

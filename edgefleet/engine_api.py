@@ -34,7 +34,6 @@ from typing import Any
 from urllib.parse import urlencode, urlparse
 
 import h11
-import orjson
 
 from edgefleet.engine import API_VERSION, describe_failure, ssl_context_of
 from edgefleet.errors import EdgeUnreachable, EngineRequestFailed
@@ -45,8 +44,6 @@ PLAIN_TO_TLS = b"HTTP request to an HTTPS server"  # Go's answer to plain HTTP o
 CLOSE_WAIT = 1.0  # seconds given to a polite close before the connection is dropped
 KEEP_ALIVE = 300.0  # seconds an idle kept connection stays open (sweeps come every 10-60 s)
 FAILURES = (OSError, TimeoutError, EOFError, h11.ProtocolError)
-END_OF_REQUEST = h11.EndOfMessage()  # h11 events are immutable: one serves every request
-KEPT_REQUESTS = 64  # request events kept per engine (its endpoints and current containers)
 
 
 class AsyncEngine:
@@ -65,9 +62,6 @@ class AsyncEngine:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._http: h11.Connection | None = None
-        # per target, built once: h11 validates every header of a new event, about a seventh
-        # of the reader's CPU in a sweep (the same targets come back every sweep)
-        self._requests: dict[str, h11.Request] = {}
         self.requests = 0
         self.connections = 0  # opened, for the benchmark: one per edge while all goes well
         self.last_used = time.monotonic()
@@ -126,20 +120,10 @@ class AsyncEngine:
         if not json_body:
             return body
         try:
-            return parse_json(body)
+            return json.loads(body)
         except ValueError as exc:
             raise EngineRequestFailed(f"edge {self.conn.name}: GET {path} answered with "
                                       "something that is not JSON", status) from exc
-
-    def _request(self, target: str) -> h11.Request:
-        request = self._requests.get(target)
-        if request is None:
-            if len(self._requests) >= KEPT_REQUESTS:
-                self._requests.clear()  # containers came and went: start again
-            request = self._requests[target] = h11.Request(
-                method="GET", target=target,
-                headers=[("Host", self._host_header), ("User-Agent", "edgefleet")])
-        return request
 
     def _idle(self) -> bool:
         """True when a kept connection is there to reuse (and not closed by the engine)."""
@@ -154,8 +138,10 @@ class AsyncEngine:
         assert self._http is not None and self._writer is not None
         assert self._reader is not None
         http = self._http
-        self._writer.write((http.send(self._request(target)) or b"")
-                           + (http.send(END_OF_REQUEST) or b""))
+        self._writer.write(http.send(h11.Request(
+            method="GET", target=target,
+            headers=[("Host", self._host_header), ("User-Agent", "edgefleet")])) or b"")
+        self._writer.write(http.send(h11.EndOfMessage()) or b"")
         status, body = 0, bytearray()
         while True:
             event = http.next_event()
@@ -197,21 +183,10 @@ class AsyncEngine:
                 await writer.wait_closed()
 
 
-def parse_json(body: bytes) -> Any:
-    """An answer's JSON, through orjson (a fraction of the CPU of ``json``); what orjson
-    refuses (NaN, Infinity, lone surrogates) is given to ``json``, so every answer read
-    before still is. The one difference: an integer past 64 bits becomes a float, and the
-    engine writes none (Go's uint64 and int64 fields). ``ValueError`` if neither reads it."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
-
-
 def _message(body: bytes) -> str:
     """The engine's error message (``{"message": ...}``), else the start of the body."""
     try:
-        return str(parse_json(body).get("message", ""))[:300]
+        return str(json.loads(body).get("message", ""))[:300]
     except (ValueError, AttributeError):
         return body[:300].decode("utf-8", "replace")
 
@@ -278,9 +253,7 @@ class EnginePool:
         self._engines[key] = engine  # the most recently used last
         self._busy.add(key)
         try:
-            if (len(self._engines) > self.size
-                    or time.monotonic() - self._pruned > min(60.0, self.keep_alive)):
-                await self._trim()  # rarely: an await per edge read is CPU too
+            await self._trim()
             yield engine
         except EdgeUnreachable:
             if self._engines.get(key) is engine:

@@ -22,7 +22,6 @@ from prefect.runtime import task_run
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 from sqlalchemy import func, insert, update
-from sqlalchemy.orm import defer
 from sqlmodel import Session, col, delete, select
 
 from edgefleet import labels as L
@@ -397,10 +396,7 @@ def publish_fleet_status(now: datetime | None = None) -> int:
         ids = [e.last_sample_id for e in edges if e.last_sample_id]
         samples: dict[int, EdgeSample] = {}
         for start in range(0, len(ids), CHUNK):
-            # the table shows an edge's totals: its containers' JSON is not read (decoding
-            # it was a large part of this task's CPU)
-            for sample in session.exec(select(EdgeSample).options(
-                    defer(EdgeSample.containers)).where(  # type: ignore[arg-type]
+            for sample in session.exec(select(EdgeSample).where(
                     col(EdgeSample.id).in_(ids[start:start + CHUNK]))).all():
                 samples[sample.edge_id] = sample
         counts: dict[int, tuple[int, int]] = {}

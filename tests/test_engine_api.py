@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from edgefleet.edge_readings import read_many, system_df
+from edgefleet.edge_readings import read_many
 from edgefleet.engine import engine_client
-from edgefleet.engine_api import open_engine, parse_json
+from edgefleet.engine_api import open_engine
 from edgefleet.errors import EngineRequestFailed
 from edgefleet.lab import LabStatus, certs
 from edgefleet.lab.engines import sample_workload
@@ -269,45 +269,3 @@ def test_sweeps_of_one_process_keep_the_connection_and_replace_a_closed_one() ->
     finally:
         server.shutdown()
         thread.join(5)
-
-
-class DfEngine:
-    """Answers ``df`` after refusing it ``busy`` times as dockerd 20.10 does while another
-    df runs (or with ``other``, an error that is not that refusal)."""
-
-    def __init__(self, busy: int, other: str | None = None, timeout: float = 5) -> None:
-        self.busy, self.other, self.timeout, self.calls = busy, other, timeout, 0
-
-    async def df(self) -> dict[str, Any]:
-        self.calls += 1
-        if self.other:
-            raise EngineRequestFailed(f"edge x: GET /system/df answered 500: {self.other}", 500)
-        if self.calls <= self.busy:
-            raise EngineRequestFailed("edge x: GET /system/df answered 500: a disk usage "
-                                      "operation is already running", 500)
-        return {"LayersSize": 7}
-
-
-def test_a_refused_df_is_asked_again_and_another_error_is_not() -> None:
-    busy = DfEngine(busy=2)
-    assert asyncio.run(system_df(busy)) == {"LayersSize": 7}  # type: ignore[arg-type]
-    assert busy.calls == 3
-    broken = DfEngine(busy=0, other="no space left on device")
-    with pytest.raises(EngineRequestFailed, match="no space left"):
-        asyncio.run(system_df(broken))  # type: ignore[arg-type]
-    assert broken.calls == 1
-    stuck = DfEngine(busy=1000, timeout=0.5)
-    started = time.monotonic()
-    with pytest.raises(EngineRequestFailed, match="already running"):
-        asyncio.run(system_df(stuck))  # type: ignore[arg-type]
-    assert 1 < stuck.calls < 10 and time.monotonic() - started < 2
-
-
-def test_engine_json_is_read_as_the_json_module_reads_it() -> None:
-    for body in (b'{"a": [1, 2.5, "\\u00e9", null, true]}', b"18446744073709551615",
-                 b'{"cpu": NaN}', b'"\\ud800"'):
-        got, expected = parse_json(body), json.loads(body)
-        assert repr(got) == repr(expected), body
-    for body in (b"", b"<html>", b'"\xff"'):
-        with pytest.raises(ValueError):
-            parse_json(body)
