@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         delete_group,
         group_status,
         list_groups,
+        set_group,
         update_group,
     )
     from edgefleet.api.notifications import acknowledge, list_notifications
@@ -59,7 +60,8 @@ _API: dict[str, tuple[str, str]] = {
     **{name: ("edgefleet.api.edges", name) for name in (
         "add_edge", "list_edges", "remove_edge", "set_edge", "show_edge")},
     **{name: ("edgefleet.api.groups", name) for name in (
-        "create_group", "delete_group", "group_status", "list_groups", "update_group")},
+        "create_group", "delete_group", "group_status", "list_groups", "update_group",
+        "set_group")},
     **{name: ("edgefleet.api.notifications", name) for name in (
         "acknowledge", "list_notifications")},
     "collect_telemetry": ("edgefleet.api.telemetry", "collect"),
@@ -90,6 +92,7 @@ __all__ = [
     "remove_edge",
     "set_policy",
     "set_edge",
+    "set_group",
     "show_application",
     "show_edge",
     "start_deployment",
