@@ -40,6 +40,7 @@ FLOWS = {
     "reconcile-deployments": "edgefleet.flows.reconcile:reconcile_deployments",
     "clean-up-edge": "edgefleet.flows.reconcile:clean_up_edge",
     "rollout-group": "edgefleet.flows.groups:rollout_group",
+    "auto-update-groups": "edgefleet.flows.auto_update:auto_update_groups",
 }
 TRANSIENT = {DeploymentState.STARTING, DeploymentState.UPDATING, DeploymentState.STOPPING}
 

@@ -1,13 +1,16 @@
 """Flow `rollout-group`: observe → plan → waves of members in parallel → decide → end state.
 
-A group's rollout reuses the single-deployment flows: each edge of a wave is one subflow
+A group's rollout reuses the single-deployment flows: each wave is a subflow run
+(`rollout-wave`, named ``rollout g hello 2.0.0 wave 2/3``) and each edge of it one subflow
 run of `deploy-application` (a member not started yet) or `update-application` (health-gated,
 with its own rollback), named for what it does where (``update hello 1.1.0 → lab-3``), at most
 ``max_parallel`` at a time. After each wave ``rollouts.decide`` looks at every result of this
 rollout: halt before the next wave, roll back the edges this rollout already changed, or
 record and go on. Offline edges are deferred by the plan, never attempted nor failed. The
 group ends STARTED, PARTIAL or HALTED (``rollouts.summarize``), whatever happened: a run that
-breaks halts its group with the reason rather than leaving it UPDATING.
+breaks halts its group with the reason rather than leaving it UPDATING. The group's table
+artifact (``group-<name>``) is updated after each wave and at the end; a halt is announced
+(``edgefleet.group.halted``) for the notify channels.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from edgefleet.rollouts import Decision, EdgeResult, Outcome, Verdict, decide, p
 from edgefleet.tasks.groups import (
     GroupView,
     add_group_member,
+    announce_group_halt,
     end_group_rollout,
     load_group_plan,
     member_error,
+    publish_group_table,
     record_group_progress,
 )
 from edgefleet.tasks.records import set_version
@@ -80,22 +85,48 @@ def roll_back_edge(application: str, action: EdgeAction) -> None:
         logger.error("rolling back %s failed: %s", action.edge, exc)
 
 
+@flow(name="rollout-wave",
+      flow_run_name="rollout {group} {application} {version} wave {wave}/{waves}")
+def roll_out_wave(group: str, application: str, version: str, wave: int, waves: int,
+                  actions: list[EdgeAction], max_parallel: int, force: bool = False
+                  ) -> list[EdgeResult]:
+    """One wave of a group's rollout, its own run so that the UI lists the waves (the
+    members' runs are its subflows): ``max_parallel`` edges at a time; a result per edge."""
+    results: list[EdgeResult] = []
+    for start in range(0, len(actions), max_parallel):
+        batch = actions[start:start + max_parallel]
+        futures = [roll_out_edge.submit(group, application, version, action, force)
+                   for action in batch]
+        results.extend(f.result() for f in futures)
+    return results
+
+
 @flow(name="rollout-group", flow_run_name="rollout {group} {application} {version}")
-def rollout_group(group: str, application: str, version: str, force: bool = False) -> str:
-    """Roll group ``group`` out to ``version`` (its recorded target); returns its state."""
+def rollout_group(group: str, application: str, version: str, force: bool = False,
+                  auto_update: bool = False) -> str:
+    """Roll group ``group`` out to ``version`` (its recorded target); returns its state.
+    ``auto_update``: started by the group's auto-update, not by an operator (its notices
+    say so)."""
     logger = get_run_logger()
     view = load_group_plan(group)
     held = view.state
     if held not in ROLLING:
         raise RuntimeError(f"group {group!r} is {held.value}, not DEPLOYING or UPDATING: "
                            "a rollout starts from `group create` or `group update`")
+    occasion = str(runtime.flow_run.id or f"{group}-{version}")
     try:
-        return _roll_out(view, application, force)
+        state = _roll_out(view, application, force)
     except Exception as exc:
         reason = f"the rollout broke off: {str(exc) or type(exc).__name__}"
         logger.error(reason)
         end_group_rollout(group, GroupMove.HALT, GroupState.HALTED, held, reason)
+        publish_group_table(group, return_state=True)
+        announce_group_halt(group, occasion, auto_update, return_state=True)
         raise
+    publish_group_table(group, return_state=True)  # best effort: a table never halts a group
+    if state == GroupState.HALTED.value:
+        announce_group_halt(group, occasion, auto_update, return_state=True)
+    return state
 
 
 def _roll_out(view: GroupView, application: str, force: bool) -> str:
@@ -117,11 +148,9 @@ def _roll_out(view: GroupView, application: str, force: bool) -> str:
     for number, wave in enumerate(waves, start=1):
         record_group_progress(group, number, len(waves))
         logger.info("wave %d/%d: %s", number, len(waves), ", ".join(wave))
-        for start in range(0, len(wave), options.max_parallel):
-            batch = wave[start:start + options.max_parallel]
-            futures = [roll_out_edge.submit(group, application, version, by_edge[name], force)
-                       for name in batch]
-            results.extend(f.result() for f in futures)
+        results.extend(roll_out_wave(group, application, version, number, len(waves),
+                                     [by_edge[name] for name in wave], options.max_parallel,
+                                     force))
         decision = decide(options, results)
         logger.info("after wave %d/%d: %s (%s)", number, len(waves), decision.verdict.value,
                     decision.reason)
@@ -130,6 +159,7 @@ def _roll_out(view: GroupView, application: str, force: bool) -> str:
                     for name in decision.rollback]
             for future in back:
                 future.result()
+        publish_group_table(group, return_state=True)  # after each wave, best effort
         if decision.stops:
             break
     removes = [a.edge for a in view.plan.actions if a.action == "remove"]
