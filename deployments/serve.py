@@ -70,7 +70,7 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
         # the same event as notify-application-update, and the interval catches what an
         # event missed (lost, or the group was busy); one rollout per group: the claim's CAS
         (auto_update_groups, {"triggers": [publish_trigger()],
-                              "interval": timedelta(seconds=settings.reconcile_seconds)}),
+                              "interval": timedelta(seconds=settings.auto_update_seconds)}),
         (notify_application_update, {"triggers": [publish_trigger()]}),
         (reconcile_notifications, {"interval": timedelta(seconds=settings.reconcile_seconds)}),
         # no concurrency limit: a run killed with the serving process would hold the slot
