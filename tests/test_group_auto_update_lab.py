@@ -45,7 +45,7 @@ def _online(names: list[str], timeout: float = 60) -> None:
     pytest.fail(f"edges not ONLINE: {status}")
 
 
-def _wait_group(group: str, done: Callable[[dict[str, Any]], bool], timeout: float = 300
+def _wait_group(group: str, done: Callable[[dict[str, Any]], bool], timeout: float = 600
                 ) -> dict[str, Any]:
     """Until ``done(status)``; the edges are kept ONLINE meanwhile (on a busy machine the
     served sweep can start late, and a rollout defers an edge it has not heard of lately)."""
@@ -67,7 +67,7 @@ def _runs(api_url: str, names: list[str]) -> dict[str, str]:
     return {run.name: run.state_name or "" for run in runs}
 
 
-def _wait_run(api_url: str, name: str, timeout: float = 300) -> None:
+def _wait_run(api_url: str, name: str, timeout: float = 600) -> None:
     """Until the run of that name has completed (the event became a run, and it ended)."""
     deadline = time.monotonic() + timeout
     found: dict[str, str] = {}
