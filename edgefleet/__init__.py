@@ -36,10 +36,13 @@ if TYPE_CHECKING:
     )
     from edgefleet.api.edges import add_edge, list_edges, remove_edge, set_edge, show_edge
     from edgefleet.api.groups import (
+        approve_group,
         create_group,
         delete_group,
         group_status,
         list_groups,
+        pause_group,
+        resume_group,
         set_group,
         update_group,
     )
@@ -60,8 +63,9 @@ _API: dict[str, tuple[str, str]] = {
     **{name: ("edgefleet.api.edges", name) for name in (
         "add_edge", "list_edges", "remove_edge", "set_edge", "show_edge")},
     **{name: ("edgefleet.api.groups", name) for name in (
-        "create_group", "delete_group", "group_status", "list_groups", "update_group",
-        "set_group")},
+        "create_group", "delete_group", "group_status", "list_groups", "update_group")},
+    **{name: ("edgefleet.api.groups", name) for name in (
+        "approve_group", "pause_group", "resume_group", "set_group")},
     **{name: ("edgefleet.api.notifications", name) for name in (
         "acknowledge", "list_notifications")},
     "collect_telemetry": ("edgefleet.api.telemetry", "collect"),
@@ -78,6 +82,9 @@ __all__ = [
     "create_application",
     "create_deployment",
     "create_group",
+    "approve_group",
+    "pause_group",
+    "resume_group",
     "delete_application",
     "delete_deployment",
     "delete_group",

@@ -38,6 +38,7 @@ from edgefleet.models.records import (
     DeploymentGroup,
     Edge,
     Notification,
+    Redelivery,
     utcnow,
 )
 from edgefleet.models.states import DeploymentState
@@ -186,6 +187,33 @@ def claim_announcement(session: Session, *, notification_id: int, at: datetime) 
                  .execution_options(synchronize_session=False))
     result = cast(CursorResult[Any], session.exec(statement))  # type: ignore[call-overload]
     return result.rowcount == 1
+
+
+def claim_redelivery(session: Session, *, invocation: str, channel: str, event_id: str,
+                     reason: str) -> bool:
+    """Record that a failed delivery is sent again; False when another run claimed it."""
+    if session.get(Redelivery, invocation) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(Redelivery(invocation=invocation, channel=channel, event_id=event_id,
+                                   reason=reason[:1000]))
+    except IntegrityError:  # a concurrent reconcile claimed it first
+        return False
+    return True
+
+
+def end_redelivery(session: Session, *, invocation: str, outcome: str) -> None:
+    row = session.get(Redelivery, invocation)
+    if row is not None:
+        row.outcome = outcome[:1000]
+        session.add(row)
+
+
+def redeliveries(session: Session, *, channel: str) -> list[Redelivery]:
+    """A channel's deliveries sent again, newest first."""
+    return list(session.exec(select(Redelivery).where(Redelivery.channel == channel)
+                             .order_by(col(Redelivery.created_at).desc())).all())
 
 
 # ------------------------------------------------------------------ deployment groups

@@ -25,7 +25,7 @@ from sqlmodel import select
 from edgefleet import server
 from edgefleet.db import session_scope
 from edgefleet.errors import EdgefleetError
-from edgefleet.models.groups import ROLLING
+from edgefleet.models.groups import HOLDING, ROLLING, holding_hint
 from edgefleet.models.records import Deployment, DeploymentGroup
 from edgefleet.models.states import DeploymentState
 from edgefleet.settings import get_settings
@@ -63,6 +63,14 @@ def run_here(name: str, parameters: dict[str, Any] | None = None) -> Any:
                                PREFECT_API_URL: server.flow_api_url()}
     with temporary_settings(updates):
         return load_flow(name)(**(parameters or {}))
+
+
+def served_api_url() -> str | None:
+    """The Prefect API of `edgefleet up` when jobs are runs of its served deployments (not
+    in this process): None when they would run here."""
+    if get_settings().run_mode == "local":
+        return None
+    return server.served_api_url()
 
 
 def run_flow(
@@ -147,6 +155,9 @@ def _tell(group: str, seen: tuple[str | None, int, int], progress: Callable[[str
     state, wave, waves = seen
     at = f", wave {wave}/{waves}" if waves else ""
     progress(f"group {group}: {state}{at}")
+    hint = holding_hint(group, state, wave, waves)
+    if hint:
+        progress(hint)
 
 
 def _watch_group(group: str, progress: Callable[[str], None], done: threading.Event) -> None:
@@ -160,9 +171,12 @@ def _watch_group(group: str, progress: Callable[[str], None], done: threading.Ev
 
 
 def wait_for_group(group: str, flow_run_id: str, api_url: str,
-                   progress: Callable[[str], None] | None, timeout: float) -> None:
-    """Until the rollout run is final and the group has left DEPLOYING / UPDATING; each
-    wave reached is told to ``progress``."""
+                   progress: Callable[[str], None] | None, timeout: float,
+                   since: tuple[str | None, int, int] | None = None) -> None:
+    """Until the rollout run is final and the group has left DEPLOYING / UPDATING, or the
+    group waits for an operator (AWAITING_APPROVAL, PAUSED: the run is paused, not ended)
+    other than as ``since`` (state, wave, waves: the wait it was approved or resumed
+    from); each wave reached is told to ``progress``."""
     from prefect.client.orchestration import get_client
 
     deadline = time.monotonic() + timeout
@@ -175,6 +189,8 @@ def wait_for_group(group: str, flow_run_id: str, api_url: str,
                 _tell(group, seen, progress)
                 last = seen
             if run.state and run.state.is_final() and seen[0] not in ROLLING:
+                return
+            if seen[0] in HOLDING and seen != since:
                 return
             time.sleep(0.5)
     raise EdgefleetError(f"rollout run {flow_run_id} did not finish within {timeout:.0f}s; "

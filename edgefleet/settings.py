@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     run_heartbeat_seconds: int = Field(
         default=30, ge=30, description="heartbeat of served flow runs; three missed mean "
         "the run's process is gone")
+    gate_timeout: int = Field(
+        default=86400, gt=0, description="seconds a group's rollout waits at an approval gate "
+        "(or paused by an operator) before it halts; the paused run holds its process")
     telemetry_sweep_seconds: int = Field(
         default=60, gt=0, description="cadence of the served collect-telemetry sweep (a "
         "process per run, sweeping for the whole interval); each edge's own intervals decide "

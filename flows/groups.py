@@ -11,20 +11,41 @@ group ends STARTED, PARTIAL or HALTED (``rollouts.summarize``), whatever happene
 breaks halts its group with the reason rather than leaving it UPDATING. The group's table
 artifact (``group-<name>``) is updated after each wave and at the end; a halt is announced
 (``edgefleet.group.halted``) for the notify channels.
+
+The gate (``--approve``): after each wave but the last the run moves its group to
+AWAITING_APPROVAL and pauses itself (Prefect ``pause_flow_run`` waiting for a
+``GateInput``), so the paused run shows a form in the Prefect UI and `group approve` resumes
+it with the same input; the run itself moves the group on (approved) or halts it (rejected,
+or no answer within ``gate_timeout``). A pause by an operator (`group pause`: PAUSED) is seen
+before each batch of edges; the run pauses itself the same way until resumed. The pause
+blocks the run's own process (the served one under `edgefleet up`), polling Prefect.
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NONE
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
 
 from edgefleet.flows.deploy import deploy_application
 from edgefleet.flows.stop import stop_application
 from edgefleet.flows.update import update_application
 from edgefleet.group_plan import EdgeAction
-from edgefleet.models.groups import ROLLING, GroupMove, GroupState
+from edgefleet.models.groups import ROLLING, GateInput, GroupMove, GroupState, paused_from
 from edgefleet.models.states import DeploymentState
-from edgefleet.rollouts import Decision, EdgeResult, Outcome, Verdict, decide, plan_waves, summarize
+from edgefleet.rollouts import (
+    Decision,
+    EdgeResult,
+    Outcome,
+    Verdict,
+    decide,
+    gate_after,
+    plan_waves,
+    summarize,
+)
+from edgefleet.settings import get_settings
 from edgefleet.tasks.groups import (
     GroupView,
     add_group_member,
@@ -32,12 +53,24 @@ from edgefleet.tasks.groups import (
     end_group_rollout,
     load_group_plan,
     member_error,
+    move_group_state,
     publish_group_table,
+    read_group_state,
     record_group_progress,
 )
 from edgefleet.tasks.records import set_version
 
 NOT_STARTED = frozenset({DeploymentState.CREATED, DeploymentState.STOPPED})
+GATE_POLL_SECONDS = 2  # how often a paused run asks Prefect whether it was resumed
+
+
+class Hold:
+    """The state this run holds its group in: DEPLOYING or UPDATING, and AWAITING_APPROVAL
+    or PAUSED while it waits; every move of the run expects it (compare-and-set)."""
+
+    def __init__(self, state: GroupState) -> None:
+        self.state = state
+        self.rolling = state  # DEPLOYING or UPDATING: where a gate or a pause goes back to
 
 
 @task(name="roll-out-edge", task_run_name="{action.action} {action.edge}", cache_policy=NONE)
@@ -86,19 +119,16 @@ def roll_back_edge(application: str, action: EdgeAction) -> None:
 
 
 @flow(name="rollout-wave",
-      flow_run_name="rollout {group} {application} {version} wave {wave}/{waves}")
+      flow_run_name="rollout {group} {application} {version} wave {wave}/{waves}{part}")
 def roll_out_wave(group: str, application: str, version: str, wave: int, waves: int,
-                  actions: list[EdgeAction], max_parallel: int, force: bool = False
+                  actions: list[EdgeAction], force: bool = False, part: str = ""
                   ) -> list[EdgeResult]:
-    """One wave of a group's rollout, its own run so that the UI lists the waves (the
-    members' runs are its subflows): ``max_parallel`` edges at a time; a result per edge."""
-    results: list[EdgeResult] = []
-    for start in range(0, len(actions), max_parallel):
-        batch = actions[start:start + max_parallel]
-        futures = [roll_out_edge.submit(group, application, version, action, force)
-                   for action in batch]
-        results.extend(f.result() for f in futures)
-    return results
+    """One wave of a group's rollout (or one batch of ``max_parallel`` edges of it, ``part``),
+    its own run so that the UI lists the waves, the members' runs as its subflows: all its
+    edges at once; a result per edge."""
+    futures = [roll_out_edge.submit(group, application, version, action, force)
+               for action in actions]
+    return [f.result() for f in futures]
 
 
 @flow(name="rollout-group", flow_run_name="rollout {group} {application} {version}")
@@ -109,17 +139,19 @@ def rollout_group(group: str, application: str, version: str, force: bool = Fals
     say so)."""
     logger = get_run_logger()
     view = load_group_plan(group)
-    held = view.state
-    if held not in ROLLING:
-        raise RuntimeError(f"group {group!r} is {held.value}, not DEPLOYING or UPDATING: "
+    if view.state not in ROLLING | {GroupState.PAUSED}:
+        raise RuntimeError(f"group {group!r} is {view.state.value}, not DEPLOYING or UPDATING: "
                            "a rollout starts from `group create` or `group update`")
     occasion = str(runtime.flow_run.id or f"{group}-{version}")
+    hold = Hold(view.state)
+    if view.state is GroupState.PAUSED:  # paused before this run even started
+        hold.rolling = paused_from(read_group_state(group)[1])
     try:
-        state = _roll_out(view, application, force)
+        state = _roll_out(view, application, force, hold)
     except Exception as exc:
         reason = f"the rollout broke off: {str(exc) or type(exc).__name__}"
         logger.error(reason)
-        end_group_rollout(group, GroupMove.HALT, GroupState.HALTED, held, reason)
+        end_group_rollout(group, GroupMove.HALT, GroupState.HALTED, hold.state, reason)
         publish_group_table(group, return_state=True)
         announce_group_halt(group, occasion, auto_update, return_state=True)
         raise
@@ -129,9 +161,9 @@ def rollout_group(group: str, application: str, version: str, force: bool = Fals
     return state
 
 
-def _roll_out(view: GroupView, application: str, force: bool) -> str:
+def _roll_out(view: GroupView, application: str, force: bool, hold: Hold) -> str:
     logger = get_run_logger()
-    group, version, held, options = view.name, view.version, view.state, view.options
+    group, version, options = view.name, view.version, view.options
     logger.info("plan of group %s (%s %s; %s):\n%s", group, application, version,
                 options.describe(), view.plan.render())
     by_edge = {a.edge: a for a in view.plan.actions if a.action in ("add", "update")}
@@ -148,9 +180,16 @@ def _roll_out(view: GroupView, application: str, force: bool) -> str:
     for number, wave in enumerate(waves, start=1):
         record_group_progress(group, number, len(waves))
         logger.info("wave %d/%d: %s", number, len(waves), ", ".join(wave))
-        results.extend(roll_out_wave(group, application, version, number, len(waves),
-                                     [by_edge[name] for name in wave], options.max_parallel,
-                                     force))
+        batches = range(0, len(wave), options.max_parallel)
+        for part, start in enumerate(batches, start=1):
+            ended = _paused_here(group, hold, number, len(waves))
+            if ended is not None:  # halted or stopped meanwhile: the record says so already
+                return ended.value
+            batch = wave[start:start + options.max_parallel]
+            results.extend(roll_out_wave(
+                group, application, version, number, len(waves),
+                [by_edge[name] for name in batch], force,
+                f" part {part}/{len(batches)}" if len(batches) > 1 else ""))
         decision = decide(options, results)
         logger.info("after wave %d/%d: %s (%s)", number, len(waves), decision.verdict.value,
                     decision.reason)
@@ -162,10 +201,97 @@ def _roll_out(view: GroupView, application: str, force: bool) -> str:
         publish_group_table(group, return_state=True)  # after each wave, best effort
         if decision.stops:
             break
+        if gate_after(options, number, len(waves)):
+            ended = _gate(group, hold, number, len(waves))
+            if ended is not None:
+                return ended.value
+    ended = _paused_here(group, hold, len(waves), len(waves))  # a pause after the last edges
+    if ended is not None:
+        return ended.value
     removes = [a.edge for a in view.plan.actions if a.action == "remove"]
     if removes:
         logger.warning("not removed (prune is not built yet): %s", ", ".join(removes))
     outcome = summarize(load_group_plan(group).plan, decision)
     logger.info("group %s: %s (%s)", group, outcome.state.value, outcome.cause)
-    end_group_rollout(group, outcome.move, outcome.state, held, outcome.cause)
+    end_group_rollout(group, outcome.move, outcome.state, hold.state, outcome.cause)
     return outcome.state.value
+
+
+def _halt_unanswered(group: str, hold: Hold, why: str) -> GroupState:
+    """The pause timed out: Prefect runs no further task of this run (its pause has
+    expired, the run ends Failed), so the group is halted without a task run."""
+    get_run_logger().error(why)
+    end_group_rollout.fn(group, GroupMove.HALT, GroupState.HALTED, hold.state, why)
+    return GroupState.HALTED
+
+
+def _gate(group: str, hold: Hold, number: int, waves: int) -> GroupState | None:
+    """Wait at the approval gate after wave ``number``; None to go on with the next wave,
+    else the state the group ended in (HALTED when rejected or unanswered)."""
+    logger = get_run_logger()
+    where = f"after wave {number}/{waves}"
+    ended = _paused_here(group, hold, number, waves)  # paused as the wave ended: that first
+    if ended is not None:
+        return ended
+    move_group_state(group, GroupMove.AWAIT_APPROVAL, expect=hold.state,
+                     reason=f"awaiting approval {where}: `edgefleet group approve {group}` "
+                            "(or resume the paused rollout run in the Prefect UI)")
+    hold.state = GroupState.AWAITING_APPROVAL
+    timeout = get_settings().gate_timeout
+    form = RunInput.subclass_from_base_model_type(GateInput).with_initial_data(
+        description=f"Group **{group}**: wave {number}/{waves} is done. Approve the next wave "
+                    "(leave *approved* ticked), or untick it to halt the rollout.")
+    logger.info("group %s awaiting approval %s (at most %d s)", group, where, timeout)
+    try:
+        answer = GateInput.model_validate(
+            pause_flow_run(wait_for_input=form, timeout=timeout,
+                           poll_interval=GATE_POLL_SECONDS), from_attributes=True)
+    except FlowPauseTimeout:
+        return _halt_unanswered(group, hold, f"halted: no approval within {timeout} s {where}")
+    state, _reason = read_group_state(group)
+    if state is not GroupState.AWAITING_APPROVAL:  # stopped (or halted) while waiting
+        logger.warning("group %s is %s now: the rollout ends here", group, state.value)
+        return state
+    note = f" ({answer.note})" if answer.note else ""
+    if not answer.approved:
+        why = f"halted: the rollout was rejected at the approval gate {where}{note}"
+        logger.warning(why)
+        end_group_rollout(group, GroupMove.HALT, GroupState.HALTED, hold.state, why)
+        return GroupState.HALTED
+    logger.info("group %s approved %s%s: the next wave goes", group, where, note)
+    move_group_state(group, GroupMove.APPROVE, expect=hold.state, to=hold.rolling)
+    hold.state = hold.rolling
+    return None
+
+
+def _paused_here(group: str, hold: Hold, number: int, waves: int) -> GroupState | None:
+    """Before a batch of edges: if an operator paused the group, pause this run until it is
+    resumed (`group resume`, or the Prefect UI). None to go on, else the state the group
+    ended in (stopped or halted meanwhile, or a pause that timed out)."""
+    state, _reason = read_group_state(group)
+    if state in ROLLING:
+        hold.state = hold.rolling = state  # a resume may have moved it back already
+        return None
+    if state is not GroupState.PAUSED:
+        get_run_logger().warning("group %s is %s now: the rollout ends here", group,
+                                 state.value)
+        return state
+    hold.state = GroupState.PAUSED
+    timeout = get_settings().gate_timeout
+    get_run_logger().info("group %s paused by an operator in wave %d/%d: waiting for "
+                          "`edgefleet group resume %s` (at most %d s)", group, number, waves,
+                          group, timeout)
+    try:
+        pause_flow_run(timeout=timeout, poll_interval=GATE_POLL_SECONDS)
+    except FlowPauseTimeout:
+        return _halt_unanswered(group, hold, f"halted: paused in wave {number}/{waves} and "
+                                             f"not resumed within {timeout} s")
+    state, _reason = read_group_state(group)
+    if state is GroupState.PAUSED:  # resumed from the Prefect UI: the record follows
+        move_group_state(group, GroupMove.RESUME, expect=hold.state, to=hold.rolling)
+        state = hold.rolling
+    if state in ROLLING:
+        hold.state = hold.rolling = state
+        return None
+    get_run_logger().warning("group %s is %s now: the rollout ends here", group, state.value)
+    return state

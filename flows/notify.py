@@ -11,10 +11,13 @@ from prefect import flow
 
 from edgefleet.tasks.notifications import (
     announce_unreceived_notices,
+    claim_failed_deliveries,
+    end_redelivery,
     find_newest_published,
     find_older_deployments,
     notify_deployment,
     notify_missed,
+    send_again,
 )
 
 
@@ -28,8 +31,16 @@ def notify_application_update(application: str, version: str) -> int:
 
 @flow(name="reconcile-notifications")
 def reconcile_notifications() -> int:
-    """Catch a lost event: re-notify for every newest published version (a lost publish),
-    and announce again the recent notices whose own event never reached the server."""
+    """Catch what got lost: re-notify for every newest published version (a lost publish),
+    announce again the recent notices whose own event never reached the server, and send
+    again, once, each channel delivery that failed (Prefect's automations do not retry)."""
     added = notify_missed(find_newest_published())  # one task, not a subflow per application
     announce_unreceived_notices()
+    failed = claim_failed_deliveries()
+    sending = [send_again.submit(delivery) for delivery in failed]
+    for delivery, future in zip(failed, sending, strict=True):
+        future.wait()
+        state = future.state
+        end_redelivery(delivery.invocation, "sent" if state.is_completed() else
+                       f"failed: {state.message or state.name}")
     return added

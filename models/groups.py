@@ -323,6 +323,54 @@ def waves_text(waves: Sequence[WaveTarget]) -> str:
 
 
 
+# ------------------------------------------------------------------ the gate between waves
+
+# A group waiting (for an approval, or for an operator's resume) with its rollout run paused.
+HOLDING: frozenset[GroupState] = frozenset({G.AWAITING_APPROVAL, G.PAUSED})
+
+
+class GateInput(BaseModel):
+    """What a rollout paused at its approval gate waits for: the form the Prefect UI shows
+    on the paused run, and what `group approve` sends (Prefect ``resume_flow_run`` with
+    ``run_input``). Resuming with the defaults approves; ``approved: false`` halts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approved: bool = Field(
+        default=True, description="go on with the next wave (untick to halt the rollout)")
+    note: str = Field(default="", max_length=500,
+                      description="why (in the run's log; in the group's reason if it halts)")
+
+
+PAUSED_WHILE = "paused by an operator while "
+
+
+def pause_reason(rolling: GroupState | str, group: str) -> str:
+    """The reason a paused group shows; it names the state a resume goes back to."""
+    return (f"{PAUSED_WHILE}{GroupState(rolling).value}: the rollout stops before its next "
+            f"edges; `edgefleet group resume {group}` goes on")
+
+
+def paused_from(reason: str | None) -> GroupState:
+    """The rolling state a group was paused in (:func:`pause_reason`); UPDATING when the
+    reason does not say (a rollout that is not a group's first)."""
+    if reason and reason.startswith(PAUSED_WHILE):
+        word = reason[len(PAUSED_WHILE):].split(":", 1)[0].strip()
+        if word in {s.value for s in ROLLING}:
+            return GroupState(word)
+    return G.UPDATING
+
+
+def holding_hint(group: str, state: str | None, wave: int, waves: int) -> str | None:
+    """What a group that waits needs from the operator (None when it waits for nothing)."""
+    if state == G.AWAITING_APPROVAL:
+        return (f"awaiting approval after wave {wave}/{waves}: run "
+                f"`edgefleet group approve {group}`")
+    if state == G.PAUSED:
+        return f"paused in wave {wave}/{waves}: run `edgefleet group resume {group}`"
+    return None
+
+
 # ------------------------------------------------------------------ auto-update
 
 

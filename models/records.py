@@ -253,6 +253,21 @@ class Notification(SQLModel, table=True):
     announced_again_at: datetime | None = None
 
 
+class Redelivery(SQLModel, table=True):
+    """A notify channel's failed delivery that edgefleet sends again, once: Prefect's
+    automations do not retry a failed action. Keyed by the action's invocation id, so
+    concurrent reconciles claim it once; ``outcome`` is None until the send ends."""
+
+    __tablename__ = "redelivery"
+
+    invocation: str = Field(primary_key=True)
+    channel: str
+    event_id: str
+    reason: str = Field(sa_column=Column(Text, nullable=False))  # why the delivery failed
+    outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 def as_dict(row: Any) -> dict[str, Any]:
     """A record as JSON-ready data."""
     data: dict[str, Any] = row.model_dump()

@@ -99,6 +99,27 @@ def end_group_rollout(name: str, move: GroupMove, to: GroupState, expect: GroupS
                                  reason=reason)
 
 
+@task(name="read-group-state", task_run_name="group {name}: state", retries=2,
+      retry_delay_seconds=1, cache_policy=NONE, retry_condition_fn=unless_final)
+def read_group_state(name: str) -> tuple[GroupState, str | None]:
+    """The group's state and reason now: a rollout looks between its batches whether an
+    operator paused it."""
+    with session_scope() as session:
+        group = get_group(session, name=name)
+        return GroupState(group.state), group.reason
+
+
+@task(name="move-group", task_run_name="group {name}: {move.value}", retries=2,
+      retry_delay_seconds=1, cache_policy=NONE, retry_condition_fn=unless_final)
+def move_group_state(name: str, move: GroupMove, expect: GroupState,
+                     to: GroupState | None = None, reason: str | None = None) -> GroupState:
+    """One move of the group by its rollout run (to the gate, through it, back from a
+    pause), from the state this run left it in (``expect``); the reason replaces the old."""
+    with session_scope() as session:
+        return move_group_record(session, name=name, move=move, to=to, expect=expect,
+                                 reason=reason)
+
+
 # ------------------------------------------------------------------ the group's table
 
 

@@ -7,8 +7,9 @@ from datetime import timedelta
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
-from edgefleet import events, version_notices
-from edgefleet.crud import claim_announcement, unannounced_notices
+from edgefleet import deliveries, events, version_notices
+from edgefleet.crud import claim_announcement, claim_redelivery, unannounced_notices
+from edgefleet.crud import end_redelivery as record_redelivery_end
 from edgefleet.db import session_scope
 from edgefleet.models.records import utcnow
 
@@ -82,3 +83,36 @@ def announce_unreceived_notices() -> int:
     if sent:
         get_run_logger().info("%d notice(s) never reached the Prefect server: sent again", sent)
     return sent
+
+
+@task(name="claim-failed-deliveries", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def claim_failed_deliveries() -> list[deliveries.FailedDelivery]:
+    """The channel deliveries that failed within the last hour and were never sent again,
+    each claimed on its record first (so each is sent again once, whoever reconciles)."""
+    claimed = []
+    for delivery in deliveries.failed_deliveries(since=utcnow() - ANNOUNCE_AGAIN_WITHIN):
+        with session_scope() as session:
+            if claim_redelivery(session, invocation=delivery.invocation,
+                                channel=delivery.channel, event_id=delivery.event_id,
+                                reason=delivery.reason):
+                claimed.append(delivery)
+    if claimed:
+        get_run_logger().info("%d failed channel deliveries: sending them again", len(claimed))
+    return claimed
+
+
+@task(name="send-again", retries=3, retry_delay_seconds=[1, 5, 15], cache_policy=NONE,
+      task_run_name="send again to {delivery.channel}")
+def send_again(delivery: deliveries.FailedDelivery) -> bool:
+    """The notice of a failed delivery, through the channel's block (Prefect retries it)."""
+    sent = deliveries.redeliver(delivery)
+    if not sent:
+        get_run_logger().info("channel %s or its notice is gone: nothing to send",
+                              delivery.channel)
+    return sent
+
+
+@task(name="end-redelivery", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def end_redelivery(invocation: str, outcome: str) -> None:
+    with session_scope() as session:
+        record_redelivery_end(session, invocation=invocation, outcome=outcome)

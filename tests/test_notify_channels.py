@@ -30,17 +30,24 @@ pytestmark = pytest.mark.lab
 
 
 class Receiver:
-    """Collects the JSON bodies POSTed to it."""
+    """Collects the JSON bodies POSTed to it; the first ``refuse`` POSTs get HTTP 503 (and
+    are kept in ``refused``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, refuse: int = 0) -> None:
         self.bodies: list[dict[str, Any]] = []
-        received = self.bodies
+        self.refused: list[dict[str, Any]] = []
+        received, refused = self.bodies, self.refused
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 length = int(self.headers.get("Content-Length", 0))
-                received.append(json.loads(self.rfile.read(length) or b"{}"))
-                self.send_response(204)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if len(refused) < refuse:
+                    refused.append(body)
+                    self.send_response(503)
+                else:
+                    received.append(body)
+                    self.send_response(204)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
@@ -155,6 +162,35 @@ def test_a_notice_whose_event_was_lost_is_announced_once_by_the_reconcile(
     finally:
         edgefleet.delete_deployment(dep, force=True)
         remove_channel(channel)
+
+
+def test_a_refused_delivery_is_sent_again_once(
+        lab: Any, edges: dict[str, Any], prefect_api: str, quick_local_runs: None) -> None:
+    receiver = Receiver(refuse=1)  # down for the automation's delivery, back for the retry
+    app = unique("again")
+    image = f"{lab.registry}/edgefleet/hello"
+    edgefleet.create_application(app, "1.0.0", image=f"{image}:1.0.0", ports=["8080"])
+    edgefleet.add_version(app, "1.1.0", image=f"{image}:1.1.0", ports=["8080"])
+    edgefleet.publish_version(app, "1.0.0")
+    channel = unique("again")
+    add_channel(channel, webhook=receiver.url, application=app, on="update-available")
+    dep = edgefleet.deploy(app, "lab-2")["id"]
+    try:
+        edgefleet.publish_version(app, "1.1.0")
+        sent = receiver.wait_for(kind("update-available"), 1,
+                                 timeout=3 * RECONCILE_SECONDS + 60)
+        assert len(receiver.refused) == 1 and dep[:12] in receiver.refused[0]["text"]
+        assert len(sent) == 1 and sent[0]["text"] == receiver.refused[0]["text"], sent
+        time.sleep(RECONCILE_SECONDS + 5)  # later reconciles never send it a third time
+        assert len(receiver.matching(kind("update-available"))) == 1
+        assert len(receiver.refused) == 1
+        deliveries = {c["name"]: c["deliveries"] for c in list_channels()}[channel]
+        assert deliveries["failed"] == 1 and deliveries["sent_again"] == 1, deliveries
+        assert "503" in deliveries["last_failure"]
+    finally:
+        edgefleet.delete_deployment(dep, force=True)
+        remove_channel(channel)
+        receiver.server.shutdown()
 
 
 def test_offline_edge_test_message_and_a_refusing_receiver(

@@ -10,24 +10,23 @@ automation's own events (``prefect.automation.action.executed`` / ``.failed``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from edgefleet import server
+from edgefleet.crud import redeliveries
 from edgefleet.db import session_scope
+from edgefleet.deliveries import ACTION_EVENTS, MAX_PAGES, PAGE, PREFIX, failure_of, send
+from edgefleet.deliveries import prefect_client as _client
 from edgefleet.errors import EdgefleetError, InvalidInput, NotFound
 from edgefleet.models.inputs import check_name
 from edgefleet.models.records import Application, Edge
 from edgefleet.notice_events import KINDS, channel_filters, parse_kinds
 
-PREFIX = "edgefleet-notify-"
 SUBJECT = "edgefleet {{ event.payload.kind }}: {{ event.payload.message }}"
 BODY = "{{ event.payload.text }}"
 # what a webhook receives (JSON; the channel name is a checked name, safe to embed)
@@ -36,23 +35,7 @@ PAYLOAD = ('{"subject": {{ ("edgefleet " ~ event.payload.kind ~ ": " ~ event.pay
            '{{ event.payload.kind | tojson }}, "channel": "%s"}')
 URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 BLOCK_RE = re.compile(r"^[a-z0-9-]+/[a-z0-9-]+$")
-PAGE = 50  # the most events the server returns at once
 CHUNK = 50  # notice event ids per query
-MAX_PAGES = 20
-
-
-@contextmanager
-def _client() -> Iterator[Any]:
-    """A sync Prefect client on the running server (channels live there)."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    api_url = server.running_api_url()
-    if api_url is None:
-        raise EdgefleetError("notify channels live in the Prefect server: start it with "
-                             "`edgefleet up` first")
-    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
-        yield client
 
 
 def _check(name: str, on: str | list[str], webhook: str | None, block: str | None,
@@ -144,30 +127,33 @@ def list_channels() -> list[dict[str, Any]]:
             found.append({**config, "name": automation.name[len(PREFIX):],
                           "automation_id": str(automation.id),
                           "enabled": automation.enabled,
-                          "deliveries": _deliveries(client, automation.id)})
+                          "deliveries": _deliveries(client, automation.id,
+                                                    automation.name[len(PREFIX):])})
         return sorted(found, key=lambda c: c["name"])
 
 
-def _deliveries(client: Any, automation_id: Any, limit: int = 20) -> dict[str, Any]:
-    """Counts of the automation's executed and failed actions, and the last failure."""
+def _deliveries(client: Any, automation_id: Any, name: str, limit: int = 20) -> dict[str, Any]:
+    """Counts of the automation's executed and failed actions, the last failure, and the
+    failed ones edgefleet sent again (``sent_again`` / ``failed_again``)."""
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
     page = client.read_events(filter=EventFilter(
-        event=EventNameFilter(name=["prefect.automation.action.executed",
-                                    "prefect.automation.action.failed"]),
+        event=EventNameFilter(name=ACTION_EVENTS),
         resource=EventResourceFilter(id=[f"prefect.automation.{automation_id}"])),
         limit=min(limit, PAGE))
     sent, failures = 0, []
     for event in page.events:  # newest first
-        status = event.payload.get("status_code")
-        if event.event.endswith(".failed"):
-            failures.append(str(event.payload.get("reason", "failed")))
-        elif isinstance(status, int) and status >= 400:
-            failures.append(f"the receiver answered HTTP {status}")
-        else:
+        failure = failure_of(event)
+        if failure is None:
             sent += 1
+        else:
+            failures.append(failure)
+    with session_scope() as session:
+        again = [r.outcome for r in redeliveries(session, channel=name)]
     return {"sent": sent, "failed": len(failures),
-            "last_failure": failures[0][:300] if failures else None}
+            "last_failure": failures[0][:300] if failures else None,
+            "sent_again": again.count("sent"),
+            "failed_again": sum(1 for o in again if o and o != "sent")}
 
 
 def delivered_to(event_ids: list[str]) -> dict[str, list[str]]:
@@ -201,8 +187,7 @@ def delivered_to(event_ids: list[str]) -> dict[str, list[str]]:
 
 def _note_delivery(event: Any, wanted: dict[str, str], found: dict[str, list[str]]) -> None:
     channel = str(event.resource.get("prefect.resource.name", ""))
-    status = event.payload.get("status_code")
-    if not channel.startswith(PREFIX) or (isinstance(status, int) and status >= 400):
+    if not channel.startswith(PREFIX) or failure_of(event) is not None:
         return
     for resource in event.related:
         event_id = wanted.get(resource.id)
@@ -229,13 +214,8 @@ def test_channel(name: str) -> dict[str, Any]:
         text = (f"edgefleet test message of channel {name}: if you read this, the channel "
                 "works.")
         try:
-            if hasattr(block, "notify"):
-                block.notify(body=text, subject=f"edgefleet test of {name}")
-            else:  # the Webhook block of a --webhook channel
-                answer = asyncio.run(block.call(payload=json.dumps(
-                    {"subject": f"edgefleet test of {name}", "text": text, "kind": "test",
-                     "channel": name})))
-                answer.raise_for_status()
+            send(block, subject=f"edgefleet test of {name}", text=text, kind="test",
+                 channel=name)
         except Exception as exc:
             raise EdgefleetError(f"channel {name!r} could not deliver: "
                                  f"{' '.join(str(exc).split())[:300]}") from exc

@@ -2,14 +2,19 @@
 
 ``create_group`` records the group and one CREATED member deployment per target edge, then
 runs flow `rollout-group` (as a job); ``update_group`` moves a group at rest to UPDATING with
-a new target and runs it again. Every bad request is refused before anything is recorded.
+a new target and runs it again. ``approve_group`` opens the gate a rollout waits at
+(``--approve``) by resuming its paused run with a ``GateInput``, as the Prefect UI does;
+``pause_group`` / ``resume_group`` hold a rollout before its next edges and let it go on.
+Every bad request is refused before anything is recorded.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
+from uuid import UUID
 
 import semver
 from sqlalchemy.exc import IntegrityError
@@ -33,12 +38,17 @@ from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, InvalidInput, InvalidTransition
 from edgefleet.group_plan import plan_group
 from edgefleet.models.groups import (
+    HOLDING,
     NEW_GROUP_STATE,
     ROLLING,
     AutoUpdate,
+    GateInput,
     GroupMove,
+    GroupState,
     RolloutOptions,
     parse_auto_update,
+    pause_reason,
+    paused_from,
 )
 from edgefleet.models.inputs import DeploymentCreate, check_name, check_semver
 from edgefleet.models.records import (
@@ -124,6 +134,7 @@ def create_group(
     max_parallel: int | str | None = None,
     failure_threshold: float | str | None = None,
     on_failure: str | None = None,
+    approve: bool | None = None,
     prune: bool = False,
     auto_update: str | None = None,
     wait: bool = True,
@@ -135,7 +146,8 @@ def create_group(
     Refused before anything is recorded: a bad name, both or neither of ``edges`` and
     ``selector``, a bad selector, an unknown edge, no edge matched, an unknown application
     or version, an unpublished version, a bad ``env``, rollout option or ``auto_update``
-    (off, patch, minor, major: see ``set_group``), an existing group.
+    (off, patch, minor, major: see ``set_group``), an existing group, ``approve``
+    without `edgefleet up` (:func:`_gate_needs_queue`).
     """
     name = _name(name)
     listed = None if edges is None else list(dict.fromkeys(edges))
@@ -146,7 +158,9 @@ def create_group(
         selector = selector.strip()
         parse_selector(selector)
     options = _options(None, waves=waves, max_parallel=max_parallel,
-                       failure_threshold=failure_threshold, on_failure=on_failure)
+                       failure_threshold=failure_threshold, on_failure=on_failure,
+                       approve=approve)
+    _gate_needs_queue(options)
     level = _auto_update(auto_update)
     spec = validated(DeploymentCreate, application=application, edge="group",
                      version=version, env=env or {})
@@ -190,6 +204,7 @@ def update_group(
     max_parallel: int | str | None = None,
     failure_threshold: float | str | None = None,
     on_failure: str | None = None,
+    approve: bool | None = None,
     wait: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -201,9 +216,13 @@ def update_group(
     """
     with session_scope() as session:
         group = get_group(session, name=name)
-        if group.state in {s.value for s in ROLLING}:
+        if group.state in {s.value for s in ROLLING | HOLDING}:
+            waits = {GroupState.AWAITING_APPROVAL.value: f" and waits for `edgefleet group "
+                                                         f"approve {name}`",
+                     GroupState.PAUSED.value: f" and waits for `edgefleet group resume "
+                                              f"{name}`"}.get(group.state, "")
             raise InvalidTransition(
-                f"group {name!r} is {group.state}: a rollout of it is under way (see "
+                f"group {name!r} is {group.state}: a rollout of it is under way{waits} (see "
                 f"`edgefleet group status {name}`); update it once that one has ended")
         app = session.get(Application, group.application_id)
         assert app is not None
@@ -216,7 +235,9 @@ def update_group(
             raise InvalidInput(f"cannot update a group of {current.kind} deployments to a "
                                f"{target.kind} version")
         options = _options(group.options, waves=waves, max_parallel=max_parallel,
-                           failure_threshold=failure_threshold, on_failure=on_failure)
+                           failure_threshold=failure_threshold, on_failure=on_failure,
+                           approve=approve)
+        _gate_needs_queue(options, kept=approve is None)
         if target.version == group.version and not force and not _diverges(session, group):
             raise InvalidInput(f"group {name!r} already runs {app.name} {group.version} on "
                                "every edge; pass --force to re-pull and restart its members")
@@ -300,7 +321,7 @@ def delete_group(name: str, *, force: bool = False) -> list[str]:
 
     with session_scope() as session:
         group = get_group(session, name=name)
-        if group.state in {s.value for s in ROLLING} and not force:
+        if group.state in {s.value for s in ROLLING | HOLDING} and not force:
             raise InvalidTransition(f"group {name!r} is {group.state}: a rollout is under way; "
                                     "pass --force to delete it anyway")
         members = [d.id for d in group_members(session, group=group)]
@@ -354,3 +375,215 @@ def group_status(name: str) -> dict[str, Any]:
             "created_at": group.created_at.isoformat(),
             "updated_at": group.updated_at.isoformat(),
         }
+
+
+# ------------------------------------------------------------------ the gate, pause, resume
+
+GATE_READY_SECONDS = 30.0  # a run that has just moved its group to the gate pauses within it
+RESUME_RACE_SECONDS = 3.0  # a run that saw PAUSED just before a resume pauses within it
+
+
+def _gate_needs_queue(options: RolloutOptions, kept: bool = False) -> None:
+    """``--approve`` needs `edgefleet up`: the run waits at the gate in the served process.
+    Run here, it would hold this command until someone approves from another terminal."""
+    from edgefleet import jobs
+
+    if options.approve and jobs.served_api_url() is None:
+        given = ("the group's rollout options ask for an approval between waves (--approve); "
+                 "pass --no-approve, or " if kept else "--approve needs `edgefleet up`: ")
+        raise InvalidInput(
+            f"{given}start `edgefleet up` first: a rollout that waits for an approval runs "
+            "in the served process (run here, it would hold this command until approved)")
+
+
+def _rollout_run(name: str, flow_run_id: str | None) -> tuple[Any, str]:
+    """The group's rollout flow run as Prefect sees it, and the API it was read from."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from edgefleet import server
+
+    if flow_run_id is None:
+        raise InvalidTransition(f"group {name!r} has no rollout run on record")
+    api_url = server.flow_api_url()
+    with temporary_settings({PREFECT_API_URL: api_url}), \
+            get_client(sync_client=True) as client:
+        try:
+            return client.read_flow_run(UUID(flow_run_id)), api_url
+        except ObjectNotFound:
+            return None, api_url
+
+
+def _state_type(run: Any) -> str | None:
+    return run.state.type.value if run is not None and run.state is not None else None
+
+
+def _ended(run: Any) -> bool:
+    """The run is gone, or Prefect has it final: nothing will move its group any more."""
+    return run is None or run.state is None or bool(run.state.is_final())
+
+
+def _halt_orphan(name: str, state: GroupState, flow_run_id: str | None, seen: str | None,
+                 why: str | None = None) -> InvalidTransition:
+    """The group waits for a run that no longer exists, has ended, or whose process is gone
+    (``why``; e.g. `edgefleet down` meanwhile): halt it with the reason, so that
+    `group update` can start over."""
+    why = why or (f"its rollout run {flow_run_id} is gone" if seen is None
+                  else f"its rollout run {flow_run_id} has ended ({seen})")
+    with session_scope() as session:
+        move_group_record(session, name=name, move=GroupMove.HALT, expect=state,
+                          reason=f"halted while {state.value}: {why}")
+    return InvalidTransition(f"group {name!r} was {state.value} but {why}: it is HALTED now; "
+                             f"start over with `edgefleet group update {name}`")
+
+
+def _resume_run(flow_run_id: str, api_url: str, run_input: dict[str, Any] | None) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}), \
+            get_client(sync_client=True) as client:
+        result = client.resume_flow_run(UUID(flow_run_id), run_input=run_input)
+    if result.status.value != "ACCEPT":
+        reason = getattr(result.details, "reason", None) or result.status.value
+        raise InvalidTransition(f"Prefect did not resume rollout run {flow_run_id}: {reason}")
+
+
+def _silent(run: Any, api_url: str) -> str | None:
+    """Why a paused served run's process is gone (its heartbeats stopped: a paused run
+    still beats), or None. Resuming it would leave its group waiting for nobody. A run of
+    this process's kind (no deployment) or one that never beat is taken as alive."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from edgefleet.models.records import utcnow
+    from edgefleet.settings import get_settings
+    from edgefleet.tasks.reconcile import _last_heartbeats
+
+    if run.deployment_id is None or run.state is None:
+        return None
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        beats = _last_heartbeats(str(run.id), run.start_time or run.state.timestamp)
+    allowed = 3 * get_settings().run_heartbeat_seconds + 10
+    if beats and (utcnow() - beats[0]).total_seconds() > allowed:
+        return (f"its rollout run {run.id} is paused but sent no heartbeat for more than "
+                f"{allowed} s: its process is gone (was `edgefleet up` stopped?)")
+    return None
+
+
+def _paused_run(name: str, state: GroupState, flow_run_id: str | None, within: float
+                ) -> tuple[Any, str]:
+    """The group's rollout run once Prefect has it PAUSED (it pauses right after moving
+    its group); a run that ended, or whose process is gone, halts the group
+    (:func:`_halt_orphan`)."""
+    deadline = time.monotonic() + within
+    while True:
+        run, api_url = _rollout_run(name, flow_run_id)
+        seen = _state_type(run)
+        if seen == "PAUSED":
+            gone = _silent(run, api_url)
+            if gone:
+                raise _halt_orphan(name, state, flow_run_id, seen, gone)
+            return run, api_url
+        if _ended(run):
+            raise _halt_orphan(name, state, flow_run_id, seen)
+        if time.monotonic() > deadline:
+            raise InvalidTransition(
+                f"group {name!r} is {state.value} but its rollout run {flow_run_id} is "
+                f"{seen}, not paused; try again in a moment (`edgefleet group status {name}`)")
+        time.sleep(0.5)
+
+
+def _follow(name: str, flow_run_id: str, api_url: str, since: tuple[str | None, int, int],
+            progress: Progress | None) -> None:
+    from edgefleet import jobs
+
+    jobs.wait_for_group(name, flow_run_id, api_url, progress, timeout=900, since=since)
+
+
+def _waiting(session: Session, name: str, state: GroupState, verb: str) -> DeploymentGroup:
+    group = get_group(session, name=name)
+    if group.state != state.value:
+        what = {GroupState.AWAITING_APPROVAL: "waits for no approval",
+                GroupState.PAUSED: "is not paused"}[state]
+        raise InvalidTransition(
+            f"group {name!r} is {group.state}: it {what}, there is nothing to {verb} (only a "
+            f"group in {state.value} can be {verb}d; see `edgefleet group status {name}`)")
+    return group
+
+
+def approve_group(name: str, *, approved: bool = True, note: str | None = None,
+                  wait: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+    """Open the approval gate a rollout waits at (AWAITING_APPROVAL): its paused run goes
+    on with the next wave (or, ``approved=False``, halts the group). The run moves the
+    group, as when approved from the Prefect UI. ``wait``: follow the rest of the rollout
+    (up to the next gate). Refused, with nothing changed: an unknown group, a group that
+    waits for no approval."""
+    answer = validated(GateInput, approved=approved, note=note or "")
+    with session_scope() as session:
+        group = _waiting(session, name, GroupState.AWAITING_APPROVAL, "approve")
+        flow_run_id = group.flow_run_id
+        since = (group.state, group.wave, group.waves)
+    _run, api_url = _paused_run(name, GroupState.AWAITING_APPROVAL, flow_run_id,
+                                GATE_READY_SECONDS)
+    assert flow_run_id is not None
+    _resume_run(flow_run_id, api_url, answer.model_dump(mode="json"))
+    if progress:
+        progress(f"group {name}: {'approved' if approved else 'rejected'} after wave "
+                 f"{since[1]}/{since[2]}")
+    if wait:
+        _follow(name, flow_run_id, api_url, since, progress)
+    return group_status(name)
+
+
+def pause_group(name: str) -> dict[str, Any]:
+    """Pause a rollout under way (DEPLOYING, UPDATING → PAUSED): its run stops before its
+    next batch of edges (those under way finish) and pauses itself until resumed."""
+    with session_scope() as session:
+        group = get_group(session, name=name)
+        if group.state not in {s.value for s in ROLLING}:
+            raise InvalidTransition(
+                f"group {name!r} is {group.state}: no rollout of it is under way, there is "
+                f"nothing to pause (only a DEPLOYING or UPDATING group can be paused)")
+        rolling = GroupState(group.state)
+        move_group_record(session, name=name, move=GroupMove.PAUSE, expect=rolling,
+                          reason=pause_reason(rolling, name))
+    return group_status(name)
+
+
+def resume_group(name: str, *, wait: bool = False, progress: Progress | None = None
+                 ) -> dict[str, Any]:
+    """Let a paused rollout go on (PAUSED → DEPLOYING or UPDATING, as it was). A run that
+    has paused itself is resumed through Prefect and moves its group back; one that has
+    not reached its pause yet (or not started) just goes on. Refused: a group that is not
+    PAUSED; a group whose run has ended is halted (:func:`_halt_orphan`)."""
+    with session_scope() as session:
+        group = _waiting(session, name, GroupState.PAUSED, "resume")
+        flow_run_id, reason = group.flow_run_id, group.reason
+        since = (group.state, group.wave, group.waves)
+    run, api_url = _rollout_run(name, flow_run_id) if flow_run_id else (None, None)
+    seen = _state_type(run)
+    if flow_run_id is not None and _ended(run):
+        raise _halt_orphan(name, GroupState.PAUSED, flow_run_id, seen)
+    if flow_run_id is not None and api_url is not None and seen == "PAUSED":
+        gone = _silent(run, api_url)
+        if gone:
+            raise _halt_orphan(name, GroupState.PAUSED, flow_run_id, seen, gone)
+        _resume_run(flow_run_id, api_url, None)
+    else:  # not paused yet (finishing a batch, or not started): it sees the group go on
+        with session_scope() as session:
+            move_group_record(session, name=name, move=GroupMove.RESUME,
+                              expect=GroupState.PAUSED, to=paused_from(reason), reason=None)
+        deadline = time.monotonic() + RESUME_RACE_SECONDS
+        while time.monotonic() < deadline:  # it may have paused itself meanwhile
+            with session_scope() as session:
+                flow_run_id = get_group(session, name=name).flow_run_id
+            if flow_run_id is not None:
+                run, api_url = _rollout_run(name, flow_run_id)
+                if _state_type(run) == "PAUSED":
+                    _resume_run(flow_run_id, api_url, None)
+                    break
+            time.sleep(0.5)
+    if wait and flow_run_id is not None and api_url is not None:
+        _follow(name, flow_run_id, api_url, since, progress)
+    return group_status(name)

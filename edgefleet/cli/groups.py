@@ -45,6 +45,11 @@ AUTO_UPDATE = typer.Option(
     "major.minor, minor: same major, major: any newer release), with the group's rollout "
     "options, while `edgefleet up` runs; default off")
 
+APPROVE = typer.Option(
+    None, "--approve/--no-approve",
+    help="after each wave but the last, wait for `edgefleet group approve` (or an approval "
+    "in the Prefect UI); needs `edgefleet up`")
+
 
 def _progress(json_out: bool) -> Callable[[str], None] | None:
     """Progress lines (per wave) on stderr, so --json output stays clean."""
@@ -70,6 +75,11 @@ def _show(data: dict[str, Any], json_out: bool) -> None:
     print_table("members", ["edge", "deployment", "version", "state", "last error"],
                 [(e["edge"], (e["deployment_id"] or "-")[:12], e["version"], e["state"],
                   e["last_error"]) for e in data["edges"]])
+    from edgefleet.models.groups import holding_hint
+
+    hint = holding_hint(data["name"], data["state"], rollout["wave"], rollout["waves"])
+    if hint:
+        console.print(escape(hint), highlight=False)
 
 
 @group_app.command("create")
@@ -89,6 +99,7 @@ def create(
     max_parallel: int | None = MAX_PARALLEL,
     failure_threshold: str | None = THRESHOLD,
     on_failure: str | None = ON_FAILURE,
+    approve: bool | None = APPROVE,
     prune: bool = typer.Option(False, "--prune",
                                help="members on edges that stop matching leave the group"),
     auto_update: str | None = AUTO_UPDATE,
@@ -105,7 +116,8 @@ def create(
     data = groups.create_group(
         name, application, edges=edge or None, selector=selector, version=version, env=env,
         waves=waves, max_parallel=max_parallel, failure_threshold=failure_threshold,
-        on_failure=on_failure, prune=prune, auto_update=auto_update, wait=wait,
+        on_failure=on_failure, approve=approve, prune=prune, auto_update=auto_update,
+        wait=wait,
         progress=_progress(json_out))
     _show(data, json_out)
 
@@ -121,6 +133,7 @@ def update(
     max_parallel: int | None = MAX_PARALLEL,
     failure_threshold: str | None = THRESHOLD,
     on_failure: str | None = ON_FAILURE,
+    approve: bool | None = APPROVE,
     wait: bool = WAIT,
     json_out: bool = JSON,
 ) -> None:
@@ -133,8 +146,8 @@ def update(
 
     data = groups.update_group(
         name, to=to, force=force, waves=waves, max_parallel=max_parallel,
-        failure_threshold=failure_threshold, on_failure=on_failure, wait=wait,
-        progress=_progress(json_out))
+        failure_threshold=failure_threshold, on_failure=on_failure, approve=approve,
+        wait=wait, progress=_progress(json_out))
     _show(data, json_out)
 
 
@@ -146,9 +159,7 @@ def set_(
     max_parallel: int | None = MAX_PARALLEL,
     failure_threshold: str | None = THRESHOLD,
     on_failure: str | None = ON_FAILURE,
-    approve: bool | None = typer.Option(
-        None, "--approve/--no-approve",
-        help="wait for an approval after each wave but the last (or no longer)"),
+    approve: bool | None = APPROVE,
     auto_update: str | None = AUTO_UPDATE,
     json_out: bool = JSON,
 ) -> None:
@@ -201,3 +212,51 @@ def delete(name: str,
     for warning in groups.delete_group(name, force=force):
         err_console.print(f"warning: {escape(warning)}", highlight=False)
     console.print(f"group [bold]{escape(name)}[/] deleted", highlight=False)
+
+
+@group_app.command("approve")
+@handle_errors
+def approve(
+    name: str = typer.Argument(..., help="the group awaiting approval"),
+    reject: bool = typer.Option(False, "--reject",
+                                help="halt the rollout instead of going on"),
+    note: str | None = typer.Option(None, "--note", metavar="TEXT",
+                                    help="why, kept in the run's log (and the reason)"),
+    wait: bool = typer.Option(False, "--wait/--no-wait",
+                              help="follow the rest of the rollout (up to its next gate)"),
+    json_out: bool = JSON,
+) -> None:
+    """Approve the next wave of a rollout awaiting approval (created with --approve): its
+    paused Prefect run goes on, as when approved in the Prefect UI.
+
+    e.g. edgefleet group approve shops --wait;  edgefleet group approve shops --reject
+    --note "canary is slow"
+    """
+    from edgefleet.api import groups
+
+    _show(groups.approve_group(name, approved=not reject, note=note, wait=wait,
+                               progress=_progress(json_out)), json_out)
+
+
+@group_app.command("pause")
+@handle_errors
+def pause(name: str = typer.Argument(..., help="the group whose rollout is under way"),
+          json_out: bool = JSON) -> None:
+    """Pause a rollout under way: it stops before its next edges (those under way finish)
+    until `edgefleet group resume`.  e.g. edgefleet group pause shops"""
+    from edgefleet.api import groups
+
+    _show(groups.pause_group(name), json_out)
+
+
+@group_app.command("resume")
+@handle_errors
+def resume(
+    name: str = typer.Argument(..., help="the paused group"),
+    wait: bool = typer.Option(False, "--wait/--no-wait", help="follow the rest of the rollout"),
+    json_out: bool = JSON,
+) -> None:
+    """Let a paused rollout go on.  e.g. edgefleet group resume shops --wait"""
+    from edgefleet.api import groups
+
+    _show(groups.resume_group(name, wait=wait, progress=_progress(json_out)), json_out)
