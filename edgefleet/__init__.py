@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         pause_group,
         reconcile_group,
         resume_group,
+        set_group,
         stop_group,
         update_group,
     )
@@ -67,7 +68,7 @@ _API: dict[str, tuple[str, str]] = {
         "create_group", "delete_group", "group_status", "list_groups", "reconcile_group",
         "stop_group", "update_group")},
     **{name: ("edgefleet.api.groups", name) for name in (
-        "approve_group", "pause_group", "resume_group")},
+        "approve_group", "pause_group", "resume_group", "set_group")},
     **{name: ("edgefleet.api.notifications", name) for name in (
         "acknowledge", "list_notifications")},
     "collect_telemetry": ("edgefleet.api.telemetry", "collect"),
@@ -102,6 +103,7 @@ __all__ = [
     "remove_edge",
     "set_policy",
     "set_edge",
+    "set_group",
     "show_application",
     "show_edge",
     "start_deployment",

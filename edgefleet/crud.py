@@ -21,7 +21,15 @@ from sqlmodel import Session, col, select
 from edgefleet.errors import InvalidTransition, NotFound, StateConflict
 from edgefleet.group_plan import GroupEdge, GroupMember, GroupTarget, MatchedBy
 from edgefleet.metrics import availability
-from edgefleet.models.groups import GroupMove, GroupState, group_sources, move_group
+from edgefleet.models.groups import (
+    AutoUpdate,
+    AutoUpdateStep,
+    GroupMove,
+    GroupState,
+    auto_update_admits,
+    group_sources,
+    move_group,
+)
 from edgefleet.models.policies import UpdatePolicy
 from edgefleet.models.records import (
     Application,
@@ -331,3 +339,83 @@ def delete_deployment_rows(session: Session, *, deployment_id: str,
         state = found.state if found is not None else "gone"
         raise StateConflict(f"deployment {deployment_id[:12]} is {state} now: another run "
                             "moved it; nothing was deleted", found=state, action="delete")
+def group_member_rows(session: Session, *, group: DeploymentGroup) -> list[dict[str, Any]]:
+    """One row per member (and per matching edge with none yet), by edge: what `group
+    status` and the group's table artifact show."""
+    rows: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for dep in group_members(session, group=group):
+        version = session.get(ApplicationVersion, dep.version_id)
+        edge = session.get(Edge, dep.edge_id)
+        assert version is not None and edge is not None and edge.id is not None
+        seen.add(edge.id)
+        rows.append({"edge": edge.name, "deployment_id": dep.id,
+                     "version": version.version, "state": dep.state,
+                     "last_error": dep.last_error})
+    for edge in group_targets(session, group=group):
+        if edge.id not in seen:
+            rows.append({"edge": edge.name, "deployment_id": None, "version": None,
+                         "state": None, "last_error": None})
+    rows.sort(key=lambda r: (r["edge"], r["deployment_id"] or ""))
+    return rows
+
+
+def auto_updating_groups(session: Session, *, application: str | None = None) -> list[str]:
+    """Names of the groups whose auto-update is on (of ``application`` only, if given)."""
+    query = select(DeploymentGroup).where(col(DeploymentGroup.auto_update) != "off")
+    if application is not None:
+        query = query.where(DeploymentGroup.application_id == get_application(
+            session, name=application).id)
+    return sorted(g.name for g in session.exec(query).all())
+
+
+def claim_auto_update(session: Session, *, name: str) -> AutoUpdateStep:
+    """Move group ``name`` to UPDATING towards the newest version its auto-update admits
+    among those published since ``auto_update_since`` (compare-and-set from the state it
+    was read in: of two runs claiming one group, one wins, so one rollout at a time).
+
+    Not claimed, with the reason: nothing new admitted; a rollout under way (looked at again
+    once it ends); HALTED (waits for an operator); a version of another kind. A claim moves
+    ``auto_update_since`` to the claimed version's publication, so a version an auto-update
+    tried (and maybe halted on) is never tried again by itself.
+    """
+    group = get_group(session, name=name)
+    app = session.get(Application, group.application_id)
+    assert app is not None
+    level = AutoUpdate(group.auto_update)
+    step = AutoUpdateStep(group=group.name, application=app.name, from_version=group.version,
+                          reason=f"auto-update is {level.value}")
+    if level is AutoUpdate.OFF:
+        return step
+    since = group.auto_update_since or group.created_at
+    fresh = [v for v in versions_of(session, application=app)
+             if v.published and v.published_at is not None and v.published_at > since]
+    admitted = [v for v in fresh if auto_update_admits(level, group.version, v.version)[0]]
+    if not admitted:
+        newest = fresh[-1].version if fresh else None
+        why = (auto_update_admits(level, group.version, newest)[1] if newest
+               else f"nothing published since {since.isoformat(timespec='seconds')}")
+        return step.model_copy(update={"to_version": newest, "reason": why})
+    target = admitted[-1]
+    step = step.model_copy(update={"to_version": target.version})
+    state = GroupState(group.state)
+    if state is GroupState.HALTED:
+        return step.model_copy(update={"reason": f"{target.version} waits: the group is "
+                                       "HALTED, for an operator (`edgefleet group update`)"})
+    if state not in (GroupState.STARTED, GroupState.PARTIAL):
+        return step.model_copy(update={"reason": f"{target.version} waits: the group is "
+                                       f"{state.value}; looked at again once that ends"})
+    current = get_version(session, application=app, version=group.version)
+    if target.kind != current.kind:
+        return step.model_copy(update={"reason": f"{target.version} is a {target.kind} "
+                                       f"version, the group runs {current.kind}"})
+    reason = f"auto-update {level.value}: {group.version} → {target.version}"
+    try:
+        move_group_record(session, name=name, move=GroupMove.UPDATE, expect=state,
+                          version=target.version, reason=reason, wave=0, waves=0,
+                          flow_run_id=None,
+                          auto_update_since=max(v.published_at for v in admitted
+                                                if v.published_at is not None))
+    except (StateConflict, InvalidTransition) as exc:
+        return step.model_copy(update={"reason": f"{target.version} waits: {exc}"})
+    return step.model_copy(update={"claimed": True, "reason": reason})

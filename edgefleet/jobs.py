@@ -42,6 +42,7 @@ FLOWS = {
     "rollout-group": "edgefleet.flows.groups:rollout_group",
     "reconcile-groups": "edgefleet.flows.groups:reconcile_groups",
     "stop-group": "edgefleet.flows.groups:stop_group",
+    "auto-update-groups": "edgefleet.flows.auto_update:auto_update_groups",
 }
 TRANSIENT = {DeploymentState.STARTING, DeploymentState.UPDATING, DeploymentState.STOPPING}
 

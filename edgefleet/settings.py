@@ -32,6 +32,9 @@ class Settings(BaseSettings):
                                      description="cadence of the served image-update check")
     reconcile_seconds: int = Field(default=60, gt=0,
                                    description="cadence of the notification reconcile")
+    auto_update_seconds: int = Field(
+        default=60, gt=0, description="cadence of the served auto-update check of the groups "
+        "(it also runs on each publish event)")
     stuck_check_seconds: int = Field(
         default=60, gt=0, description="cadence of the served reconcile of deployments whose "
         "run died (also run once each time the serving process starts)")

@@ -1,6 +1,7 @@
 """Flow `rollout-group`: observe → plan → waves of members in parallel → decide → end state.
 
-A group's rollout reuses the single-deployment flows: each edge of a wave is one subflow
+A group's rollout reuses the single-deployment flows: each wave is a subflow run
+(`rollout-wave`, named ``rollout g hello 2.0.0 wave 2/3``) and each edge of it one subflow
 run of `deploy-application` (a member not started yet) or `update-application` (health-gated,
 with its own rollback), named for what it does where (``update hello 1.1.0 → lab-3``), at most
 ``max_parallel`` at a time. After each wave ``rollouts.decide`` looks at every result of this
@@ -8,7 +9,8 @@ rollout: halt before the next wave, roll back the edges this rollout already cha
 record and go on. Offline edges are deferred by the plan, never attempted nor failed. The
 group ends STARTED, PARTIAL or HALTED (``rollouts.summarize``), whatever happened: a run that
 breaks halts its group with the reason rather than leaving it UPDATING. Removals (``--prune``)
-run after the last wave.
+run after the last wave. The group's table artifact (``group-<name>``) is updated after each
+wave and at the end; a halt is announced (``edgefleet.group.halted``) for the notify channels.
 
 The gate (``--approve``): after each wave but the last the run moves its group to
 AWAITING_APPROVAL and pauses itself (Prefect ``pause_flow_run`` waiting for a
@@ -51,6 +53,7 @@ from edgefleet.settings import get_settings
 from edgefleet.tasks.groups import (
     GroupView,
     add_group_member,
+    announce_group_halt,
     begin_group_reconcile,
     delete_group_member,
     end_group_rollout,
@@ -59,6 +62,7 @@ from edgefleet.tasks.groups import (
     load_group_stops,
     member_error,
     move_group_state,
+    publish_group_table,
     read_group_state,
     record_group_progress,
     record_group_reason,
@@ -124,28 +128,50 @@ def roll_back_edge(application: str, action: EdgeAction) -> None:
         logger.error("rolling back %s failed: %s", action.edge, exc)
 
 
+@flow(name="rollout-wave",
+      flow_run_name="rollout {group} {application} {version} wave {wave}/{waves}{part}")
+def roll_out_wave(group: str, application: str, version: str, wave: int, waves: int,
+                  actions: list[EdgeAction], force: bool = False, part: str = ""
+                  ) -> list[EdgeResult]:
+    """One wave of a group's rollout (or one batch of ``max_parallel`` edges of it, ``part``),
+    its own run so that the UI lists the waves, the members' runs as its subflows: all its
+    edges at once; a result per edge."""
+    futures = [roll_out_edge.submit(group, application, version, action, force)
+               for action in actions]
+    return [f.result() for f in futures]
+
+
 @flow(name="rollout-group", flow_run_name="rollout {group} {application} {version}")
 def rollout_group(group: str, application: str, version: str, force: bool = False,
-                  edges: list[str] | None = None) -> str:
+                  edges: list[str] | None = None, auto_update: bool = False) -> str:
     """Roll group ``group`` out to ``version`` (its recorded target); returns its state.
 
     ``edges``: only the actions on these edges run (a reconcile nobody asked for, e.g. for
-    the edge that came back ONLINE); the group's end state still sums up every edge."""
+    the edge that came back ONLINE); the group's end state still sums up every edge.
+    ``auto_update``: started by the group's auto-update, not by an operator (its notices
+    say so)."""
     logger = get_run_logger()
     view = load_group_plan(group)
     if view.state not in ROLLING | {GroupState.PAUSED}:
         raise RuntimeError(f"group {group!r} is {view.state.value}, not DEPLOYING or UPDATING: "
                            "a rollout starts from `group create` or `group update`")
+    occasion = str(runtime.flow_run.id or f"{group}-{version}")
     hold = Hold(view.state)
     if view.state is GroupState.PAUSED:  # paused before this run even started
         hold.rolling = paused_from(read_group_state(group)[1])
     try:
-        return _roll_out(view, application, force, hold, edges)
+        state = _roll_out(view, application, force, hold, edges)
     except Exception as exc:
         reason = f"the rollout broke off: {str(exc) or type(exc).__name__}"
         logger.error(reason)
         end_group_rollout(group, GroupMove.HALT, GroupState.HALTED, hold.state, reason)
+        publish_group_table(group, return_state=True)
+        announce_group_halt(group, occasion, auto_update, return_state=True)
         raise
+    publish_group_table(group, return_state=True)  # best effort: a table never halts a group
+    if state == GroupState.HALTED.value:
+        announce_group_halt(group, occasion, auto_update, return_state=True)
+    return state
 
 
 def _roll_out(view: GroupView, application: str, force: bool, hold: Hold,
@@ -170,14 +196,16 @@ def _roll_out(view: GroupView, application: str, force: bool, hold: Hold,
     for number, wave in enumerate(waves, start=1):
         record_group_progress(group, number, len(waves))
         logger.info("wave %d/%d: %s", number, len(waves), ", ".join(wave))
-        for start in range(0, len(wave), options.max_parallel):
+        batches = range(0, len(wave), options.max_parallel)
+        for part, start in enumerate(batches, start=1):
             ended = _paused_here(group, hold, number, len(waves))
             if ended is not None:  # halted or stopped meanwhile: the record says so already
                 return ended.value
             batch = wave[start:start + options.max_parallel]
-            futures = [roll_out_edge.submit(group, application, version, by_edge[name], force)
-                       for name in batch]
-            results.extend(f.result() for f in futures)
+            results.extend(roll_out_wave(
+                group, application, version, number, len(waves),
+                [by_edge[name] for name in batch], force,
+                f" part {part}/{len(batches)}" if len(batches) > 1 else ""))
         decision = decide(options, results)
         logger.info("after wave %d/%d: %s (%s)", number, len(waves), decision.verdict.value,
                     decision.reason)
@@ -186,6 +214,7 @@ def _roll_out(view: GroupView, application: str, force: bool, hold: Hold,
                     for name in decision.rollback]
             for future in back:
                 future.result()
+        publish_group_table(group, return_state=True)  # after each wave, best effort
         if decision.stops:
             break
         if gate_after(options, number, len(waves)):

@@ -33,6 +33,7 @@ import re
 from collections.abc import Sequence
 from enum import StrEnum
 
+import semver
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from edgefleet.errors import InvalidTransition
@@ -371,3 +372,65 @@ def holding_hint(group: str, state: str | None, wave: int, waves: int) -> str | 
     if state == G.PAUSED:
         return f"paused in wave {wave}/{waves}: run `edgefleet group resume {group}`"
     return None
+
+
+# ------------------------------------------------------------------ auto-update
+
+
+class AutoUpdate(StrEnum):
+    """Which newly published versions a group rolls out by itself (``--auto-update``)."""
+
+    OFF = "off"
+    PATCH = "patch"  # same major.minor: 1.2.0 → 1.2.3
+    MINOR = "minor"  # same major: 1.2.0 → 1.4.0
+    MAJOR = "major"  # any newer release: 1.2.0 → 2.0.0
+
+
+def parse_auto_update(given: object) -> AutoUpdate:
+    """``off``, ``patch``, ``minor`` or ``major`` (any case); anything else is refused by name."""
+    if isinstance(given, AutoUpdate):
+        return given
+    if isinstance(given, str) and given.strip().lower() in set(AutoUpdate):
+        return AutoUpdate(given.strip().lower())
+    choices = "|".join(a.value for a in AutoUpdate)
+    raise ValueError(f"auto_update {shown(given)} is not one of {choices} (which newly "
+                     "published versions the group rolls out by itself)")
+
+
+def auto_update_admits(level: AutoUpdate | str, target: str, published: str
+                       ) -> tuple[bool, str]:
+    """Whether a group on ``target`` at auto-update ``level`` rolls out ``published``, and why.
+
+    Only a newer release: never an older or equal version, never a prerelease (a fleet is
+    not a test bench; roll one out with `group update --to`). ``patch`` admits the same
+    major.minor, ``minor`` the same major, ``major`` any newer release.
+    """
+    level = parse_auto_update(level)
+    if level is AutoUpdate.OFF:
+        return False, "auto-update is off"
+    old, new = semver.Version.parse(target), semver.Version.parse(published)
+    if new <= old:
+        return False, f"{published} is not newer than {target}"
+    if new.prerelease:
+        return False, f"{published} is a prerelease (auto-update rolls out releases only)"
+    same = {AutoUpdate.PATCH: (new.major, new.minor) == (old.major, old.minor),
+            AutoUpdate.MINOR: new.major == old.major,
+            AutoUpdate.MAJOR: True}[level]
+    if not same:
+        wider = "a minor" if new.major == old.major else "a major"
+        return False, (f"{target} → {published} is {wider} release; auto-update {level.value} "
+                       "leaves it to an operator")
+    return True, f"auto-update {level.value} admits {target} → {published}"
+
+
+class AutoUpdateStep(BaseModel):
+    """What auto-update did with one group: the rollout it claimed (``claimed``), or why not."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group: str
+    application: str
+    from_version: str
+    to_version: str | None = None  # the version claimed, or the one that waits
+    claimed: bool = False
+    reason: str

@@ -155,6 +155,11 @@ class DeploymentGroup(SQLModel, table=True):
     wave: int = 0
     waves: int = 0
     flow_run_id: str | None = None
+    # models.groups.AutoUpdate: which newly published versions the group rolls out by itself;
+    # "newly": published after auto_update_since (set when the level is set, and moved to
+    # each version auto-update rolls out, so no version is ever tried twice by itself)
+    auto_update: str = Field(default="off", sa_column_kwargs={"server_default": "off"})
+    auto_update_since: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

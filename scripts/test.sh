@@ -22,4 +22,5 @@ export PATH="$ROOT/.venv/bin:$PATH"
 ruff check .
 mypy
 lint-imports
-pytest "$@"
+# the 30 slowest tests are listed too, to keep an eye on the suite time
+pytest --durations=30 "$@"

@@ -1,10 +1,12 @@
 """Tasks over a deployment group's records: observe it as a plan, add a member, record the
 progress and the end of a rollout (each a compare-and-set where the state moves); find the
-work a reconcile nobody asked for runs, delete a member that left, plan a stop."""
+work a reconcile nobody asked for runs, delete a member that left, plan a stop; show the
+group as a table artifact, announce a halt, and claim and submit its auto-updates."""
 
 from __future__ import annotations
 
 from prefect import task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import update
@@ -12,15 +14,19 @@ from sqlmodel import col, select
 
 from edgefleet.crud import (
     add_member,
+    auto_updating_groups,
+    claim_auto_update,
     delete_deployment_rows,
     get_edge,
     get_group,
+    group_member_rows,
     group_members,
     move_group_record,
     observe_group,
 )
 from edgefleet.db import session_scope
-from edgefleet.errors import InvalidTransition, StateConflict
+from edgefleet.errors import InvalidTransition, NotFound, StateConflict
+from edgefleet.events import emit_fields
 from edgefleet.group_plan import (
     GroupPlan,
     MemberStop,
@@ -29,10 +35,17 @@ from edgefleet.group_plan import (
     plan_group,
     plan_stop,
 )
-from edgefleet.models.groups import SELF_RECONCILING, GroupMove, GroupState, RolloutOptions
-from edgefleet.models.records import Deployment, DeploymentGroup, utcnow
+from edgefleet.models.groups import (
+    SELF_RECONCILING,
+    AutoUpdateStep,
+    GroupMove,
+    GroupState,
+    RolloutOptions,
+)
+from edgefleet.models.records import Application, Deployment, DeploymentGroup, utcnow
 from edgefleet.models.states import DELETABLE
-from edgefleet.rollouts import summarize
+from edgefleet.notice_events import group_event_id, group_event_of
+from edgefleet.rollouts import artifact_key, group_table, summarize
 from edgefleet.tasks.retry import unless_final
 
 
@@ -239,3 +252,107 @@ def record_group_reason(name: str, reason: str, state: GroupState) -> bool:
                               .values(reason=reason, updated_at=utcnow())
                               .execution_options(synchronize_session=False))
         return bool(result.rowcount == 1)
+# ------------------------------------------------------------------ the group's table
+
+
+@task(name="publish-group-table", task_run_name="table of group {name}", retries=2,
+      retry_delay_seconds=1, cache_policy=NONE)
+def publish_group_table(name: str) -> str:
+    """Update the group's table artifact (``rollouts.artifact_key``): what `group status`
+    shows, one row per member edge, worst first. Returns its key."""
+    with session_scope() as session:
+        group = get_group(session, name=name)
+        rows = group_member_rows(session, group=group)
+        _target, edges, _members, _by = observe_group(session, group=group)
+        availability = {e.name: e.availability.value if e.availability else None
+                        for e in edges}
+        state, version, reason = group.state, group.version, group.reason
+        wave, waves = group.wave, group.waves
+        app = session.get(Application, group.application_id)
+        application = app.name if app else "?"
+    table = group_table(rows, availability, version)
+    at = f", wave {wave}/{waves}" if waves else ""
+    description = (f"group **{name}**: {application} {version}, **{state}**{at} at "
+                   f"{utcnow():%Y-%m-%d %H:%M:%S} UTC; {len(table)} edge(s), worst first"
+                   + (f"\n\nreason: {reason}" if reason else ""))
+    key = artifact_key(name)
+    create_table_artifact(table=table, key=key, description=description)
+    return key
+
+
+# ------------------------------------------------------------------ notices
+
+
+@task(name="announce-group-halt", task_run_name="announce group {name} halted", retries=2,
+      retry_delay_seconds=1, cache_policy=NONE)
+def announce_group_halt(name: str, occasion: str, auto_update: bool = False) -> bool:
+    """Emit ``edgefleet.group.halted`` (notify kind ``halted``) so the notify channels reach
+    people: a halted group waits for an operator, whether an operator or auto-update started
+    the rollout. ``occasion`` (the rollout's run) fixes the event id: announced once."""
+    with session_scope() as session:
+        group = get_group(session, name=name)
+        app = session.get(Application, group.application_id)
+        edges = sorted({r["edge"] for r in group_member_rows(session, group=group)})
+        version, reason = group.version, group.reason or "no reason recorded"
+        application = app.name if app else "?"
+    started = "auto-update" if auto_update else "rollout"
+    message = (f"{started} of group {name} to {application} {version} halted: {reason}; it "
+               "waits for an operator")
+    fields = group_event_of(
+        "halted", group=name, application=application, version=version, message=message,
+        edges=edges, command=f"edgefleet group status {name}",
+        event_id=group_event_id(name, "halted", occasion),
+        extra={"reason": reason, "auto_update": auto_update})
+    return emit_fields(fields)
+
+
+# ------------------------------------------------------------------ auto-update
+
+
+@task(name="claim-group-auto-updates", retries=2, retry_delay_seconds=1, cache_policy=NONE,
+      task_run_name="claim auto-updates of {application}")
+def claim_auto_updates(application: str | None = None) -> list[AutoUpdateStep]:
+    """Each group with auto-update on (of ``application``, or all): moved to UPDATING
+    towards the newest version it admits, or left with the reason (``crud.claim_auto_update``).
+    One group per transaction: a group that cannot be claimed never holds back another."""
+    with session_scope() as session:
+        try:
+            names = auto_updating_groups(session, application=application)
+        except NotFound:  # the application was deleted since it was published
+            return []
+    steps = []
+    for name in names:
+        with session_scope() as session:
+            try:
+                step = claim_auto_update(session, name=name)
+            except NotFound:  # deleted meanwhile
+                continue
+        steps.append(step)
+    return steps
+
+
+@task(name="submit-group-rollout", retries=2, retry_delay_seconds=2, cache_policy=NONE,
+      task_run_name="submit rollout {step.group} {step.application} {step.to_version}")
+def submit_group_rollout(step: AutoUpdateStep, key: str) -> str:
+    """A run of the served `rollout-group` deployment for a claimed group; returns its id.
+    ``key`` makes a retried submit the same run (Prefect's idempotency key)."""
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(
+        name="rollout-group/rollout-group", timeout=0, idempotency_key=key,
+        parameters={"group": step.group, "application": step.application,
+                    "version": step.to_version, "force": False, "auto_update": True},
+        flow_run_name=f"rollout {step.group} {step.application} {step.to_version}")
+    assert isinstance(run, FlowRun)  # called from sync code: the run, not a coroutine
+    return str(run.id)
+
+
+@task(name="halt-unstarted-rollout", task_run_name="halt group {name}", retries=2,
+      retry_delay_seconds=1, cache_policy=NONE, retry_condition_fn=unless_final)
+def halt_unstarted_rollout(name: str, reason: str) -> None:
+    """A claimed rollout that could not be submitted: its group goes HALTED with the reason,
+    never UPDATING with no run behind it."""
+    with session_scope() as session:
+        move_group_record(session, name=name, move=GroupMove.HALT,
+                          expect=GroupState.UPDATING, reason=reason)

@@ -27,8 +27,8 @@ from edgefleet.crud import (
     get_edge,
     get_group,
     get_version,
+    group_member_rows,
     group_members,
-    group_targets,
     latest_published,
     move_group_record,
     observe_group,
@@ -42,10 +42,12 @@ from edgefleet.models.groups import (
     HOLDING,
     NEW_GROUP_STATE,
     ROLLING,
+    AutoUpdate,
     GateInput,
     GroupMove,
     GroupState,
     RolloutOptions,
+    parse_auto_update,
     pause_reason,
     paused_from,
 )
@@ -55,6 +57,7 @@ from edgefleet.models.records import (
     ApplicationVersion,
     DeploymentGroup,
     Edge,
+    utcnow,
 )
 from edgefleet.rollouts import summarize
 from edgefleet.selectors import parse_selector
@@ -67,6 +70,15 @@ def _options(base: dict[str, Any] | None, **given: Any) -> RolloutOptions:
     """Rollout options: ``base`` (the group's) with the given ones (not None) over it."""
     fields = {**(base or {}), **{k: v for k, v in given.items() if v is not None}}
     return validated(RolloutOptions.model_validate, obj=fields)
+
+
+def _auto_update(given: str | None) -> AutoUpdate:
+    if given is None:
+        return AutoUpdate.OFF
+    try:
+        return parse_auto_update(given)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
 
 
 def _name(name: str) -> str:
@@ -126,6 +138,7 @@ def create_group(
     on_failure: str | None = None,
     approve: bool | None = None,
     prune: bool = False,
+    auto_update: str | None = None,
     wait: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -134,8 +147,9 @@ def create_group(
 
     Refused before anything is recorded: a bad name, both or neither of ``edges`` and
     ``selector``, a bad selector, an unknown edge, no edge matched, an unknown application
-    or version, an unpublished version, a bad ``env`` or rollout option, an existing group,
-    ``approve`` without `edgefleet up` (:func:`_gate_needs_queue`).
+    or version, an unpublished version, a bad ``env``, rollout option or ``auto_update``
+    (off, patch, minor, major: see ``set_group``), an existing group, ``approve``
+    without `edgefleet up` (:func:`_gate_needs_queue`).
     """
     name = _name(name)
     listed = None if edges is None else list(dict.fromkeys(edges))
@@ -149,6 +163,7 @@ def create_group(
                        failure_threshold=failure_threshold, on_failure=on_failure,
                        approve=approve)
     _gate_needs_queue(options)
+    level = _auto_update(auto_update)
     spec = validated(DeploymentCreate, application=application, edge="group",
                      version=version, env=env or {})
     with session_scope() as session:
@@ -170,7 +185,8 @@ def create_group(
         group = DeploymentGroup(name=name, application_id=app.id, version=row.version,
                                 edges=listed, selector=selector, env=dict(spec.env),
                                 options=options.model_dump(mode="json"), prune=prune,
-                                state=NEW_GROUP_STATE.value)
+                                state=NEW_GROUP_STATE.value, auto_update=level.value,
+                                auto_update_since=utcnow())
         session.add(group)
         try:
             session.flush()
@@ -236,6 +252,41 @@ def update_group(
                           waves=0, flow_run_id=None)
         app_name, version = app.name, target.version
     _run(name, app_name, version, force=force, wait=wait, progress=progress)
+    return group_status(name)
+
+
+def set_group(
+    name: str,
+    *,
+    waves: str | None = None,
+    max_parallel: int | str | None = None,
+    failure_threshold: float | str | None = None,
+    on_failure: str | None = None,
+    approve: bool | None = None,
+    auto_update: str | None = None,
+) -> dict[str, Any]:
+    """Change the group's stored rollout options and auto-update level; no rollout starts.
+
+    Only what is given changes; the next rollout (`group update`, auto-update, a reconcile)
+    uses the options, a rollout under way keeps those it started with. Setting a different
+    auto-update level makes it act on versions published from now on, never on one that was
+    published before. Refused with nothing changed: no option given, any bad option (named).
+    """
+    given = {"waves": waves, "max_parallel": max_parallel,
+             "failure_threshold": failure_threshold, "on_failure": on_failure,
+             "approve": approve}
+    if all(v is None for v in given.values()) and auto_update is None:
+        raise InvalidInput("nothing to set: give rollout options (--waves, --max-parallel, "
+                           "--failure-threshold, --on-failure, --approve) or --auto-update")
+    level = None if auto_update is None else _auto_update(auto_update)
+    with session_scope() as session:
+        group = get_group(session, name=name)
+        options = _options(group.options, **given)
+        group.options = options.model_dump(mode="json")
+        if level is not None and level.value != group.auto_update:
+            group.auto_update, group.auto_update_since = level.value, utcnow()
+        group.updated_at = utcnow()
+        session.add(group)
     return group_status(name)
 
 
@@ -309,21 +360,7 @@ def group_status(name: str) -> dict[str, Any]:
         group = get_group(session, name=name)
         app = session.get(Application, group.application_id)
         assert app is not None
-        rows: list[dict[str, Any]] = []
-        seen: set[int] = set()
-        for dep in group_members(session, group=group):
-            version = session.get(ApplicationVersion, dep.version_id)
-            edge = session.get(Edge, dep.edge_id)
-            assert version is not None and edge is not None and edge.id is not None
-            seen.add(edge.id)
-            rows.append({"edge": edge.name, "deployment_id": dep.id,
-                         "version": version.version, "state": dep.state,
-                         "last_error": dep.last_error})
-        for edge in group_targets(session, group=group):
-            if edge.id not in seen:
-                rows.append({"edge": edge.name, "deployment_id": None, "version": None,
-                             "state": None, "last_error": None})
-        rows.sort(key=lambda r: (r["edge"], r["deployment_id"] or ""))
+        rows = group_member_rows(session, group=group)
         counts = Counter(r["state"] or "NO DEPLOYMENT" for r in rows)
         return {
             "name": group.name,
@@ -339,6 +376,7 @@ def group_status(name: str) -> dict[str, Any]:
                         "flow_run_id": group.flow_run_id},
             "options": RolloutOptions.model_validate(group.options).model_dump(mode="json"),
             "prune": group.prune,
+            "auto_update": group.auto_update,
             "env": P.masked(group.env),
             "created_at": group.created_at.isoformat(),
             "updated_at": group.updated_at.isoformat(),

@@ -39,6 +39,11 @@ ON_FAILURE = typer.Option(
     None, "--on-failure", metavar="halt|rollback|continue",
     help="once over the threshold: halt (no further edge), rollback (also roll back the edges "
     "this rollout updated), continue (record and go on); default halt")
+AUTO_UPDATE = typer.Option(
+    None, "--auto-update", metavar="off|patch|minor|major",
+    help="roll out by itself each newly published version this level admits (patch: same "
+    "major.minor, minor: same major, major: any newer release), with the group's rollout "
+    "options, while `edgefleet up` runs; default off")
 
 APPROVE = typer.Option(
     None, "--approve/--no-approve",
@@ -60,9 +65,11 @@ def _show(data: dict[str, Any], json_out: bool) -> None:
               else f"edges {', '.join(data['edge_list'] or [])}")
     rollout = data["rollout"]
     wave = f", wave {rollout['wave']}/{rollout['waves']}" if rollout["waves"] else ""
+    auto = data.get("auto_update", "off")
+    auto_text = f" (auto-update {auto})" if auto != "off" else ""
     console.print(f"group [bold]{escape(data['name'])}[/]: {escape(data['application'])} "
                   f"{escape(data['version'])} on {escape(target)}: [bold]{data['state']}[/]"
-                  f"{wave}", highlight=False)
+                  f"{wave}{escape(auto_text)}", highlight=False)
     if data["reason"]:
         console.print(f"reason: {escape(data['reason'])}", highlight=False)
     print_table("members", ["edge", "deployment", "version", "state", "last error"],
@@ -95,6 +102,7 @@ def create(
     approve: bool | None = APPROVE,
     prune: bool = typer.Option(False, "--prune",
                                help="members on edges that stop matching leave the group"),
+    auto_update: str | None = AUTO_UPDATE,
     wait: bool = WAIT,
     json_out: bool = JSON,
 ) -> None:
@@ -108,7 +116,8 @@ def create(
     data = groups.create_group(
         name, application, edges=edge or None, selector=selector, version=version, env=env,
         waves=waves, max_parallel=max_parallel, failure_threshold=failure_threshold,
-        on_failure=on_failure, approve=approve, prune=prune, wait=wait,
+        on_failure=on_failure, approve=approve, prune=prune, auto_update=auto_update,
+        wait=wait,
         progress=_progress(json_out))
     _show(data, json_out)
 
@@ -140,6 +149,29 @@ def update(
         failure_threshold=failure_threshold, on_failure=on_failure, approve=approve,
         wait=wait, progress=_progress(json_out))
     _show(data, json_out)
+
+
+@group_app.command("set")
+@handle_errors
+def set_(
+    name: str = typer.Argument(..., help="the group"),
+    waves: str | None = WAVES,
+    max_parallel: int | None = MAX_PARALLEL,
+    failure_threshold: str | None = THRESHOLD,
+    on_failure: str | None = ON_FAILURE,
+    approve: bool | None = APPROVE,
+    auto_update: str | None = AUTO_UPDATE,
+    json_out: bool = JSON,
+) -> None:
+    """Change the group's stored rollout options or auto-update level; starts no rollout.
+
+    e.g. edgefleet group set shops --auto-update minor --waves 1,50%,100%
+    """
+    from edgefleet.api import groups
+
+    _show(groups.set_group(name, waves=waves, max_parallel=max_parallel,
+                           failure_threshold=failure_threshold, on_failure=on_failure,
+                           approve=approve, auto_update=auto_update), json_out)
 
 
 @group_app.command("list")
