@@ -10,7 +10,8 @@ record and go on. Offline edges are deferred by the plan, never attempted nor fa
 group ends STARTED, PARTIAL or HALTED (``rollouts.summarize``), whatever happened: a run that
 breaks halts its group with the reason rather than leaving it UPDATING. Removals (``--prune``)
 run after the last wave. The group's table artifact (``group-<name>``) is updated after each
-wave and at the end; a halt is announced (``edgefleet.group.halted``) for the notify channels.
+wave and at the end; a halt and each wait at the gate are announced (``edgefleet.group.halted``,
+``edgefleet.group.awaiting-approval``) for the notify channels.
 
 The gate (``--approve``): after each wave but the last the run moves its group to
 AWAITING_APPROVAL and pauses itself (Prefect ``pause_flow_run`` waiting for a
@@ -53,6 +54,7 @@ from edgefleet.settings import get_settings
 from edgefleet.tasks.groups import (
     GroupView,
     add_group_member,
+    announce_group_awaiting_approval,
     announce_group_halt,
     begin_group_reconcile,
     delete_group_member,
@@ -78,9 +80,12 @@ class Hold:
     """The state this run holds its group in: DEPLOYING or UPDATING, and AWAITING_APPROVAL
     or PAUSED while it waits; every move of the run expects it (compare-and-set)."""
 
-    def __init__(self, state: GroupState) -> None:
+    def __init__(self, state: GroupState, occasion: str = "", auto_update: bool = False
+                 ) -> None:
         self.state = state
         self.rolling = state  # DEPLOYING or UPDATING: where a gate or a pause goes back to
+        self.occasion = occasion  # the rollout's run: fixes the ids of its notices' events
+        self.auto_update = auto_update
 
 
 @task(name="roll-out-edge", task_run_name="{action.action} {action.edge}", cache_policy=NONE)
@@ -156,7 +161,7 @@ def rollout_group(group: str, application: str, version: str, force: bool = Fals
         raise RuntimeError(f"group {group!r} is {view.state.value}, not DEPLOYING or UPDATING: "
                            "a rollout starts from `group create` or `group update`")
     occasion = str(runtime.flow_run.id or f"{group}-{version}")
-    hold = Hold(view.state)
+    hold = Hold(view.state, occasion, auto_update)
     if view.state is GroupState.PAUSED:  # paused before this run even started
         hold.rolling = paused_from(read_group_state(group)[1])
     try:
@@ -252,6 +257,9 @@ def _gate(group: str, hold: Hold, number: int, waves: int) -> GroupState | None:
                      reason=f"awaiting approval {where}: `edgefleet group approve {group}` "
                             "(or resume the paused rollout run in the Prefect UI)")
     hold.state = GroupState.AWAITING_APPROVAL
+    # best effort: the notify channels' `awaiting-approval`; a lost event never holds the gate
+    announce_group_awaiting_approval(group, f"{hold.occasion}:wave {number}", hold.auto_update,
+                                     return_state=True)
     timeout = get_settings().gate_timeout
     form = RunInput.subclass_from_base_model_type(GateInput).with_initial_data(
         description=f"Group **{group}**: wave {number}/{waves} is done. Approve the next wave "

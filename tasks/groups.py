@@ -5,6 +5,8 @@ group as a table artifact, announce a halt, and claim and submit its auto-update
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
@@ -289,19 +291,38 @@ def announce_group_halt(name: str, occasion: str, auto_update: bool = False) -> 
     """Emit ``edgefleet.group.halted`` (notify kind ``halted``) so the notify channels reach
     people: a halted group waits for an operator, whether an operator or auto-update started
     the rollout. ``occasion`` (the rollout's run) fixes the event id: announced once."""
+    started = "auto-update" if auto_update else "rollout"
+    return _announce(name, "halted", occasion, auto_update,
+                     lambda head, reason: f"{started} of group {head} halted: {reason}; it "
+                                          "waits for an operator",
+                     f"edgefleet group status {name}")
+
+
+@task(name="announce-group-awaiting-approval", retries=2, retry_delay_seconds=1,
+      task_run_name="announce group {name} awaiting approval", cache_policy=NONE)
+def announce_group_awaiting_approval(name: str, occasion: str, auto_update: bool = False
+                                     ) -> bool:
+    """Emit ``edgefleet.group.awaiting-approval`` (notify kind ``awaiting-approval``): the
+    rollout waits at its gate for a person. ``occasion`` (the run and the wave) fixes the
+    event id: announced once per gate."""
+    return _announce(name, "awaiting-approval", occasion, auto_update,
+                     lambda head, reason: f"group {head} is {reason}",
+                     f"edgefleet group approve {name}")
+
+
+def _announce(name: str, kind: str, occasion: str, auto_update: bool,
+              message: Callable[[str, str], str], command: str) -> bool:
+    """One group notice, made of the group's record as it is now (its reason included)."""
     with session_scope() as session:
         group = get_group(session, name=name)
         app = session.get(Application, group.application_id)
         edges = sorted({r["edge"] for r in group_member_rows(session, group=group)})
         version, reason = group.version, group.reason or "no reason recorded"
         application = app.name if app else "?"
-    started = "auto-update" if auto_update else "rollout"
-    message = (f"{started} of group {name} to {application} {version} halted: {reason}; it "
-               "waits for an operator")
     fields = group_event_of(
-        "halted", group=name, application=application, version=version, message=message,
-        edges=edges, command=f"edgefleet group status {name}",
-        event_id=group_event_id(name, "halted", occasion),
+        kind, group=name, application=application, version=version,
+        message=message(f"{name} to {application} {version}", reason), edges=edges,
+        command=command, event_id=group_event_id(name, kind, occasion),
         extra={"reason": reason, "auto_update": auto_update})
     return emit_fields(fields)
 

@@ -2,7 +2,8 @@
 rollout (its run pauses in the served process): waves ``1,100%`` with ``--approve`` update
 exactly the first wave's edge and wait (AWAITING_APPROVAL, the Prefect run PAUSED with a
 form); `group approve` completes it; resuming the paused run through the Prefect API with
-input does too; a rejection halts it; a paused rollout goes on when resumed."""
+input does too; a rejection halts it; a stop ends a waiting rollout; a paused rollout goes
+on when resumed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
@@ -68,6 +70,15 @@ def _until(what: str, check: Any, timeout: float = ROLLOUT_SECONDS) -> Any:
             return value
         time.sleep(1)
     pytest.fail(f"not within {timeout:.0f} s: {what}")
+
+
+def _gate_events(api_url: str, group: str) -> list[Any]:
+    """The group's ``edgefleet.group.awaiting-approval`` events the Prefect server holds."""
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        page = client.read_events(filter=EventFilter(
+            event=EventNameFilter(name=["edgefleet.group.awaiting-approval"]),
+            resource=EventResourceFilter(id=[f"edgefleet.group.{group}"])), limit=10)
+    return list(page.events)
 
 
 def _members(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -140,6 +151,14 @@ def test_an_approval_gate_holds_a_rollout_after_its_first_wave(
         run = _until("the rollout run is PAUSED",
                      lambda: (r := _run(prefect_api, run_id)).state.is_paused() and r, 30)
         assert run.state.state_details.run_input_keyset  # the Prefect UI shows a form
+        # the notify channels' `awaiting-approval`: one event, about the group, with the command
+        (told_gate,) = _until("the awaiting-approval event", lambda: _gate_events(
+            prefect_api, group), 60)
+        assert told_gate.payload["command"] == f"edgefleet group approve {group}"
+        assert "awaiting approval after wave 1/2" in told_gate.payload["message"]
+        assert {r.id for r in told_gate.related} >= {f"edgefleet.application.{app}",
+                                                     "edgefleet.edge.lab-1",
+                                                     "edgefleet.edge.lab-2"}
         with pytest.raises(edgefleet.EdgefleetError, match="group approve"):
             edgefleet.update_group(group, to="1.2.0")  # refused: it waits for an approval
         with pytest.raises(edgefleet.EdgefleetError, match="nothing to pause"):
@@ -182,6 +201,19 @@ def test_an_approval_gate_holds_a_rollout_after_its_first_wave(
         assert "rejected" in halted["reason"] and "too slow" in halted["reason"]
         assert _members(halted) == {"lab-1": ("1.1.0", "STARTED"),
                                     "lab-2": ("1.2.0", "STARTED")}
+
+        # 4. a stop while the gate waits ends the waiting run and stops every member
+        _online(["lab-1", "lab-2"])
+        held = edgefleet.update_group(group, to="1.2.0")
+        assert held["state"] == "AWAITING_APPROVAL", held
+        run_id = held["rollout"]["flow_run_id"]
+        _until("the rollout run is PAUSED", lambda: _run(prefect_api, run_id).state.is_paused(),
+               30)
+        stopped = edgefleet.stop_group(group)
+        assert stopped["state"] == "STOPPED", stopped
+        assert {state for _version, state in _members(stopped).values()} == {"STOPPED"}
+        _until("the waiting run ended", lambda: _run(prefect_api, run_id).state.is_final(), 60)
+        assert edgefleet.group_status(group)["state"] == "STOPPED"
     finally:
         _clean_up(group, key, monkeypatch)
 

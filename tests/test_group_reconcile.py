@@ -226,8 +226,9 @@ def test_a_state_its_members_no_longer_say_is_summed_up_again(
 
 def test_stop_then_relaunch(fleet: list[tuple[str, ...]]) -> None:
     edgefleet.create_group("g", "hello", selector="site=a")
-    with pytest.raises(InvalidTransition, match="under way"):
-        edgefleet.stop_group("g")
+    with pytest.raises(InvalidTransition, match="at work.*group pause g"):
+        edgefleet.stop_group("g")  # DEPLOYING
+    assert edgefleet.group_status("g")["state"] == "DEPLOYING"
     dep_id = _started_group_again()
     stopped = edgefleet.stop_group("g")
     assert stopped["state"] == "STOPPED" and fleet[-1] == ("stop", "g")
@@ -244,6 +245,18 @@ def test_stop_then_relaunch(fleet: list[tuple[str, ...]]) -> None:
     assert find_group_work.fn() == []
     again = edgefleet.update_group("g")
     assert again["state"] == "DEPLOYING" and fleet[-1] == ("rollout", "g", "1.0.0")
+
+
+@pytest.mark.parametrize("waiting", ["AWAITING_APPROVAL", "PAUSED"])
+def test_a_rollout_that_waits_is_stopped_with_its_group(
+        fleet: list[tuple[str, ...]], waiting: str) -> None:
+    """No run is on record here (the rollout is recorded, not run): nothing to wake."""
+    _started_group(fleet)
+    _group_state(waiting)
+    stopped = edgefleet.stop_group("g")
+    assert (stopped["state"], stopped["reason"]) == ("STOPPED",
+                                                     "stopped; its members are being stopped")
+    assert fleet[-1] == ("stop", "g")
 
 
 def _started_group_again() -> str:

@@ -649,20 +649,46 @@ def stop_group(name: str, *, wait: bool = True, progress: Progress | None = None
     group is STOPPED at once and its members follow; a member whose edge is not ONLINE is
     stopped once the edge is back. `group update` launches it again.
 
-    Refused, with nothing changed: a group already STOPPED, and one whose rollout is under
-    way (stop it once that one has ended).
+    A rollout that waits (AWAITING_APPROVAL or PAUSED) ends here: its paused run is woken
+    (a gate answered "no") and, finding its group STOPPED, touches no further edge.
+    Refused, with nothing changed: a group already STOPPED, and one whose rollout is at work
+    (DEPLOYING or UPDATING: `group pause` it, or stop it once that one has ended).
     """
     with session_scope() as session:
         group = get_group(session, name=name)
         state = GroupState(group.state)
-        if state is not GroupState.STOPPED and state not in AT_REST:
+        if state is not GroupState.STOPPED and state not in AT_REST | HOLDING:
             raise InvalidTransition(
-                f"group {name!r} is {state.value}: a rollout of it is under way (see "
-                f"`edgefleet group status {name}`); stop it once that one has ended")
+                f"group {name!r} is {state.value}: a rollout of it is at work (see "
+                f"`edgefleet group status {name}`); `edgefleet group pause {name}` first, or "
+                "stop it once that rollout has ended")
+        flow_run_id = group.flow_run_id
         move_group_record(session, name=name, move=GroupMove.STOP, expect=state,
                           reason="stopped; its members are being stopped")
+    if state in HOLDING and flow_run_id is not None:
+        _wake_stopped(name, state, flow_run_id, progress)
     _run_stop(name, wait=wait, progress=progress)
     return group_status(name)
+
+
+def _wake_stopped(name: str, state: GroupState, flow_run_id: str,
+                  progress: Progress | None) -> None:
+    """Resume the paused rollout run of a group just STOPPED, so that it ends now rather
+    than at its pause's timeout (holding a slot of the served runner until then). A run not
+    paused (yet) sees the STOPPED group at its next check; one that is gone needs nothing."""
+    run, api_url = _rollout_run(name, flow_run_id)
+    if _state_type(run) != "PAUSED":
+        return
+    answer = (validated(GateInput, approved=False, note="the group was stopped")
+              .model_dump(mode="json") if state is GroupState.AWAITING_APPROVAL else None)
+    try:
+        _resume_run(flow_run_id, api_url, answer)
+    except InvalidTransition as exc:  # it ended meanwhile: nothing waits any more
+        if progress:
+            progress(f"group {name}: {exc}")
+        return
+    if progress:
+        progress(f"group {name}: its waiting rollout run {flow_run_id} ends")
 
 
 def _run_stop(name: str, *, wait: bool, progress: Progress | None) -> None:
