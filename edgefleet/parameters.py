@@ -275,6 +275,12 @@ def references(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if is_reference(k, v)}
 
 
+def owned_references(env: dict[str, str], owner: str) -> dict[str, str]:
+    """The references of ``env`` to blocks made for ``owner`` (a deployment's or a group's
+    id): a group's members refer to the group's blocks, which only the group deletes."""
+    return {k: v for k, v in references(env).items() if v == secret_block_name(owner, k)}
+
+
 def masked(env: dict[str, str]) -> dict[str, str]:
     """``env`` as shown anywhere: a sensitive value (a reference) masked."""
     return {k: MASK if is_reference(k, v) else v for k, v in env.items()}

@@ -113,7 +113,7 @@ def create_deployment(
             session.add(dep)
     except Exception:
         if secret:
-            parameter_secrets.delete_values(env)
+            parameter_secrets.delete_values(env, dep_id)
         raise
     return dep
 
@@ -263,10 +263,10 @@ def delete_deployment(ref: str, *, force: bool = False) -> str | None:
         env = dict(find_deployment(session, dep_id).env)
         # compare-and-set: a run that started it meanwhile keeps it (and its rows)
         delete_deployment_rows(session, deployment_id=dep_id, states=deletable)
-    if P.references(env):
+    if P.owned_references(env, dep_id):
         from edgefleet import parameter_secrets
 
-        parameter_secrets.delete_values(env)  # its sensitive values go with it
+        parameter_secrets.delete_values(env, dep_id)  # its sensitive values go with it
     return warning
 
 

@@ -35,7 +35,7 @@ from edgefleet.crud import (
     select_edges,
 )
 from edgefleet.db import session_scope
-from edgefleet.errors import AlreadyExists, InvalidInput, InvalidTransition
+from edgefleet.errors import AlreadyExists, InvalidInput, InvalidTransition, NotFound
 from edgefleet.group_plan import GroupPlan, plan_group
 from edgefleet.models.groups import (
     AT_REST,
@@ -57,6 +57,7 @@ from edgefleet.models.records import (
     ApplicationVersion,
     DeploymentGroup,
     Edge,
+    new_id,
     utcnow,
 )
 from edgefleet.rollouts import summarize
@@ -149,7 +150,8 @@ def create_group(
     ``selector``, a bad selector, an unknown edge, no edge matched, an unknown application
     or version, an unpublished version, a bad ``env``, rollout option or ``auto_update``
     (off, patch, minor, major: see ``set_group``), an existing group, ``approve``
-    without `edgefleet up` (:func:`_gate_needs_queue`).
+    without `edgefleet up` (:func:`_gate_needs_queue`). Values of sensitive parameters go
+    to the group's Prefect Secret blocks (deleted with the group); records keep their names.
     """
     name = _name(name)
     listed = None if edges is None else list(dict.fromkeys(edges))
@@ -176,25 +178,38 @@ def create_group(
         params = P.of_version(row.parameters, kind=row.kind, text=row.compose)
         P.check_environment(params, kind=row.kind, version_env=row.env, env=spec.env,
                             label=f"{app.name} {row.version}")
-        if P.sensitive_names(params):
-            raise InvalidInput(f"{app.name} {row.version} has sensitive parameters "
-                               f"({', '.join(sorted(P.sensitive_names(params)))}): groups do "
-                               "not keep secrets yet; deploy it per edge")
-        targets = _targets(session, listed, selector)
+        target_ids = [e.id for e in _targets(session, listed, selector)]
         assert app.id is not None
-        group = DeploymentGroup(name=name, application_id=app.id, version=row.version,
-                                edges=listed, selector=selector, env=dict(spec.env),
-                                options=options.model_dump(mode="json"), prune=prune,
-                                state=NEW_GROUP_STATE.value, auto_update=level.value,
-                                auto_update_since=utcnow())
-        session.add(group)
-        try:
-            session.flush()
-        except IntegrityError as exc:
-            raise AlreadyExists(f"a deployment group named {name!r} already exists") from exc
-        for edge in targets:
-            add_member(session, group=group, edge=edge)
-        app_name, target = app.name, row.version
+        app_id, app_name, target = app.id, app.name, row.version
+        secret = {k: v for k, v in spec.env.items() if k in P.sensitive_names(params)}
+    group_id, env = new_id(), dict(spec.env)
+    if secret:  # in the group's Secret blocks; its record and its members' keep the names
+        from edgefleet import parameter_secrets  # Prefect: only when there is a secret
+
+        env.update(parameter_secrets.save_values(group_id, secret))
+    try:
+        with session_scope() as session:
+            group = DeploymentGroup(id=group_id, name=name, application_id=app_id,
+                                    version=target, edges=listed, selector=selector, env=env,
+                                    options=options.model_dump(mode="json"), prune=prune,
+                                    state=NEW_GROUP_STATE.value, auto_update=level.value,
+                                    auto_update_since=utcnow())
+            session.add(group)
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                raise AlreadyExists(f"a deployment group named {name!r} already exists"
+                                    ) from exc
+            for edge_id in target_ids:
+                edge = session.get(Edge, edge_id)
+                if edge is None:
+                    raise NotFound(f"edge {edge_id} was removed meanwhile: nothing was "
+                                   "recorded; create the group again")
+                add_member(session, group=group, edge=edge)
+    except Exception:
+        if secret:
+            parameter_secrets.delete_values(env, group_id)
+        raise
     _run(name, app_name, target, force=False, wait=wait, progress=progress)
     return group_status(name)
 
@@ -341,7 +356,13 @@ def delete_group(name: str, *, force: bool = False) -> list[str]:
     warnings = [w for dep_id in members
                 if (w := delete_deployment(dep_id, force=force)) is not None]
     with session_scope() as session:
-        session.delete(get_group(session, name=name))
+        group = get_group(session, name=name)
+        group_id, env = group.id, dict(group.env)
+        session.delete(group)
+    if P.owned_references(env, group_id):
+        from edgefleet import parameter_secrets
+
+        parameter_secrets.delete_values(env, group_id)  # its sensitive values go with it
     return warnings
 
 
