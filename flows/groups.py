@@ -12,6 +12,8 @@ breaks halts its group with the reason rather than leaving it UPDATING.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NONE
 
@@ -19,6 +21,7 @@ from edgefleet.flows.deploy import deploy_application
 from edgefleet.flows.stop import stop_application
 from edgefleet.flows.update import update_application
 from edgefleet.group_plan import EdgeAction
+from edgefleet.models.forms import form
 from edgefleet.models.groups import ROLLING, GroupMove, GroupState
 from edgefleet.models.states import DeploymentState
 from edgefleet.rollouts import Decision, EdgeResult, Outcome, Verdict, decide, plan_waves, summarize
@@ -81,7 +84,13 @@ def roll_back_edge(application: str, action: EdgeAction) -> None:
 
 
 @flow(name="rollout-group", flow_run_name="rollout {group} {application} {version}")
-def rollout_group(group: str, application: str, version: str, force: bool = False) -> str:
+def rollout_group(
+    group: Annotated[str, form("Group", "the deployment group's name (`edgefleet group list`)")],
+    application: Annotated[str, form("Application", "the group's application")],
+    version: Annotated[str, form("Version", "the group's recorded target version")],
+    force: Annotated[bool, form(
+        "Force", "re-pull and restart members already on the version")] = False,
+) -> str:
     """Roll group ``group`` out to ``version`` (its recorded target); returns its state."""
     logger = get_run_logger()
     view = load_group_plan(group)
