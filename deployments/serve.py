@@ -27,6 +27,7 @@ from edgefleet.events import APPLICATION_PUBLISHED, EDGE_ONLINE
 from edgefleet.flows.check_updates import check_image_updates
 from edgefleet.flows.deploy import deploy_application
 from edgefleet.flows.groups import rollout_group
+from edgefleet.flows.launch import launch_application
 from edgefleet.flows.notify import notify_application_update, reconcile_notifications
 from edgefleet.flows.reconcile import clean_up_edge, reconcile_deployments
 from edgefleet.flows.stop import stop_application
@@ -61,6 +62,7 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
     settings = get_settings()
     sweep_seconds = settings.telemetry_sweep_seconds
     return [
+        (launch_application, {}),
         (deploy_application, {}),
         (stop_application, {}),
         (update_application, {}),
