@@ -72,11 +72,12 @@ def launch_application(
         plan = check_launch_request(application, version=version, edges=edges,
                                     selector=selector, env=env, secrets=given_secrets,
                                     allow_unpublished=allow_unpublished)
-    finally:  # refused or not, no sensitive value stays in the run's parameters
-        if run_id and (given_secrets or plan):
+    finally:  # refused or not, no sensitive value stays in the run's parameters (refused,
+        # which of env's are sensitive may be unknown: none of its values stays)
+        if run_id and (given_secrets or plan or env):
             mask_run_parameters(
                 run_id, masked={"secrets": list(given_secrets),
-                                "env": plan.sensitive if plan else []},
+                                "env": plan.sensitive if plan else list(env)},
                 name=(launch_run_name(plan.application, plan.version, plan.edges, None)
                       if plan else _run_name()))
     assert plan is not None

@@ -82,6 +82,18 @@ def wait_run(api_url: str, run_id: UUID, states: set[str], timeout: float = 300)
         time.sleep(1)
 
 
+def wait_input(client: SyncPrefectClient, run_id: UUID, key: str, timeout: float = 30) -> str:
+    """A run input (the pause saves its form's schema just after the run is PAUSED)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.read_flow_run_input(run_id, key)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def launched(application: str) -> list[dict[str, Any]]:
     return sorted((d for d in edgefleet.list_deployments() if d["application"] == application),
                   key=lambda d: d["edge"])
@@ -146,7 +158,7 @@ def test_a_missing_required_parameter_pauses_the_launch_until_given(
         assert run.state_type.value == "PAUSED", run.state.message if run.state else run
         assert launched(app) == []  # nothing created while it waits
         with prefect(prefect_api) as client:
-            schema = json.loads(client.read_flow_run_input(run_id, "paused-parameters-schema"))
+            schema = json.loads(wait_input(client, run_id, "paused-parameters-schema"))
             assert schema["required"] == ["GREETING", "TOKEN"]
             assert schema["properties"]["GREETING"]["description"] == "say hello"
             assert schema["properties"]["TOKEN"]["format"] == "password"
@@ -186,6 +198,7 @@ def test_a_refused_launch_fails_in_deploys_words_with_its_secrets_masked(
     assert run.state is not None and str(caught.value) in str(run.state.message)
     assert "did you mean MOOD" in str(caught.value)
     assert run.parameters["secrets"] == {"TOKEN": MASK}
+    assert run.parameters["env"] == {"GREETING": MASK, "MODE": MASK}  # refused: all masked
     assert SENSITIVE not in json.dumps(run.parameters)
     assert launched(app) == []
 
