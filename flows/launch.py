@@ -9,23 +9,22 @@ artifact with each deployment's state and URLs. The run renames itself
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, pause_flow_run, runtime
-from prefect.artifacts import create_markdown_artifact
 from prefect.input import RunInput
 from pydantic import Field, SecretStr, create_model
 
 from edgefleet.flows.deploy import deploy_application
 from edgefleet.models.forms import form
-from edgefleet.models.launch import LaunchPlan, deploy_run_name, launch_run_name, report
+from edgefleet.models.launch import LaunchPlan, deploy_run_name, launch_run_name
 from edgefleet.models.policies import UpdatePolicy
 from edgefleet.tasks.launch import (
     check_launch_request,
     create_launch_deployments,
     forget_run_input,
     mask_run_parameters,
+    publish_launch_report,
     read_launched,
 )
 
@@ -93,9 +92,7 @@ def launch_application(
             flow_run_name=deploy_run_name(plan.application, plan.version, edge))
         run(deployment_id=dep_id, return_state=True)  # a failed one: the next still runs
     rows = read_launched(ids)
-    create_markdown_artifact(markdown=report(plan, rows), key=_artifact_key(plan.application),
-                             description=launch_run_name(plan.application, plan.version,
-                                                         plan.edges, None))
+    publish_launch_report(plan, rows)
     failed = [r for r in rows if r.state != "STARTED"]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(rows)} deployments did not start: " +
@@ -143,10 +140,6 @@ def _ask(plan: LaunchPlan, env: dict[str, str], secrets: dict[str, SecretStr],
         forget_run_input(run_id)
     logger.info("launch %s %s resumed with %s", plan.application, plan.version, names)
     return env, secrets
-
-
-def _artifact_key(application: str) -> str:
-    return "launch-" + re.sub(r"[^a-z0-9-]+", "-", application.lower()).strip("-")
 
 
 def _flow_run_id() -> str | None:

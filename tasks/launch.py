@@ -9,9 +9,11 @@ input it asked for are then rewritten with the mask.
 
 from __future__ import annotations
 
+import re
 from uuid import UUID
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.client.orchestration import get_client
 from pydantic import SecretStr
@@ -21,7 +23,7 @@ from edgefleet.crud import check_launch, containers_of, named_urls, ui_link
 from edgefleet.db import session_scope
 from edgefleet.errors import InvalidInput
 from edgefleet.models.inputs import DeploymentCreate
-from edgefleet.models.launch import LaunchedDeployment, LaunchPlan
+from edgefleet.models.launch import LaunchedDeployment, LaunchPlan, launch_run_name, report
 from edgefleet.models.parameters import MASK
 from edgefleet.models.policies import UpdatePolicy
 from edgefleet.models.records import ApplicationVersion, Deployment, Edge, new_id
@@ -158,3 +160,14 @@ def read_launched(deployment_ids: list[str]) -> list[LaunchedDeployment]:
                 deployment_id=dep_id, edge=edge.name, state=dep.state, urls=urls,
                 last_error=dep.last_error, run_url=ui_link(dep) if dep.flow_run_id else None))
     return rows
+
+
+@task(name="publish-launch-report", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def publish_launch_report(plan: LaunchPlan, rows: list[LaunchedDeployment]) -> str:
+    """The launch's markdown artifact (key ``launch-<application>``): each deployment with
+    its state, URLs and run, readable without the CLI."""
+    key = "launch-" + re.sub(r"[^a-z0-9-]+", "-", plan.application.lower()).strip("-")
+    create_markdown_artifact(markdown=report(plan, rows), key=key,
+                             description=launch_run_name(plan.application, plan.version,
+                                                         plan.edges, None))
+    return key
