@@ -42,20 +42,21 @@ def _run_name() -> str:
 def launch_application(
     application: Annotated[str, form(
         "Application", "the application's name (`edgefleet app list`)")],
-    version: Annotated[str | None, form(
-        "Version", "a version of it; empty: the newest published one")] = None,
-    edges: Annotated[list[str] | None, form(
+    version: Annotated[str, form(
+        "Version", "a version of it; empty: the newest published one")] = "",
+    edges: Annotated[list[str], form(
         "Edges", "the edges to deploy to, by name (`edgefleet edge list`); "
-                 "or leave empty and give a selector")] = None,
-    selector: Annotated[str | None, form(
+                 "or leave empty and give a selector")] = [],  # noqa: B006 - copied
+    selector: Annotated[str, form(
         "Edge selector", "the edges whose labels match, e.g. `site=plant-7,tier!=test`; "
-                         "instead of a list of edges")] = None,
-    env: Annotated[dict[str, str] | None, form(
+                         "instead of a list of edges")] = "",
+    env: Annotated[dict[str, str], form(
         "Parameters", "the version's parameter values by name (`edgefleet app show`); "
-                      "a required one left out is asked for once the run starts")] = None,
-    secrets: Annotated[dict[str, SecretStr] | None, form(
+                      "a required one left out is asked for once the run starts")
+    ] = {},  # noqa: B006 - copied below, never changed
+    secrets: Annotated[dict[str, SecretStr], form(
         "Sensitive parameters", "values kept in Prefect Secret blocks, never shown: "
-                                "API keys, passwords")] = None,
+                                "API keys, passwords")] = {},  # noqa: B006 - copied
     policy: Annotated[UpdatePolicy, form(
         "Update policy", "which newer published versions the operator is told of")
     ] = UpdatePolicy(),  # noqa: B008 - frozen: one shared default is safe
@@ -68,8 +69,9 @@ def launch_application(
     run_id = _flow_run_id()
     plan: LaunchPlan | None = None
     try:
-        plan = check_launch_request(application, version=version, edges=edges,
-                                    selector=selector, env=env, secrets=given_secrets,
+        plan = check_launch_request(application, version=version or None,
+                                    edges=list(edges or []) or None, selector=selector or None,
+                                    env=env, secrets=given_secrets,
                                     allow_unpublished=allow_unpublished)
     finally:  # refused or not, no sensitive value stays in the run's parameters (refused,
         # which of env's are sensitive may be unknown: none of its values stays)

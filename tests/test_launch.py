@@ -69,7 +69,7 @@ def launch(api_url: str, parameters: dict[str, Any]) -> UUID:
                                                       parameters=parameters).id
 
 
-def wait_run(api_url: str, run_id: UUID, states: set[str], timeout: float = 300) -> FlowRun:
+def wait_run(api_url: str, run_id: UUID, states: set[str], timeout: float = 600) -> FlowRun:
     deadline = time.monotonic() + timeout
     while True:
         with prefect(api_url) as client:
@@ -154,7 +154,7 @@ def test_a_missing_required_parameter_pauses_the_launch_until_given(
     try:
         run_id = launch(prefect_api, {"application": app, "edges": ["lab-2"],
                                       "env": {"MOOD": "sunny"}})
-        run = wait_run(prefect_api, run_id, ENDED | {"PAUSED"}, timeout=120)
+        run = wait_run(prefect_api, run_id, ENDED | {"PAUSED"})
         assert run.state_type.value == "PAUSED", run.state.message if run.state else run
         assert launched(app) == []  # nothing created while it waits
         with prefect(prefect_api) as client:
@@ -193,7 +193,7 @@ def test_a_refused_launch_fails_in_deploys_words_with_its_secrets_masked(
         edgefleet.create_deployment(app, "lab-1", env={**env, "TOKEN": "t"})
     run_id = launch(prefect_api, {"application": app, "edges": ["lab-1"], "env": env,
                                   "secrets": {"TOKEN": SENSITIVE}})
-    run = wait_run(prefect_api, run_id, ENDED, timeout=120)
+    run = wait_run(prefect_api, run_id, ENDED)
     assert run.state_type.value == "FAILED"
     assert run.state is not None and str(caught.value) in str(run.state.message)
     assert "did you mean MOOD" in str(caught.value)

@@ -85,7 +85,9 @@ def test_the_launch_form() -> None:
                                         "secrets")] == [
         "Application", "Version", "Edges", "Edge selector", "Parameters",
         "Sensitive parameters"]
-    assert props["secrets"]["anyOf"][0]["additionalProperties"]["format"] == "password"
+    assert props["secrets"]["additionalProperties"]["format"] == "password"
+    assert [props[k]["type"] for k in ("version", "edges", "selector", "env")] == [
+        "string", "array", "string", "object"]  # plain fields, no None switch on the form
     policy = schema["definitions"]["UpdatePolicy"]["properties"]
     assert policy["notify"]["title"] == "Notify of"
     assert schema["definitions"]["Change"]["enum"] == ["patch", "minor", "major"]
