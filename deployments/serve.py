@@ -30,6 +30,7 @@ from edgefleet.flows.auto_update import auto_update_groups
 from edgefleet.flows.check_updates import check_image_updates
 from edgefleet.flows.deploy import deploy_application
 from edgefleet.flows.groups import reconcile_groups, rollout_group, stop_group
+from edgefleet.flows.launch import launch_application
 from edgefleet.flows.notify import notify_application_update, reconcile_notifications
 from edgefleet.flows.reconcile import clean_up_edge, reconcile_deployments
 from edgefleet.flows.stop import stop_application
@@ -64,6 +65,7 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
     settings = get_settings()
     sweep_seconds = settings.telemetry_sweep_seconds
     return [
+        (launch_application, {}),
         (deploy_application, {}),
         (stop_application, {}),
         (update_application, {}),

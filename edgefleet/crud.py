@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -18,7 +19,9 @@ from sqlalchemy import CursorResult, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from edgefleet.errors import InvalidTransition, NotFound, StateConflict
+from edgefleet import parameters as P
+from edgefleet import url_templates
+from edgefleet.errors import InvalidInput, InvalidTransition, NotFound, StateConflict
 from edgefleet.group_plan import GroupEdge, GroupMember, GroupTarget, MatchedBy
 from edgefleet.metrics import availability
 from edgefleet.models.groups import (
@@ -30,6 +33,7 @@ from edgefleet.models.groups import (
     group_sources,
     move_group,
 )
+from edgefleet.models.parameters import Parameter
 from edgefleet.models.policies import UpdatePolicy
 from edgefleet.models.records import (
     Application,
@@ -113,10 +117,78 @@ def select_edges(session: Session, *, selector: Selector | None = None) -> list[
     return [edge for edge in edges if matches(selector, edge.labels)]
 
 
+@dataclass(frozen=True)
+class LaunchCheck:
+    """What a launch would deploy, as checked: nothing of it is recorded yet."""
+
+    application: Application
+    version: ApplicationVersion
+    edges: list[Edge]
+    params: list[Parameter]
+    missing: list[Parameter]  # required, not set: asked for (only with ``ask_missing``)
+
+
+def check_launch(session: Session, *, application: str, edges: Sequence[str] = (),
+                 selector: Selector | None = None, version: str | None = None,
+                 env: dict[str, str], allow_unpublished: bool = False,
+                 ask_missing: bool = False) -> LaunchCheck:
+    """The refusals of `edgefleet deploy` and flow `launch-application`, before anything is
+    recorded: an unknown application or edge, no edge matched, no published version (the
+    default is the newest published), an unpublished one (unless allowed), and ``env``
+    against the version's parameters (``parameters.check_environment``).
+
+    With ``ask_missing`` a required parameter that is not set is returned in ``missing``
+    rather than refused: the launch flow asks for it, the CLI and the API never do.
+    """
+    app = get_application(session, name=application)
+    targets = [get_edge(session, name=name) for name in edges]
+    if selector is not None:
+        targets = select_edges(session, selector=selector)
+        if not targets:
+            raise InvalidInput(f"no edge matches selector {str(selector)!r} (see `edgefleet "
+                               f"edge list --selector {str(selector)!r}`)")
+    if version is None:
+        row = latest_published(session, application=app)
+        if row is None:
+            raise InvalidInput(
+                f"application {app.name!r} has no published version: publish one "
+                f"(`edgefleet app publish {app.name} V`) or pass --version"
+            )
+    else:
+        row = get_version(session, application=app, version=version)
+        if not row.published and not allow_unpublished:
+            raise InvalidInput(
+                f"version {row.version} of {app.name!r} is not published: publish it or "
+                "pass --allow-unpublished"
+            )
+    params = P.of_version(row.parameters, kind=row.kind, text=row.compose)
+    missing = (P.missing_required(params, version_env=row.env, env=env) if ask_missing
+               else [])
+    asked = {p.name: P.PLACEHOLDER for p in missing}
+    P.check_environment(params, kind=row.kind, version_env=row.env, env={**env, **asked},
+                        label=f"{app.name} {row.version}")
+    return LaunchCheck(application=app, version=row, edges=targets, params=params,
+                       missing=missing)
+
+
 def containers_of(session: Session, *, deployment_id: str) -> list[ContainerStatus]:
     """The deployment's recorded per-container status, by service."""
     return list(session.exec(select(ContainerStatus).where(
         ContainerStatus.deployment_id == deployment_id).order_by(ContainerStatus.service)).all())
+
+
+def named_urls(version: ApplicationVersion, edge: Edge, rows: list[ContainerStatus]
+               ) -> dict[str, str]:
+    """The version's URL templates with the edge's address and the host ports its
+    containers publish now (read at once: a version that changed only URLs shows them)."""
+    if not version.urls:
+        return {}
+    from edgefleet.models.connections import connection_of
+
+    address = edge.address or connection_of(edge).host
+    return url_templates.render(
+        version.urls, address=address,
+        published=url_templates.published_now((c.service, c.ports) for c in rows))
 
 
 def running_images(session: Session) -> list[RunningImage]:

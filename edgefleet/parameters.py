@@ -215,6 +215,13 @@ def validation_env(params: Iterable[Parameter], version_env: dict[str, str]) -> 
     return env
 
 
+def missing_required(params: Iterable[Parameter], *, version_env: dict[str, str],
+                     env: dict[str, str]) -> list[Parameter]:
+    """The required parameters neither the version's environment nor ``env`` sets."""
+    have = {**version_env, **env}
+    return [p for p in params if p.required and p.name not in have]
+
+
 def check_environment(params: list[Parameter], *, kind: str, version_env: dict[str, str],
                       env: dict[str, str], label: str) -> None:
     """Refuse a deploy's ``env`` (``--env``) before anything is recorded: each missing
@@ -224,8 +231,7 @@ def check_environment(params: list[Parameter], *, kind: str, version_env: dict[s
     cannot be discovered); every other version knows its names.
     """
     problems: list[str] = []
-    have = {**version_env, **env}
-    missing = [p for p in params if p.required and p.name not in have]
+    missing = missing_required(params, version_env=version_env, env=env)
     for p in missing:
         said = f" ({p.message})" if p.message else ""
         text = f": {p.description}" if p.description and not p.message else ""

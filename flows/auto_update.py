@@ -11,8 +11,11 @@ own run of the served `rollout-group` deployment, with the group's stored rollou
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow, get_run_logger, runtime
 
+from edgefleet.models.forms import form
 from edgefleet.tasks.groups import (
     announce_group_halt,
     claim_auto_updates,
@@ -30,8 +33,13 @@ def _run_name() -> str:
 
 
 @flow(name="auto-update-groups", flow_run_name=_run_name)
-def auto_update_groups(application: str | None = None, version: str | None = None
-                       ) -> list[str]:
+def auto_update_groups(
+    application: Annotated[str | None, form(
+        "Application", "only the groups of this application; empty: every group")] = None,
+    version: Annotated[str | None, form(
+        "Version", "the version just published (names the run; each group takes the newest "
+                   "its auto-update admits)")] = None,
+) -> list[str]:
     """Start the rollouts auto-update admits (of ``application``'s groups, or of every
     group); returns the groups whose rollout was submitted. ``version``: the published one
     that ran this (for the run's name; each group takes the newest it admits)."""

@@ -28,6 +28,8 @@ once it is back.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NONE
 from prefect.exceptions import FlowPauseTimeout
@@ -38,6 +40,7 @@ from edgefleet.flows.deploy import deploy_application
 from edgefleet.flows.stop import stop_application
 from edgefleet.flows.update import update_application
 from edgefleet.group_plan import EdgeAction, MemberStop
+from edgefleet.models.forms import form
 from edgefleet.models.groups import ROLLING, GateInput, GroupMove, GroupState, paused_from
 from edgefleet.models.states import DeploymentState
 from edgefleet.rollouts import (
@@ -147,8 +150,17 @@ def roll_out_wave(group: str, application: str, version: str, wave: int, waves: 
 
 
 @flow(name="rollout-group", flow_run_name="rollout {group} {application} {version}")
-def rollout_group(group: str, application: str, version: str, force: bool = False,
-                  edges: list[str] | None = None, auto_update: bool = False) -> str:
+def rollout_group(
+    group: Annotated[str, form("Group", "the deployment group's name (`edgefleet group list`)")],
+    application: Annotated[str, form("Application", "the group's application")],
+    version: Annotated[str, form("Version", "the group's recorded target version")],
+    force: Annotated[bool, form(
+        "Force", "re-pull and restart members already on the version")] = False,
+    edges: Annotated[list[str] | None, form(
+        "Edges", "only these edges (a reconcile's); empty: every edge of the group")] = None,
+    auto_update: Annotated[bool, form(
+        "Auto-update", "started by the group's auto-update, not by an operator")] = False,
+) -> str:
     """Roll group ``group`` out to ``version`` (its recorded target); returns its state.
 
     ``edges``: only the actions on these edges run (a reconcile nobody asked for, e.g. for
@@ -380,7 +392,12 @@ def _stopped_reason(left: tuple[MemberStop, ...], failures: dict[str, str]) -> s
 
 
 @flow(name="stop-group", flow_run_name="stop group {group}")
-def stop_group(group: str, members: list[str] | None = None) -> str:
+def stop_group(
+    group: Annotated[str, form("Group", "the STOPPED deployment group whose members to stop")],
+    members: Annotated[list[str] | None, form(
+        "Members", "only these member deployments (ids); empty: every one still running")
+    ] = None,
+) -> str:
     """Stop the members of STOPPED group ``group`` that still run (only ``members``, ids,
     when given), ``max_parallel`` at a time. A member whose edge is not ONLINE is stopped
     once the edge is back (flow `reconcile-groups`). Returns the reason recorded."""
@@ -412,8 +429,13 @@ def _on_edge() -> str:
 
 
 @flow(name="reconcile-groups", flow_run_name=lambda: f"reconcile groups{_on_edge()}")
-def reconcile_groups(edge: str | None = None, docker_host: str | None = None
-                     ) -> dict[str, str]:
+def reconcile_groups(
+    edge: Annotated[str | None, form(
+        "Edge", "the edge that came back ONLINE, by name; empty: every group's work")] = None,
+    docker_host: Annotated[str | None, form(
+        "Docker host", "the edge's engine address, to tell apart another control plane's "
+                       "edge of the same name; empty: any")] = None,
+) -> dict[str, str]:
     """Bring groups to their target with no command: those with work on ``edge`` when it
     comes back ONLINE (the `edgefleet.edge.online` trigger), else every group (the served
     sweep, which also covers a lost event). Newly matching edges join, deferred members
