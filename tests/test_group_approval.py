@@ -202,9 +202,10 @@ def test_an_approval_gate_holds_a_rollout_after_its_first_wave(
         assert _members(halted) == {"lab-1": ("1.1.0", "STARTED"),
                                     "lab-2": ("1.2.0", "STARTED")}
 
-        # 4. a stop while the gate waits ends the waiting run and stops every member
+        # 4. a stop while the gate waits ends the waiting run and stops every member (to
+        # 1.0.0: both edges change, so there are two waves and a gate between them)
         _online(["lab-1", "lab-2"])
-        held = edgefleet.update_group(group, to="1.2.0")
+        held = edgefleet.update_group(group, to="1.0.0")
         assert held["state"] == "AWAITING_APPROVAL", held
         run_id = held["rollout"]["flow_run_id"]
         _until("the rollout run is PAUSED", lambda: _run(prefect_api, run_id).state.is_paused(),
