@@ -1,12 +1,14 @@
 """Serve every edgefleet flow as a Prefect deployment (the reference's job queue).
 
 Run by `edgefleet up` as ``python -m edgefleet.deployments.serve``; ``pause_on_shutdown=False`` so
-stopping it does not pause the deployments. Jobs (deploy, stop, update) run on demand; the
-image check, the notification reconcile and the telemetry sweep on an interval (the sweep
-also once at start);
-notify-application-update on the ``edgefleet.application.published`` event;
+stopping it does not pause the deployments. Jobs (deploy, stop, update, a group's rollout)
+run on demand; the image check, the notification reconcile and the telemetry sweep on an
+interval (the sweep also once at start);
+notify-application-update and auto-update-groups on the ``edgefleet.application.published``
+event (auto-update-groups also on an interval);
 reconcile-deployments on an interval and once at start (runs the previous serving process
-left behind), clean-up-edge on ``edgefleet.edge.online`` and hourly. Served runs send a
+left behind), clean-up-edge on ``edgefleet.edge.online`` and hourly, reconcile-groups on
+``edgefleet.edge.online`` and every ``group_reconcile_seconds``. Served runs send a
 heartbeat every ``run_heartbeat_seconds``: three missed tell reconcile-deployments a run's
 process is gone.
 """
@@ -24,8 +26,11 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
 from edgefleet.events import APPLICATION_PUBLISHED, EDGE_ONLINE
+from edgefleet.flows.auto_update import auto_update_groups
 from edgefleet.flows.check_updates import check_image_updates
 from edgefleet.flows.deploy import deploy_application
+from edgefleet.flows.groups import reconcile_groups, rollout_group, stop_group
+from edgefleet.flows.launch import launch_application
 from edgefleet.flows.notify import notify_application_update, reconcile_notifications
 from edgefleet.flows.reconcile import clean_up_edge, reconcile_deployments
 from edgefleet.flows.stop import stop_application
@@ -60,9 +65,20 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
     settings = get_settings()
     sweep_seconds = settings.telemetry_sweep_seconds
     return [
+        (launch_application, {}),
         (deploy_application, {}),
         (stop_application, {}),
         (update_application, {}),
+        (rollout_group, {}),
+        (stop_group, {}),
+        # an edge back ONLINE brings its groups' members to their target; the interval
+        # catches a lost event and edges that start to match a group's selector
+        (reconcile_groups, {"triggers": [online_trigger()],
+                            "interval": timedelta(seconds=settings.group_reconcile_seconds)}),
+        # the same event as notify-application-update, and the interval catches what an
+        # event missed (lost, or the group was busy); one rollout per group: the claim's CAS
+        (auto_update_groups, {"triggers": [publish_trigger()],
+                              "interval": timedelta(seconds=settings.auto_update_seconds)}),
         (notify_application_update, {"triggers": [publish_trigger()]}),
         (reconcile_notifications, {"interval": timedelta(seconds=settings.reconcile_seconds)}),
         # no concurrency limit: a run killed with the serving process would hold the slot

@@ -35,6 +35,19 @@ if TYPE_CHECKING:
         update_deployment,
     )
     from edgefleet.api.edges import add_edge, list_edges, remove_edge, set_edge, show_edge
+    from edgefleet.api.groups import (
+        approve_group,
+        create_group,
+        delete_group,
+        group_status,
+        list_groups,
+        pause_group,
+        reconcile_group,
+        resume_group,
+        set_group,
+        stop_group,
+        update_group,
+    )
     from edgefleet.api.notifications import acknowledge, list_notifications
     from edgefleet.api.telemetry import collect as collect_telemetry
     from edgefleet.api.telemetry import edge_telemetry
@@ -51,6 +64,11 @@ _API: dict[str, tuple[str, str]] = {
         "update_deployment")},
     **{name: ("edgefleet.api.edges", name) for name in (
         "add_edge", "list_edges", "remove_edge", "set_edge", "show_edge")},
+    **{name: ("edgefleet.api.groups", name) for name in (
+        "create_group", "delete_group", "group_status", "list_groups", "reconcile_group",
+        "stop_group", "update_group")},
+    **{name: ("edgefleet.api.groups", name) for name in (
+        "approve_group", "pause_group", "resume_group", "set_group")},
     **{name: ("edgefleet.api.notifications", name) for name in (
         "acknowledge", "list_notifications")},
     "collect_telemetry": ("edgefleet.api.telemetry", "collect"),
@@ -66,22 +84,33 @@ __all__ = [
     "add_version",
     "create_application",
     "create_deployment",
+    "create_group",
+    "approve_group",
+    "pause_group",
+    "resume_group",
     "delete_application",
     "delete_deployment",
+    "delete_group",
     "deploy",
     "deployment_status",
+    "group_status",
+    "list_groups",
     "list_applications",
     "list_deployments",
     "list_edges",
     "publish_version",
+    "reconcile_group",
     "remove_edge",
     "set_policy",
     "set_edge",
+    "set_group",
     "show_application",
     "show_edge",
     "start_deployment",
     "stop_deployment",
+    "stop_group",
     "update_deployment",
+    "update_group",
     "acknowledge",
     "list_notifications",
 ]

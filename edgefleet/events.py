@@ -39,6 +39,12 @@ def emit_notice(notice: Notice) -> bool:
     return _post(Event(**event_of(notice)), server.running_api_url())
 
 
+def emit_fields(fields: dict[str, Any]) -> bool:
+    """Announce an event built by ``notice_events`` (e.g. ``group_event_of``) to any running
+    server, as ``emit_notice`` does."""
+    return _post(Event(**fields), server.running_api_url())
+
+
 def _post(event: Event, api_url: str | None) -> bool:
     if api_url is None:
         return False

@@ -24,7 +24,7 @@ executor to run after the last wave. The plan is tested by its rendered text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -252,3 +252,73 @@ def plan_group(target: GroupTarget, edges: Sequence[GroupEdge], members: Sequenc
                                       matched_by=matched_by))
     actions.sort(key=lambda a: (a.edge, a.deployment_id or ""))
     return GroupPlan(target=target, prune=prune, matched_by=matched_by, actions=tuple(actions))
+
+
+# ------------------------------------------------------------------ work nobody asked for
+
+
+def automatic_actions(plan: GroupPlan, *, edge: str | None = None,
+                      failed: Collection[str] = ()) -> list[EdgeAction]:
+    """The actions of ``plan`` that a reconcile nobody asked for runs now.
+
+    ``edge`` given (it just came back ONLINE): every action that changes that edge, so a
+    member deferred while it was away reaches the target; one whose last run failed gets
+    one more try too (the edge may have been why). ``edge`` None (the served sweep): adds,
+    removals, and updates of members whose last run did not fail (``failed``: the
+    deployment ids whose last run left an error). A failed member is not tried again on
+    every sweep: it waits for an operator (`group reconcile`, `group update`) or for its
+    edge's next return.
+    """
+    if edge is not None:
+        return [a for a in plan.actions if a.changes and a.edge == edge]
+    return [a for a in plan.actions if a.changes
+            and not (a.action == "update" and a.deployment_id in failed)]
+
+
+class MemberStop(BaseModel):
+    """A member of a stopped group that still runs: stopped now, or once its edge is back."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    edge: str
+    deployment_id: str
+    state_before: DeploymentState
+    now: bool
+    cause: str
+
+    def render(self) -> str:
+        return f"{'stop' if self.now else 'defer':<6} {self.edge}: {self.cause}"
+
+
+STOPPED_ALREADY = frozenset({S.CREATED, S.STOPPED})
+
+
+def plan_stop(edges: Sequence[GroupEdge], members: Sequence[GroupMember]
+              ) -> tuple[MemberStop, ...]:
+    """What stopping a group does: each member not CREATED or STOPPED is stopped now, or
+    later when its edge is not ONLINE or another run is at work on it (never failed for
+    it). Sorted by edge name, then deployment id."""
+    by_name = {e.name: e for e in edges}
+    stops = []
+    for member in members:
+        if member.state in STOPPED_ALREADY:
+            continue
+        why = _unavailable(by_name.get(member.edge))
+        if why is None and member.state in BUSY:
+            why = f"deployment {member.state.value}, another run is at work on it"
+        stops.append(MemberStop(
+            edge=member.edge, deployment_id=member.deployment_id, state_before=member.state,
+            now=why is None,
+            cause=(f"deployment {member.state.value}" if why is None
+                   else f"{why}; then stop (deployment {member.state.value})")))
+    return tuple(sorted(stops, key=lambda s: (s.edge, s.deployment_id)))
+
+
+def automatic_stops(stops: Sequence[MemberStop], *, edge: str | None = None,
+                    failed: Collection[str] = ()) -> list[MemberStop]:
+    """The stops of a stopped group that a reconcile nobody asked for runs now: those on
+    ``edge`` (back ONLINE), or on the sweep those whose member's last run did not fail
+    (as :func:`automatic_actions`)."""
+    if edge is not None:
+        return [s for s in stops if s.now and s.edge == edge]
+    return [s for s in stops if s.now and s.deployment_id not in failed]

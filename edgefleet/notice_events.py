@@ -142,3 +142,37 @@ def notice_of(row: Any, edge: str) -> Notice:
                   edge=edge, deployment_id=row.deployment_id, application=row.application,
                   from_version=row.from_version, to_version=row.to_version,
                   command=row.command, link=row.link, event_id=notice_event_id(row))
+
+
+def group_event_of(kind: str, *, group: str, application: str, version: str, message: str,
+                   edges: list[str], command: str | None = None, event_id: str | None = None,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``emit_event`` arguments for a notice about a whole deployment group (``halted``,
+    ``awaiting-approval``): the group is the resource; the application and every member edge
+    are related, so a channel filtered by application or by one of its edges hears of it."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown notice kind {kind!r}")
+    where = f"group {group} of {application} ({len(edges)} edge{'' if len(edges) == 1 else 's'})"
+    lines = [message, f"where: {where}", f"version: {version}"]
+    if command:
+        lines.append(f"command: {command}")
+    payload = {"kind": kind, "message": message, "text": "\n".join(lines), "group": group,
+               "edge": None, "deployment_id": None, "application": application,
+               "from_version": None, "to_version": version, "command": command, "link": None,
+               "edges": list(edges), **(extra or {})}
+    fields: dict[str, Any] = {
+        "event": KINDS[kind],
+        "resource": {"prefect.resource.id": f"edgefleet.group.{group}",
+                     "prefect.resource.name": group},
+        "related": [related("application", application)]
+        + [related("edge", edge) for edge in sorted(edges)],
+        "payload": payload}
+    if event_id:
+        fields["id"] = event_id
+    return fields
+
+
+def group_event_id(group: str, kind: str, occasion: str) -> str:
+    """A fixed event id for one notice of a group (``occasion``: the rollout's flow run), so a
+    retried task announces it once."""
+    return str(uuid5(NAMESPACE_URL, f"edgefleet.group.{group}.{kind}.{occasion}"))

@@ -1,7 +1,8 @@
-"""Sensitive parameter values kept as Prefect Secret blocks, one per deployment and
-parameter: the deployment's record holds only the block's name (``parameters.
-secret_block_name``), and the value is read back inside the task that hands it to compose
-or the engine, so it never reaches a record, a flow-run parameter, a log or an artifact.
+"""Sensitive parameter values kept as Prefect Secret blocks, one per deployment (or group)
+and parameter: the record holds only the block's name (``parameters.secret_block_name``; a
+group's members hold their group's), and the value is read back inside the task that hands
+it to compose or the engine, so it never reaches a record, a flow-run parameter, a log or an
+artifact.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from edgefleet import server
 from edgefleet.errors import NotFound
 
 
-def save_values(deployment_id: str, values: dict[str, str]) -> dict[str, str]:
-    """Store each value in its block; returns name -> block name (what the record keeps)."""
+def save_values(owner: str, values: dict[str, str]) -> dict[str, str]:
+    """Store each value in its block, made for ``owner`` (a deployment's or a group's id);
+    returns name -> block name (what the record keeps)."""
     refs: dict[str, str] = {}
     with temporary_settings({PREFECT_API_URL: server.flow_api_url()}):
         for name, value in values.items():
-            block = P.secret_block_name(deployment_id, name)
+            block = P.secret_block_name(owner, name)
             Secret(value=value).save(name=block, overwrite=True)
             refs[name] = block
     return refs
@@ -43,9 +45,10 @@ def resolved(env: dict[str, str]) -> dict[str, str]:
     return values
 
 
-def delete_values(env: dict[str, str]) -> int:
-    """Delete the blocks ``env`` refers to (best effort: a missing one is already gone)."""
-    refs = P.references(env)
+def delete_values(env: dict[str, str], owner: str) -> int:
+    """Delete the blocks ``env`` refers to that were made for ``owner`` (best effort: a
+    missing one is already gone); a member's references to its group's blocks stay."""
+    refs = P.owned_references(env, owner)
     gone = 0
     if not refs:
         return 0

@@ -215,6 +215,13 @@ def validation_env(params: Iterable[Parameter], version_env: dict[str, str]) -> 
     return env
 
 
+def missing_required(params: Iterable[Parameter], *, version_env: dict[str, str],
+                     env: dict[str, str]) -> list[Parameter]:
+    """The required parameters neither the version's environment nor ``env`` sets."""
+    have = {**version_env, **env}
+    return [p for p in params if p.required and p.name not in have]
+
+
 def check_environment(params: list[Parameter], *, kind: str, version_env: dict[str, str],
                       env: dict[str, str], label: str) -> None:
     """Refuse a deploy's ``env`` (``--env``) before anything is recorded: each missing
@@ -224,8 +231,7 @@ def check_environment(params: list[Parameter], *, kind: str, version_env: dict[s
     cannot be discovered); every other version knows its names.
     """
     problems: list[str] = []
-    have = {**version_env, **env}
-    missing = [p for p in params if p.required and p.name not in have]
+    missing = missing_required(params, version_env=version_env, env=env)
     for p in missing:
         said = f" ({p.message})" if p.message else ""
         text = f": {p.description}" if p.description and not p.message else ""
@@ -273,6 +279,12 @@ def is_reference(name: str, value: str) -> bool:
 def references(env: dict[str, str]) -> dict[str, str]:
     """The entries of ``env`` that are Secret block references (name -> block)."""
     return {k: v for k, v in env.items() if is_reference(k, v)}
+
+
+def owned_references(env: dict[str, str], owner: str) -> dict[str, str]:
+    """The references of ``env`` to blocks made for ``owner`` (a deployment's or a group's
+    id): a group's members refer to the group's blocks, which only the group deletes."""
+    return {k: v for k, v in references(env).items() if v == secret_block_name(owner, k)}
 
 
 def masked(env: dict[str, str]) -> dict[str, str]:

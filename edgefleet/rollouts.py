@@ -21,8 +21,11 @@ over 4 edges is two waves of 1 and 3, and over 0 edges no wave at all.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -245,3 +248,58 @@ def summarize(plan: GroupPlan, decision: Decision | None = None) -> GroupOutcome
         state=GroupState.PARTIAL,
         cause=(f"{len(on_target)} of {_edges(matching)} on {version} and STARTED; "
                f"{waiting}{kept}"))
+
+
+# ------------------------------------------------------------------ the group's table
+
+ARTIFACT_KEY_RE = re.compile(r"[^a-z0-9-]+")
+# a member's rank in the group's table, worst first (see ``member_rank``)
+RANKS = ("ERROR", "deferred (edge not ONLINE)", "a run at work", "not running",
+         "STARTED, not on the target", "STARTED on the target")
+AT_WORK = frozenset({"STARTING", "UPDATING", "STOPPING"})
+NONE_SHOWN = "n/a"  # the UI renders cells as markdown: a lone "-" becomes a bullet
+
+
+def artifact_key(group: str) -> str:
+    """The key of the group's table artifact: ``group-<name>``.
+
+    Prefect takes lowercase letters, digits and dashes only: a name is lowercased and each
+    run of anything else (``.``, ``_``) becomes one dash; when that changed the name, 8 hex
+    digits of its SHA-256 are added, so ``a_b`` and ``a-b`` never share a table.
+    """
+    cleaned = ARTIFACT_KEY_RE.sub("-", group.lower()).strip("-") or "group"
+    if cleaned != group:
+        cleaned += "-" + hashlib.sha256(group.encode()).hexdigest()[:8]
+    return f"group-{cleaned}"
+
+
+def member_rank(row: Mapping[str, Any], availability: str | None, target: str) -> int:
+    """Where a member row goes in the table, worst first (an index of ``RANKS``): ERROR,
+    then deferred (its edge not ONLINE: OFFLINE, or never heard of), then a run at work on
+    it, then not running (CREATED, STOPPED, no deployment yet), then STARTED on another
+    version, and last STARTED on the target."""
+    state = row.get("state")
+    if state == "ERROR":
+        return 0
+    if availability != "ONLINE":
+        return 1
+    if state in AT_WORK:
+        return 2
+    if state != "STARTED":
+        return 3
+    return 4 if row.get("version") != target else 5
+
+
+def group_table(rows: Sequence[Mapping[str, Any]], availability: Mapping[str, str | None],
+                target: str) -> list[dict[str, str]]:
+    """The rows of `group status` (edge, deployment_id, version, state, last_error) as the
+    table artifact shows them: worst first (:func:`member_rank`), then by edge; with the
+    edge's availability, and ``n/a`` for what is not there."""
+    ranked = sorted(rows, key=lambda r: (member_rank(r, availability.get(r["edge"]), target),
+                                         r["edge"], r.get("deployment_id") or ""))
+    return [{"edge": r["edge"],
+             "edge status": availability.get(r["edge"]) or "UNKNOWN",
+             "deployment": (r.get("deployment_id") or NONE_SHOWN)[:12],
+             "version": r.get("version") or NONE_SHOWN,
+             "state": r.get("state") or "NO DEPLOYMENT",
+             "last error": r.get("last_error") or NONE_SHOWN} for r in ranked]

@@ -35,7 +35,9 @@ from edgefleet.settings import get_settings
 
 SERVED_FLOWS = ("deploy-application", "stop-application", "update-application",
                 "notify-application-update", "reconcile-notifications", "check-image-updates",
-                "collect-telemetry", "reconcile-deployments", "clean-up-edge")
+                "collect-telemetry", "reconcile-deployments", "clean-up-edge", "rollout-group",
+                "stop-group", "reconcile-groups", "auto-update-groups",
+                "launch-application")
 
 
 def run_dir() -> Path:

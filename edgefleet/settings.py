@@ -32,18 +32,28 @@ class Settings(BaseSettings):
                                      description="cadence of the served image-update check")
     reconcile_seconds: int = Field(default=60, gt=0,
                                    description="cadence of the notification reconcile")
+    auto_update_seconds: int = Field(
+        default=60, gt=0, description="cadence of the served auto-update check of the groups "
+        "(it also runs on each publish event)")
     stuck_check_seconds: int = Field(
         default=60, gt=0, description="cadence of the served reconcile of deployments whose "
         "run died (also run once each time the serving process starts)")
     stuck_margin: float = Field(
         default=300.0, ge=0, description="seconds beyond 2 x deploy timeout + soak a "
         "deployment may stay transient while its run shows no sign of life")
+    group_reconcile_seconds: int = Field(
+        default=60, gt=0, description="cadence of the served reconcile of deployment groups: "
+        "edges that start to match join, members deferred while their edge was away are "
+        "updated (also run for one edge each time that edge comes back ONLINE)")
     cleanup_seconds: int = Field(
         default=3600, gt=0, description="cadence of the served clean-up of every ONLINE edge "
         "(it also runs for one edge each time that edge comes back ONLINE)")
     run_heartbeat_seconds: int = Field(
         default=30, ge=30, description="heartbeat of served flow runs; three missed mean "
         "the run's process is gone")
+    gate_timeout: int = Field(
+        default=86400, gt=0, description="seconds a group's rollout waits at an approval gate "
+        "(or paused by an operator) before it halts; the paused run holds its process")
     telemetry_sweep_seconds: int = Field(
         default=60, gt=0, description="cadence of the served collect-telemetry sweep (a "
         "process per run, sweeping for the whole interval); each edge's own intervals decide "

@@ -7,10 +7,12 @@ once every container runs, and is healthy where a healthcheck exists.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 from prefect import flow, get_run_logger, runtime
 
 from edgefleet import labels as L
+from edgefleet.models.forms import form
 from edgefleet.models.inputs import AppKind
 from edgefleet.models.plans import DeployPlan, ObservedContainer
 from edgefleet.models.states import Action, DeploymentState
@@ -48,7 +50,10 @@ COMPOSE_RECHECK = 15.0
 
 
 @flow(name="deploy-application", flow_run_name="deploy {deployment_id}", log_prints=True)
-def deploy_application(deployment_id: str) -> str:
+def deploy_application(
+    deployment_id: Annotated[str, form(
+        "Deployment", "the deployment's id (`edgefleet deployments`)")],
+) -> str:
     """Deploy one Deployment record to its edge; returns the final state."""
     logger = get_run_logger()
     plan = load_plan(deployment_id)

@@ -7,8 +7,11 @@ event has a fixed id, so announcing one again never delivers it twice.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow
 
+from edgefleet.models.forms import form
 from edgefleet.tasks.notifications import (
     announce_unreceived_notices,
     claim_failed_deliveries,
@@ -23,7 +26,11 @@ from edgefleet.tasks.notifications import (
 
 @flow(name="notify-application-update",
       flow_run_name="notify {application} {version}")
-def notify_application_update(application: str, version: str) -> int:
+def notify_application_update(
+    application: Annotated[str, form("Application", "the application a version was "
+                                                   "published of")],
+    version: Annotated[str, form("Version", "the version that was published")],
+) -> int:
     """One notification per deployment running an older version; returns how many new."""
     targets = find_older_deployments(application, version)
     return sum(notify_deployment(application, version, dep_id) for dep_id in targets)

@@ -15,10 +15,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
 from prefect import flow, get_run_logger, runtime
 
 from edgefleet.models.connections import EngineConnection
+from edgefleet.models.forms import form
 from edgefleet.models.plans import ObservedContainer
 from edgefleet.models.records import utcnow
 from edgefleet.models.states import Action, DeploymentState
@@ -120,7 +122,13 @@ def _settle(held: Held, why: str) -> Outcome | None:
 
 
 @flow(name="clean-up-edge", flow_run_name=lambda: f"clean up {_edge_param() or 'edges'}")
-def clean_up_edge(edge: str | None = None, docker_host: str | None = None) -> list[str]:
+def clean_up_edge(
+    edge: Annotated[str | None, form(
+        "Edge", "the edge to clean up, by name; empty: every ONLINE edge")] = None,
+    docker_host: Annotated[str | None, form(
+        "Docker host", "the edge's engine address, to tell apart another control plane's "
+                       "edge of the same name; empty: any")] = None,
+) -> list[str]:
     """Remove what failed or deleted deployments left on ``edge`` (None: every ONLINE edge,
     the served hourly pass that catches a lost online event); returns the removals.
 

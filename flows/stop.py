@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow, runtime
 
+from edgefleet.models.forms import form
 from edgefleet.models.inputs import AppKind
 from edgefleet.models.states import Action, DeploymentState
 from edgefleet.tasks.compose import compose_down, stack_remove
@@ -17,7 +20,13 @@ from edgefleet.tasks.records import (
 
 
 @flow(name="stop-application", flow_run_name="stop {deployment_id}")
-def stop_application(deployment_id: str, remove_volumes: bool = False) -> str:
+def stop_application(
+    deployment_id: Annotated[str, form(
+        "Deployment", "the deployment's id (`edgefleet deployments`)")],
+    remove_volumes: Annotated[bool, form(
+        "Remove volumes", "also remove the deployment's volumes (its data): gone for good")
+    ] = False,
+) -> str:
     plan = load_plan(deployment_id)
     run_id = runtime.flow_run.id
     move_state(deployment_id, Action.STOP, flow_run_id=str(run_id) if run_id else None)

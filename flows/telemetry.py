@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
@@ -18,6 +18,7 @@ from prefect.runtime import flow_run as this_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from edgefleet.models.forms import form
 from edgefleet.models.readings import EdgeReading, Work
 from edgefleet.tasks.telemetry import (
     apply_retention,
@@ -59,8 +60,15 @@ def _run_name() -> str:
 
 @flow(name="collect-telemetry", flow_run_name=_run_name,
       task_runner=ThreadPoolTaskRunner[Any](max_workers=PARALLEL_TASKS))  # type: ignore[arg-type]
-def collect_telemetry(edges: list[str] | None = None, force: bool = False,
-                      for_seconds: float = 0) -> dict[str, Any]:
+def collect_telemetry(
+    edges: Annotated[list[str] | None, form(
+        "Edges", "only these edges, by name; empty: every edge that is due")] = None,
+    force: Annotated[bool, form(
+        "Force", "sample the edges even if they are not due yet")] = False,
+    for_seconds: Annotated[float, form(
+        "Sweep for (seconds)", "go on sweeping for that long, each time an edge is due; "
+                               "0: one sweep")] = 0,
+) -> dict[str, Any]:
     """Sweep the due edges (``edges``: only these; ``force``: sample them even if not due).
 
     ``for_seconds``: go on sweeping for that long after the run's scheduled start, each time

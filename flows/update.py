@@ -8,13 +8,14 @@ ends STARTED on its previous version with the failure as its last error.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, runtime
 from prefect.concurrency.sync import concurrency
 
 from edgefleet.errors import DeploymentFailed
 from edgefleet.flows.deploy import log_allowance
+from edgefleet.models.forms import form
 from edgefleet.models.inputs import AppKind
 from edgefleet.models.plans import DeployPlan
 from edgefleet.models.states import Action, DeploymentState
@@ -60,8 +61,16 @@ from edgefleet.update_plan import (
 
 
 @flow(name="update-application", flow_run_name="update {deployment_id}")
-def update_application(deployment_id: str, version: str | None = None,
-                       force: bool = False) -> str:
+def update_application(
+    deployment_id: Annotated[str, form(
+        "Deployment", "the deployment's id (`edgefleet deployments`)")],
+    version: Annotated[str | None, form(
+        "Version", "the version to update to; empty: the deployment's own, re-checked")
+    ] = None,
+    force: Annotated[bool, form(
+        "Force", "re-pull the images and restart the containers whose image changed, even "
+                 "at the same version")] = False,
+) -> str:
     """Update a deployment to ``version`` (default: its own version, re-checked)."""
     limit = ensure_update_limit(deployment_id)
     settings = get_settings()

@@ -33,6 +33,7 @@ import re
 from collections.abc import Sequence
 from enum import StrEnum
 
+import semver
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from edgefleet.errors import InvalidTransition
@@ -71,6 +72,9 @@ ROLLING: frozenset[GroupState] = frozenset({G.DEPLOYING, G.UPDATING})
 AT_REST: frozenset[GroupState] = frozenset({G.STARTED, G.PARTIAL, G.HALTED})
 # A group is created in this state: its first rollout starts at once.
 NEW_GROUP_STATE = G.DEPLOYING
+# Groups a reconcile nobody asked for (an edge back ONLINE, the served sweep) moves by
+# UPDATE; a HALTED group waits for an operator, whatever its plan says.
+SELF_RECONCILING: frozenset[GroupState] = frozenset({G.STARTED, G.PARTIAL})
 
 # move -> (states it may start from, states it may lead to). A move with one target needs
 # no ``to``; APPROVE, RESUME and FINISH are told theirs by the caller.
@@ -320,3 +324,113 @@ def waves_text(waves: Sequence[WaveTarget]) -> str:
     """Waves as the text they parse from: ``1,25%,100%``."""
     return ",".join(str(w) for w in waves)
 
+
+
+# ------------------------------------------------------------------ the gate between waves
+
+# A group waiting (for an approval, or for an operator's resume) with its rollout run paused.
+HOLDING: frozenset[GroupState] = frozenset({G.AWAITING_APPROVAL, G.PAUSED})
+
+
+class GateInput(BaseModel):
+    """What a rollout paused at its approval gate waits for: the form the Prefect UI shows
+    on the paused run, and what `group approve` sends (Prefect ``resume_flow_run`` with
+    ``run_input``). Resuming with the defaults approves; ``approved: false`` halts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approved: bool = Field(
+        default=True, description="go on with the next wave (untick to halt the rollout)")
+    note: str = Field(default="", max_length=500,
+                      description="why (in the run's log; in the group's reason if it halts)")
+
+
+PAUSED_WHILE = "paused by an operator while "
+
+
+def pause_reason(rolling: GroupState | str, group: str) -> str:
+    """The reason a paused group shows; it names the state a resume goes back to."""
+    return (f"{PAUSED_WHILE}{GroupState(rolling).value}: the rollout stops before its next "
+            f"edges; `edgefleet group resume {group}` goes on")
+
+
+def paused_from(reason: str | None) -> GroupState:
+    """The rolling state a group was paused in (:func:`pause_reason`); UPDATING when the
+    reason does not say (a rollout that is not a group's first)."""
+    if reason and reason.startswith(PAUSED_WHILE):
+        word = reason[len(PAUSED_WHILE):].split(":", 1)[0].strip()
+        if word in {s.value for s in ROLLING}:
+            return GroupState(word)
+    return G.UPDATING
+
+
+def holding_hint(group: str, state: str | None, wave: int, waves: int) -> str | None:
+    """What a group that waits needs from the operator (None when it waits for nothing)."""
+    if state == G.AWAITING_APPROVAL:
+        return (f"awaiting approval after wave {wave}/{waves}: run "
+                f"`edgefleet group approve {group}`")
+    if state == G.PAUSED:
+        return f"paused in wave {wave}/{waves}: run `edgefleet group resume {group}`"
+    return None
+
+
+# ------------------------------------------------------------------ auto-update
+
+
+class AutoUpdate(StrEnum):
+    """Which newly published versions a group rolls out by itself (``--auto-update``)."""
+
+    OFF = "off"
+    PATCH = "patch"  # same major.minor: 1.2.0 → 1.2.3
+    MINOR = "minor"  # same major: 1.2.0 → 1.4.0
+    MAJOR = "major"  # any newer release: 1.2.0 → 2.0.0
+
+
+def parse_auto_update(given: object) -> AutoUpdate:
+    """``off``, ``patch``, ``minor`` or ``major`` (any case); anything else is refused by name."""
+    if isinstance(given, AutoUpdate):
+        return given
+    if isinstance(given, str) and given.strip().lower() in set(AutoUpdate):
+        return AutoUpdate(given.strip().lower())
+    choices = "|".join(a.value for a in AutoUpdate)
+    raise ValueError(f"auto_update {shown(given)} is not one of {choices} (which newly "
+                     "published versions the group rolls out by itself)")
+
+
+def auto_update_admits(level: AutoUpdate | str, target: str, published: str
+                       ) -> tuple[bool, str]:
+    """Whether a group on ``target`` at auto-update ``level`` rolls out ``published``, and why.
+
+    Only a newer release: never an older or equal version, never a prerelease (a fleet is
+    not a test bench; roll one out with `group update --to`). ``patch`` admits the same
+    major.minor, ``minor`` the same major, ``major`` any newer release.
+    """
+    level = parse_auto_update(level)
+    if level is AutoUpdate.OFF:
+        return False, "auto-update is off"
+    old, new = semver.Version.parse(target), semver.Version.parse(published)
+    if new <= old:
+        return False, f"{published} is not newer than {target}"
+    if new.prerelease:
+        return False, f"{published} is a prerelease (auto-update rolls out releases only)"
+    same = {AutoUpdate.PATCH: (new.major, new.minor) == (old.major, old.minor),
+            AutoUpdate.MINOR: new.major == old.major,
+            AutoUpdate.MAJOR: True}[level]
+    if not same:
+        wider = "a minor" if new.major == old.major else "a major"
+        return False, (f"{target} → {published} is {wider} release; auto-update {level.value} "
+                       "leaves it to an operator")
+    return True, f"auto-update {level.value} admits {target} → {published}"
+
+
+class AutoUpdateStep(BaseModel):
+    """What auto-update did with one group: the rollout it claimed (``claimed``), or why not."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group: str
+    application: str
+    from_version: str
+    to_version: str | None = None  # the version claimed, or the one that waits
+    claimed: bool = False
+    reason: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 import semver
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Change(StrEnum):
@@ -33,10 +33,16 @@ SIZE = {Change.PATCH: 0, Change.MINOR: 1, Change.MAJOR: 2}
 class UpdatePolicy(BaseModel):
     """Defaults: hear of every newer release, ignore prereleases."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Update policy")
 
-    notify: Change = Change.PATCH  # tell the operator of releases at least this big
-    prereleases: bool = False
+    notify: Change = Field(
+        default=Change.PATCH, title="Notify of",
+        description="tell the operator of newer published releases at least this big "
+                    "(patch: every release; minor: minor and major; major: major only)")
+    prereleases: bool = Field(
+        default=False, title="Prereleases",
+        description="also tell of prereleases (1.2.0-rc.1); a deployment that runs a "
+                    "prerelease hears of the next ones anyway")
 
     def describe(self) -> str:
         pre = "including" if self.prereleases else "leaving out"

@@ -1,6 +1,6 @@
 """The records edgefleet keeps (SQLModel tables), one family per concept.
 
-Edge, Application, ApplicationVersion, Deployment, AppliedSpec, ContainerStatus and
+Edge, Application, ApplicationVersion, Deployment, DeploymentGroup, AppliedSpec, ContainerStatus and
 LogCursor. Input validation lives in ``models.inputs``; tables hold only what was already
 validated. The records are the only state: whatever a later run needs (the spec applied, the
 one before it, log cursors) is here, never in files of the machine that ran a flow.
@@ -121,6 +121,45 @@ class Deployment(SQLModel, table=True):
     # The AppliedSpec the edge is meant to run now (None before the first apply). No foreign
     # key: the specs point back at their deployment, and one cycle is one too many to delete.
     spec_id: int | None = None
+    # the deployment group it is a member of (None: a deployment of its own)
+    group_id: str | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DeploymentGroup(SQLModel, table=True):
+    """One application on a fleet: the edges it targets (a list, or a selector over their
+    labels), the target version, and how its rollouts go (``models.groups``).
+
+    Its members are the deployments whose ``group_id`` is this group's id, one per edge.
+    ``state`` moves only by the table of ``models.groups`` (compare-and-set, as deployments).
+    """
+
+    __tablename__ = "deployment_group"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    version: str  # the target version
+    # exactly one of: a static list of edge names, or a selector text (edgefleet.selectors)
+    edges: list[str] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
+    selector: str | None = None
+    env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # models.groups.RolloutOptions as data
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    sa_column=Column(JSON, nullable=False, server_default="{}"))
+    prune: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    state: str
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    # the rollout under way (or the last one): wave reached of waves, and its flow run
+    wave: int = 0
+    waves: int = 0
+    flow_run_id: str | None = None
+    # models.groups.AutoUpdate: which newly published versions the group rolls out by itself;
+    # "newly": published after auto_update_since (set when the level is set, and moved to
+    # each version auto-update rolls out, so no version is ever tried twice by itself)
+    auto_update: str = Field(default="off", sa_column_kwargs={"server_default": "off"})
+    auto_update_since: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

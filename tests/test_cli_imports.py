@@ -66,7 +66,7 @@ def test_read_only_commands_load_no_prefect_docker_or_alembic(
             ["app", "list", "--json"], ["app", "show", "fast"], ["deployments", "--json"],
             ["deployments"], ["status", dep.id, "--json"], ["status", dep.id],
             ["policy", dep.id, "--json"], ["notifications", "--json"], ["telemetry", "--json"],
-            ["telemetry"],
+            ["telemetry"], ["group", "list", "--json"], ["group", "list"], ["group", "--help"],
         ]
         report = probe(commands)
     assert report == {" ".join(args): [0, []] for args in [["import edgefleet.cli.main"],

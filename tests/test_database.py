@@ -89,10 +89,21 @@ def test_every_migration_applies_over_records_that_refer_to_each_other(tmp_path:
                                 '2026-01-01', '2026-01-01', '{}');
     """)
     rows.close()
+    migrate(command.upgrade, "0015")
+    rows = sqlite3.connect(tmp_path / "records.db")
+    rows.executescript("""
+        INSERT INTO deployment_group (id, name, application_id, version, env, state, wave,
+                                      waves, created_at, updated_at)
+            VALUES ('g1', 'g', 1, '1.0.0', '{}', 'STARTED', 1, 1, '2026-01-01', '2026-01-01');
+        UPDATE deployment SET group_id = 'g1';
+    """)
+    rows.close()
     migrate(command.upgrade, "head")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT state FROM deployment").scalar() == "STARTED"
         assert conn.exec_driver_sql("SELECT labels FROM edge").scalar() == "{}"  # 0012
+        assert conn.exec_driver_sql(  # 0016: a group made before does not auto-update
+            "SELECT auto_update, auto_update_since FROM deployment_group").one() == ("off", None)
     migrate(command.downgrade, "0006")
     engine.dispose()
 

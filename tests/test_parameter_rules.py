@@ -154,6 +154,17 @@ def test_references_of_sensitive_values() -> None:
     assert P.with_placeholders(f'{{"A": "u:{ref}@db"}}', env) == '{"A": "u:${TOKEN}@db"}'
 
 
+def test_a_member_owns_only_its_own_blocks_not_its_group_s() -> None:
+    """A group's members refer to the group's blocks: deleting a member deletes none."""
+    group, member = "a" * 32, "b" * 32
+    env = {"TOKEN": P.secret_block_name(group, "TOKEN"),
+           "KEY": P.secret_block_name(member, "KEY"), "MODE": "plain"}
+    assert set(P.references(env)) == {"TOKEN", "KEY"}
+    assert P.owned_references(env, member) == {"KEY": env["KEY"]}
+    assert P.owned_references(env, group) == {"TOKEN": env["TOKEN"]}
+    assert P.owned_references({"MODE": "plain"}, group) == {}
+
+
 def test_compose_words_are_one_clean_line_with_the_service() -> None:
     noisy = ('time="2026-12-02T10:00:00Z" level=warning msg="the attribute `version` is '
              'obsolete"\n Container ef-abc-web-1  Creating\n Container ef-abc-web-1  Error\n'

@@ -171,6 +171,18 @@ def test_no_key_or_control_plane_secret_in_files_logs_artifacts_events_or_parame
                "sensitive parameter": SENSITIVE}
     assert not [what for what, secret in secrets.items() if secret in shown.output]
 
+    # a group of it on both edges: the value in the group's Secret block, its members'
+    # containers see it, `group status` masks it
+    group = unique("probe")
+    edgefleet.collect_telemetry(["lab-1", "lab-2"])  # contacted now: ONLINE, not deferred
+    launched = edgefleet.create_group(group, name, edges=["lab-1", "lab-2"], version="1.0.0",
+                                      env={"API_KEY": SENSITIVE})
+    assert launched["state"] == "STARTED", launched
+    assert launched["env"] == {"API_KEY": "********"} and SENSITIVE not in json.dumps(launched)
+    for member in launched["edges"]:
+        (live,) = containers_of(edges[member["edge"]].connection, member["deployment_id"])
+        assert f"API_KEY=key:{SENSITIVE}" in live.attrs["Config"]["Env"], member
+
     # our records, rendered files and Prefect's database (the lab's own key files excepted);
     # scanned by another process, so that no SQLite lock of this one is dropped
     for what, secret in secrets.items():
@@ -192,10 +204,17 @@ def test_no_key_or_control_plane_secret_in_files_logs_artifacts_events_or_parame
     assert texts
     for what, secret in secrets.items():
         assert not [t for t in texts if secret in t], f"{what} in Prefect's logs/runs/events"
-    edgefleet.delete_deployment(status["id"], force=True)
     from prefect.blocks.system import Secret
 
+    from edgefleet.crud import get_group
+    from edgefleet.db import session_scope
     from edgefleet.parameters import secret_block_name
 
+    edgefleet.delete_deployment(status["id"], force=True)
     with temporary_settings({PREFECT_API_URL: prefect_api}), pytest.raises(ValueError):
         Secret.load(secret_block_name(status["id"], "API_KEY"))  # gone with its deployment
+    with session_scope() as session:
+        group_block = secret_block_name(get_group(session, name=group).id, "API_KEY")
+    edgefleet.delete_group(group, force=True)  # its members first: the block outlives them
+    with temporary_settings({PREFECT_API_URL: prefect_api}), pytest.raises(ValueError):
+        Secret.load(group_block)  # gone with its group

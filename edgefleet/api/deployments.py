@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import semver
-from sqlalchemy import CursorResult, delete
 from sqlmodel import Session, col, select
 
 from edgefleet import parameters as P
-from edgefleet import url_templates
-from edgefleet.crud import containers_of, get_application, get_edge, get_version, latest_published
+from edgefleet.crud import (
+    check_launch,
+    containers_of,
+    delete_deployment_rows,
+    get_version,
+    latest_published,
+    named_urls,
+)
 from edgefleet.db import session_scope
-from edgefleet.errors import InvalidInput, InvalidTransition, NotFound, StateConflict
+from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
 from edgefleet.models.inputs import DeploymentCreate, check_semver
 from edgefleet.models.policies import UpdatePolicy
 from edgefleet.models.records import (
     Application,
     ApplicationVersion,
     AppliedSpec,
-    ContainerStatus,
     Deployment,
     Edge,
-    LogCursor,
-    Notification,
     new_id,
 )
 from edgefleet.models.states import (
@@ -74,26 +76,11 @@ def create_deployment(
                      env=env or {})
     rules = _policy(policy)
     with session_scope() as session:
-        app = get_application(session, name=spec.application)
-        target = get_edge(session, name=spec.edge)
-        if spec.version is None:
-            row = latest_published(session, application=app)
-            if row is None:
-                raise InvalidInput(
-                    f"application {app.name!r} has no published version: publish one "
-                    f"(`edgefleet app publish {app.name} V`) or pass --version"
-                )
-        else:
-            row = get_version(session, application=app, version=spec.version)
-            if not row.published and not allow_unpublished:
-                raise InvalidInput(
-                    f"version {row.version} of {app.name!r} is not published: publish it or "
-                    "pass --allow-unpublished"
-                )
+        found = check_launch(session, application=spec.application, edges=[spec.edge],
+                             version=spec.version, env=spec.env,
+                             allow_unpublished=allow_unpublished)
+        app, row, target, params = found.application, found.version, found.edges[0], found.params
         assert app.id is not None and row.id is not None and target.id is not None
-        params = P.of_version(row.parameters, kind=row.kind, text=row.compose)
-        P.check_environment(params, kind=row.kind, version_env=row.env, env=spec.env,
-                            label=f"{app.name} {row.version}")
         ids = (app.id, row.id, target.id)
     dep_id = new_id()
     secret = {k: v for k, v in spec.env.items() if k in P.sensitive_names(params)}
@@ -109,7 +96,7 @@ def create_deployment(
             session.add(dep)
     except Exception:
         if secret:
-            parameter_secrets.delete_values(env)
+            parameter_secrets.delete_values(env, dep_id)
         raise
     return dep
 
@@ -257,20 +244,12 @@ def delete_deployment(ref: str, *, force: bool = False) -> str | None:
                            f"io.edgefleet.deployment={dep_id})")
     with session_scope() as session:
         env = dict(find_deployment(session, dep_id).env)
-        for model in (ContainerStatus, LogCursor, Notification, AppliedSpec):
-            session.exec(delete(model).where(  # type: ignore[call-overload]
-                col(model.deployment_id) == dep_id))
-        # compare-and-set: a run that started it meanwhile keeps it (and its rows above)
-        gone = cast(CursorResult[Any], session.exec(delete(Deployment).where(  # type: ignore[call-overload]
-            col(Deployment.id) == dep_id, col(Deployment.state).in_(sorted(deletable)))))
-        if gone.rowcount != 1:
-            found = find_deployment(session, dep_id).state
-            raise StateConflict(f"deployment {dep_id[:12]} is {found} now: another run moved "
-                                "it; nothing was deleted", found=found, action="delete")
-    if P.references(env):
+        # compare-and-set: a run that started it meanwhile keeps it (and its rows)
+        delete_deployment_rows(session, deployment_id=dep_id, states=deletable)
+    if P.owned_references(env, dep_id):
         from edgefleet import parameter_secrets
 
-        parameter_secrets.delete_values(env)  # its sensitive values go with it
+        parameter_secrets.delete_values(env, dep_id)  # its sensitive values go with it
     return warning
 
 
@@ -328,20 +307,6 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
         "urls": [u for c in rows for u in c.urls],
         "named_urls": named_urls(version, edge, rows),
     }
-
-
-def named_urls(version: ApplicationVersion, edge: Edge, rows: list[ContainerStatus]
-               ) -> dict[str, str]:
-    """The version's URL templates with the edge's address and the host ports its
-    containers publish now (read at once: a version that changed only URLs shows them)."""
-    if not version.urls:
-        return {}
-    from edgefleet.models.connections import connection_of
-
-    address = edge.address or connection_of(edge).host
-    return url_templates.render(
-        version.urls, address=address,
-        published=url_templates.published_now((c.service, c.ports) for c in rows))
 
 
 def _applied(session: Session, spec_id: int | None) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from edgefleet.cli import deployments, prefect_server, updates
 from edgefleet.cli import telemetry as telemetry_cli
 from edgefleet.cli.app import app_app
 from edgefleet.cli.edge import edge_app
+from edgefleet.cli.groups import group_app
 from edgefleet.cli.lab import lab_app
 from edgefleet.cli.notify import notify_app
 from edgefleet.cli.registry import registry_app
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(edge_app, name="edge")
 app.add_typer(app_app, name="app")
+app.add_typer(group_app, name="group")
 deployments.register(app)
 prefect_server.register(app)
 telemetry_cli.register(app)

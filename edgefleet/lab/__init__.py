@@ -30,7 +30,7 @@ from edgefleet.lab.state import EdgeState, LabState, load_state, run_dir_for, sa
 from edgefleet.models.connections import EngineConnection
 from edgefleet.settings import get_settings
 
-__all__ = ["LabEdge", "LabStatus", "lab_down", "lab_status", "lab_up"]
+__all__ = ["LabEdge", "LabStatus", "lab_down", "lab_shrink", "lab_status", "lab_up"]
 
 MAX_EDGES = 50
 Progress = Callable[[str], None]
@@ -341,3 +341,36 @@ def _stop_lab(state: LabState, say: Progress) -> None:
         except EdgefleetError as exc:
             outcome = f"kept: {exc}"
         say(f"{edge.name}: {outcome} from edgefleet's edges")
+
+
+def lab_shrink(edges: int, progress: Progress | None = None) -> LabStatus:
+    """Stop and forget the edges past the first ``edges`` (``lab_up`` with fewer edges does
+    not): their containers, dockerd and folders go, their records too (kept, and said so,
+    while a deployment is still recorded on one). The registry and the other edges stay, so
+    a test can grow the lab for a while and give it back as it found it."""
+    say = progress or _quiet
+    if not 1 <= edges <= MAX_EDGES:
+        raise LabError(f"--edges {edges}: the lab runs 1 to {MAX_EDGES} edges")
+    lab_dir = get_settings().lab_path.expanduser().resolve()
+    with _locked(lab_dir):
+        state = load_state(lab_dir)
+        if state is None:
+            say("no lab is recorded here; nothing to stop")
+            return lab_status()
+        extra = [e for e in state.edges if e.index > edges]
+        with ThreadPoolExecutor(max_workers=min(8, len(extra) or 1)) as pool:
+            for lines in pool.map(_stop_edge, extra):
+                for line in lines:
+                    say(line)
+        for edge in extra:
+            try:
+                outcome = records.unregister_edge(edge)
+            except EdgefleetError as exc:
+                outcome = f"kept: {exc}"
+            say(f"{edge.name}: {outcome} from edgefleet's edges")
+            for folder in (Path(edge.data_root).parent, Path(edge.exec_root)):
+                daemons.unmount_under(folder)
+                shutil.rmtree(folder, ignore_errors=True)
+        state.edges = [e for e in state.edges if e.index <= edges]
+        save_state(state)
+    return lab_status()
