@@ -293,8 +293,9 @@ def announce_group_halt(name: str, occasion: str, auto_update: bool = False) -> 
     the rollout. ``occasion`` (the rollout's run) fixes the event id: announced once."""
     started = "auto-update" if auto_update else "rollout"
     return _announce(name, "halted", occasion, auto_update,
-                     lambda head, reason: f"{started} of group {head} halted: {reason}; it "
-                                          "waits for an operator",
+                     lambda head, reason: f"{started} of group {head} halted: "
+                                          f"{reason.removeprefix('halted: ')}; it waits "
+                                          "for an operator",
                      f"edgefleet group status {name}")
 
 

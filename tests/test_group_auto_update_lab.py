@@ -156,6 +156,7 @@ def test_auto_update_minor_rolls_out_a_minor_release_by_itself_and_not_a_major(
         (event,) = events
         assert event.payload["auto_update"] is True and event.payload["kind"] == "halted"
         assert "waits for an operator" in event.payload["message"]
+        assert "halted: halted" not in event.payload["message"]
         assert {r.id for r in event.related} >= {f"edgefleet.application.{app}",
                                                  "edgefleet.edge.lab-1", "edgefleet.edge.lab-2"}
 
