@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 # No internet here or on many edge sites: Prefect's usage telemetry would only log errors.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The local Prefect server (SQLite) can answer 503 "database busy" for over a minute under
+# load. Prefect's client retries a 503 with exponential backoff; 7 tries wait up to about
+# 4 min rather than 1, so a busy server delays a deploy instead of failing it.
+os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "7")
 
 if TYPE_CHECKING:
     from edgefleet.api.applications import (

@@ -169,7 +169,9 @@ def test_a_refused_delivery_is_sent_again_once(
     receiver = Receiver(refuse=1)  # down for the automation's delivery, back for the retry
     app = unique("again")
     image = f"{lab.registry}/edgefleet/hello"
-    edgefleet.create_application(app, "1.0.0", image=f"{image}:1.0.0", ports=["8080"])
+    # 1.0.0 runs the registry's newest tag: the served image check has nothing to tell (an
+    # image notice of its own would be another POST to this channel)
+    edgefleet.create_application(app, "1.0.0", image=f"{image}:2.0.0", ports=["8080"])
     edgefleet.add_version(app, "1.1.0", image=f"{image}:1.1.0", ports=["8080"])
     edgefleet.publish_version(app, "1.0.0")
     channel = unique("again")

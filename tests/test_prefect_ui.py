@@ -100,7 +100,8 @@ def test_ui_shows_deployments_a_completed_deploy_and_the_fleet_artifact(
 
         page = render(f"{ui}/deployments", "deployments")
         assert "Can't connect" not in page
-        for name in ("deploy-application", "stop-application", "collect-telemetry"):
+        # the list's first page, by name (16 deployments: two pages of 10)
+        for name in ("deploy-application", "launch-application", "collect-telemetry"):
             assert name in page, name
         page = render(f"{ui}/runs/flow-run/{run_id}", "deploy-run")
         assert f"deploy {status['id']}" in page and "Completed" in page
