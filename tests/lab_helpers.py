@@ -135,3 +135,22 @@ class TcpRelay:
         finally:
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
+
+
+def wait_online(names: list[str], timeout: float = 60) -> None:
+    """The edges are ONLINE by the heartbeat rule (what a group's plan goes by): contacted
+    here each second until they are, as the served sweep would on an idle machine."""
+    import pytest
+
+    import edgefleet
+    from edgefleet.api.edges import edge_status
+
+    deadline = time.monotonic() + timeout
+    status: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        status = {e.name: edge_status(e) for e in edgefleet.list_edges()}
+        if all(status.get(n) == "ONLINE" for n in names):
+            return
+        edgefleet.collect_telemetry(names)
+        time.sleep(1)
+    pytest.fail(f"edges not ONLINE: {status}")

@@ -20,7 +20,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.settings import get_settings
-from tests.lab_helpers import containers_of, unique
+from tests.lab_helpers import containers_of, unique, wait_online
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("patient_edges")]
 
@@ -42,19 +42,6 @@ def patient_edges(lab: Any, prefect_api: str) -> Iterator[None]:
     finally:
         for name in names:
             edgefleet.set_edge(name, heartbeat_interval=before[name])
-
-
-def _online(names: list[str], timeout: float = 60) -> None:
-    from edgefleet.api.edges import edge_status
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = {e.name: edge_status(e) for e in edgefleet.list_edges()}
-        if all(status.get(n) == "ONLINE" for n in names):
-            return
-        edgefleet.collect_telemetry(names)
-        time.sleep(1)
-    pytest.fail(f"edges not ONLINE: {status}")
 
 
 def _run(api_url: str, flow_run_id: str) -> Any:
@@ -97,7 +84,7 @@ def _launch(group: str, app: str, key: str, monkeypatch: pytest.MonkeyPatch
     with monkeypatch.context() as local:
         local.setenv("EDGEFLEET_RUN_MODE", "local")
         get_settings.cache_clear()
-        _online(["lab-1", "lab-2"])
+        wait_online(["lab-1", "lab-2"])
         launched = edgefleet.create_group(group, app, selector=key, version="1.0.0",
                                           waves="1,100%")
     get_settings.cache_clear()
@@ -136,7 +123,7 @@ def test_an_approval_gate_holds_a_rollout_after_its_first_wave(
 
         # 1. the gate: exactly the first wave's edge updated, then AWAITING_APPROVAL
         told: list[str] = []
-        _online(["lab-1", "lab-2"])
+        wait_online(["lab-1", "lab-2"])
         held = edgefleet.update_group(group, to="1.1.0", approve=True, progress=told.append)
         assert held["state"] == "AWAITING_APPROVAL", (held, told)
         assert (f"awaiting approval after wave 1/2: run `edgefleet group approve {group}`"
@@ -177,7 +164,7 @@ def test_an_approval_gate_holds_a_rollout_after_its_first_wave(
         assert edgefleet.group_status(group)["state"] == "STARTED"
 
         # 2. approved through the Prefect API: the paused run resumed with input
-        _online(["lab-1", "lab-2"])
+        wait_online(["lab-1", "lab-2"])
         held = edgefleet.update_group(group, to="1.2.0")  # --approve is kept
         assert held["state"] == "AWAITING_APPROVAL", held
         run_id = held["rollout"]["flow_run_id"]
@@ -193,7 +180,7 @@ def test_an_approval_gate_holds_a_rollout_after_its_first_wave(
         assert _members(done) == {"lab-1": ("1.2.0", "STARTED"), "lab-2": ("1.2.0", "STARTED")}
 
         # 3. a rejection halts it, the second wave never tried
-        _online(["lab-1", "lab-2"])
+        wait_online(["lab-1", "lab-2"])
         held = edgefleet.update_group(group, to="1.1.0")
         assert held["state"] == "AWAITING_APPROVAL", held
         halted = edgefleet.approve_group(group, approved=False, note="too slow", wait=True)
@@ -204,7 +191,7 @@ def test_an_approval_gate_holds_a_rollout_after_its_first_wave(
 
         # 4. a stop while the gate waits ends the waiting run and stops every member (to
         # 1.0.0: both edges change, so there are two waves and a gate between them)
-        _online(["lab-1", "lab-2"])
+        wait_online(["lab-1", "lab-2"])
         held = edgefleet.update_group(group, to="1.0.0")
         assert held["state"] == "AWAITING_APPROVAL", held
         run_id = held["rollout"]["flow_run_id"]
@@ -234,7 +221,7 @@ def test_a_paused_rollout_stops_before_its_next_edges_and_goes_on_when_resumed(
         members = _launch(group, app, key, monkeypatch)
         before = _containers(edges, members)
 
-        _online(["lab-1", "lab-2"])
+        wait_online(["lab-1", "lab-2"])
         edgefleet.update_group(group, to="1.1.0", wait=False)
         paused = edgefleet.pause_group(group)  # before its first edge or during it
         assert paused["state"] == "PAUSED", paused

@@ -23,26 +23,11 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.rollouts import artifact_key
-from tests.lab_helpers import unique
+from tests.lab_helpers import unique, wait_online
 
 pytestmark = pytest.mark.lab
 AT_REST = ("STARTED", "PARTIAL", "HALTED")
 EDGES = ["lab-1", "lab-2"]
-
-
-def _online(names: list[str], timeout: float = 60) -> None:
-    """The edges are ONLINE by the heartbeat rule (the served sweep contacts them)."""
-    from edgefleet.api.edges import edge_status
-
-    deadline = time.monotonic() + timeout
-    status: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        status = {e.name: edge_status(e) for e in edgefleet.list_edges()}
-        if all(status.get(n) == "ONLINE" for n in names):
-            return
-        edgefleet.collect_telemetry(names)
-        time.sleep(1)
-    pytest.fail(f"edges not ONLINE: {status}")
 
 
 def _wait_group(group: str, done: Callable[[dict[str, Any]], bool], timeout: float = 600
@@ -112,7 +97,7 @@ def test_auto_update_minor_rolls_out_a_minor_release_by_itself_and_not_a_major(
     edgefleet.add_version(app, "1.3.0", image=f"{image}:1.1.0", ports=["8080"])
     edgefleet.publish_version(app, "1.0.0")
     try:
-        _online(EDGES)
+        wait_online(EDGES)
         launched = edgefleet.create_group(group, app, edges=EDGES,
                                           waves="1,100%", auto_update="minor")
         assert (launched["state"], launched["auto_update"]) == ("STARTED", "minor"), launched

@@ -5,7 +5,6 @@ edge (rolled back by its own update's rollback) and leaves the other untouched."
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.settings import get_settings
-from tests.lab_helpers import unique
+from tests.lab_helpers import unique, wait_online
 
 pytestmark = pytest.mark.lab
 
@@ -30,20 +29,6 @@ def quick_local_runs(local_runs: None, monkeypatch: pytest.MonkeyPatch) -> Itera
     yield
     monkeypatch.undo()
     get_settings.cache_clear()
-
-
-def _online(names: list[str], timeout: float = 60) -> None:
-    """The edges are ONLINE by the heartbeat rule (the served sweep contacts them)."""
-    from edgefleet.api.edges import edge_status
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = {e.name: edge_status(e) for e in edgefleet.list_edges()}
-        if all(status.get(n) == "ONLINE" for n in names):
-            return
-        edgefleet.collect_telemetry(names)
-        time.sleep(1)
-    pytest.fail(f"edges not ONLINE: {status}")
 
 
 def _clean_up(group: str, key: str, edges: list[str]) -> None:
@@ -75,7 +60,7 @@ def test_a_selector_launch_reaches_exactly_the_matching_edge(
     try:
         edgefleet.set_edge("lab-2", labels=[f"{key}=yes"])
         edgefleet.set_edge("lab-1", labels=[f"{key}=no"])
-        _online(["lab-2"])
+        wait_online(["lab-2"])
         told: list[str] = []
         status = edgefleet.create_group(group, app, selector=f"{key}=yes",
                                         progress=told.append)
@@ -112,7 +97,7 @@ def test_a_crashing_version_halts_after_one_edge_rolled_back(lab: Any, edges: di
     try:
         for name in ("lab-1", "lab-2"):
             edgefleet.set_edge(name, labels=[f"{key}=on"])
-        _online(["lab-1", "lab-2"])
+        wait_online(["lab-1", "lab-2"])
         launched = edgefleet.create_group(group, app, selector=key, version="1.0.0",
                                           waves="1,100%", on_failure="halt")
         assert launched["state"] == "STARTED", launched
