@@ -23,6 +23,10 @@ from edgefleet.lab.daemons import free_port
 from edgefleet.settings import get_settings
 
 RECONCILE_SECONDS = 20
+# The served flows' soak (production: 30 s): an update still watches its containers, long
+# enough for a test to kill the control plane mid-soak, while group rollouts of several
+# edges end within a test's wait.
+SERVED_SOAK_SECONDS = 12
 SERVE_LOG_LINES = 150  # of the serving process's log, shown with a failed lab test
 # Variables that would point a test at real state outside its temp home.
 HOME_VARS = ("EDGEFLEET_HOME", "EDGEFLEET_LAB_DIR", "EDGEFLEET_DATABASE_URL")
@@ -141,6 +145,7 @@ def prefect_api(lab: LabStatus, edgefleet_home: Path) -> Iterator[str]:
     os.environ["EDGEFLEET_PREFECT_PORT"] = str(free_port(set()))
     # the reconciles (a lost event's safety net) act within a test's wait
     os.environ["EDGEFLEET_RECONCILE_SECONDS"] = str(RECONCILE_SECONDS)
+    os.environ["EDGEFLEET_SOAK_SECONDS"] = str(SERVED_SOAK_SECONDS)
     _clear_caches()
     try:
         state = server.up(progress=lambda _m: None)
@@ -152,6 +157,7 @@ def prefect_api(lab: LabStatus, edgefleet_home: Path) -> Iterator[str]:
         server.down(progress=lambda _m: None)
         os.environ.pop("EDGEFLEET_PREFECT_PORT", None)
         os.environ.pop("EDGEFLEET_RECONCILE_SECONDS", None)
+        os.environ.pop("EDGEFLEET_SOAK_SECONDS", None)
         _clear_caches()
 
 
