@@ -4,13 +4,15 @@ A group's rollout reuses the single-deployment flows: each wave is a subflow run
 (`rollout-wave`, named ``rollout g hello 2.0.0 wave 2/3``) and each edge of it one subflow
 run of `deploy-application` (a member not started yet) or `update-application` (health-gated,
 with its own rollback), named for what it does where (``update hello 1.1.0 → lab-3``), at most
-``max_parallel`` at a time. After each wave ``rollouts.decide`` looks at every result of this
-rollout: halt before the next wave, roll back the edges this rollout already changed, or
-record and go on. Offline edges are deferred by the plan, never attempted nor failed. The
-group ends STARTED, PARTIAL or HALTED (``rollouts.summarize``), whatever happened: a run that
-breaks halts its group with the reason rather than leaving it UPDATING. Removals (``--prune``)
-run after the last wave. The group's table artifact (``group-<name>``) is updated after each
-wave and at the end; a halt and each wait at the gate are announced (``edgefleet.group.halted``,
+``max_parallel`` at a time, once the wave has pulled the new images on all its running
+members' edges (a pre-pull: no container is touched while a neighbour still pulls). After
+each wave ``rollouts.decide`` looks at every result of this rollout: halt before the next
+wave, roll back the edges this rollout already changed, or record and go on. Offline edges
+are deferred by the plan, never attempted nor failed. The group ends STARTED, PARTIAL or
+HALTED (``rollouts.summarize``), whatever happened: a run that breaks halts its group with
+the reason rather than leaving it UPDATING. Removals (``--prune``) run after the last wave.
+The group's table artifact (``group-<name>``) is updated after each wave and at the end; a
+halt and each wait at the gate are announced (``edgefleet.group.halted``,
 ``edgefleet.group.awaiting-approval``) for the notify channels.
 
 The gate (``--approve``): after each wave but the last the run moves its group to
@@ -42,6 +44,7 @@ from edgefleet.flows.update import update_application
 from edgefleet.group_plan import EdgeAction, MemberStop
 from edgefleet.models.forms import form
 from edgefleet.models.groups import ROLLING, GateInput, GroupMove, GroupState, paused_from
+from edgefleet.models.inputs import AppKind
 from edgefleet.models.states import DeploymentState
 from edgefleet.rollouts import (
     Decision,
@@ -54,6 +57,7 @@ from edgefleet.rollouts import (
     summarize,
 )
 from edgefleet.settings import get_settings
+from edgefleet.tasks.compose import resolve_compose, service_images
 from edgefleet.tasks.groups import (
     GroupView,
     add_group_member,
@@ -72,8 +76,9 @@ from edgefleet.tasks.groups import (
     record_group_progress,
     record_group_reason,
 )
+from edgefleet.tasks.images import load_registry_login, pull_image
 from edgefleet.tasks.reconcile import find_edge
-from edgefleet.tasks.records import set_version
+from edgefleet.tasks.records import load_plan, set_version
 
 NOT_STARTED = frozenset({DeploymentState.CREATED, DeploymentState.STOPPED})
 GATE_POLL_SECONDS = 2  # how often a paused run asks Prefect whether it was resumed
@@ -144,9 +149,44 @@ def roll_out_wave(group: str, application: str, version: str, wave: int, waves: 
     """One wave of a group's rollout (or one batch of ``max_parallel`` edges of it, ``part``),
     its own run so that the UI lists the waves, the members' runs as its subflows: all its
     edges at once; a result per edge."""
+    _pre_pull(version, actions, force)
     futures = [roll_out_edge.submit(group, application, version, action, force)
                for action in actions]
     return [f.result() for f in futures]
+
+
+def _pre_pull(version: str, actions: list[EdgeAction], force: bool) -> None:
+    """Pull ``version``'s images on every edge of the wave whose member runs, all at once,
+    before any member's update touches a container: an edge whose pull is slow or fails
+    does not find its neighbours already half-way through. A failure is only logged: that
+    member's own update pulls again and, failing, changes nothing. A wave of one member
+    needs no pre-pull (its update pulls first anyway)."""
+    running = [a for a in actions
+               if a.deployment_id is not None and a.state_before not in NOT_STARTED]
+    if len(running) < 2:
+        return
+    logger = get_run_logger()
+    pulls = []
+    for action in running:
+        assert action.deployment_id is not None
+        try:
+            target = load_plan(action.deployment_id, version=version)
+            model = resolve_compose(target) if target.kind is not AppKind.IMAGE else None
+            refs = sorted(set(service_images(model).values())) if model else [
+                str(target.image)]
+            login = (load_registry_login(target.registry_secret) if target.registry_secret
+                     else None)
+        except Exception as exc:  # the member's own update meets it again and says why
+            logger.warning("pre-pull on %s skipped: %s", action.edge, exc)
+            continue
+        pulls += [(action.edge, ref, pull_image.submit(target.edge, ref, always=force,
+                                                        credentials=login)) for ref in refs]
+    for edge, ref, future in pulls:
+        try:
+            future.result()
+        except Exception as exc:
+            logger.warning("pre-pull of %s on %s failed (its update pulls again): %s", ref,
+                           edge, exc)
 
 
 @flow(name="rollout-group", flow_run_name="rollout {group} {application} {version}")

@@ -24,6 +24,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
+    FlowRunFilterId,
     FlowRunFilterName,
     FlowRunFilterStartTime,
 )
@@ -122,6 +123,25 @@ def _run_names(api_url: str, names: list[str], since: datetime) -> set[str]:
     return {run.name for run in runs}
 
 
+def _pre_pulls_and_updates(api_url: str, app: str, group: str, version: str,
+                           since: datetime) -> tuple[dict[str, datetime], dict[str, datetime]]:
+    """When each edge's pull in the wave run ended, and when each member's update started."""
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        (wave,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=[f"rollout {group} {app} {version} wave 1/1"]),
+            start_time=FlowRunFilterStartTime(after_=since)))
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[wave.id])))
+        updates = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=[f"update {app} {version} → {e}" for e in ALL]),
+            start_time=FlowRunFilterStartTime(after_=since)))
+    pulls = {t.name.rsplit(" on ", 1)[1]: t.end_time for t in tasks
+             if t.name.startswith("pull ") and t.end_time is not None}
+    starts = {r.name.rsplit("→ ", 1)[1]: r.start_time for r in updates
+              if r.start_time is not None}
+    return pulls, starts
+
+
 def _app(lab: LabStatus) -> str:
     app = unique("fleet")
     image = f"{lab.registry}/edgefleet/hello"
@@ -142,7 +162,7 @@ def _clean_up(group: str, key: str) -> None:
 
 @pytest.mark.usefixtures("quick_local_runs")
 def test_a_selector_launch_reaches_exactly_the_matching_edges_and_new_ones_join(
-        fleet: LabStatus) -> None:
+        fleet: LabStatus, prefect_api: str) -> None:
     app, group, key = _app(fleet), unique("gjoin"), unique("gk")
     try:
         edgefleet.set_edge("lab-1", labels=[f"{key}=yes"])
@@ -188,6 +208,16 @@ def test_a_selector_launch_reaches_exactly_the_matching_edges_and_new_ones_join(
         wait_for(lambda: edgefleet.group_status(group)["state"] == "STARTED", 30,
                  "the group to be STARTED again")
         assert {e: _container_ids(members[e]["deployment_id"]) for e in before} == before
+
+        # an update of the four in one wave: the wave pulls on every edge before any
+        # member's update starts (pre-pull)
+        since = datetime.now(UTC)
+        _online(ALL)
+        updated = edgefleet.update_group(group, to="1.1.0")
+        assert updated["state"] == "STARTED", updated
+        pulls, starts = _pre_pulls_and_updates(prefect_api, app, group, "1.1.0", since)
+        assert sorted(pulls) == sorted(ALL) == sorted(starts), (pulls, starts)
+        assert max(pulls.values()) <= min(starts.values()), (pulls, starts)
     finally:
         _clean_up(group, key)
     assert [d for d in edgefleet.list_deployments() if d["application"] == app] == []
