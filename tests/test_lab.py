@@ -116,6 +116,32 @@ def test_registry_config_and_dockerd_command(tmp_path: Path) -> None:
     assert "tcp://127.0.0.1:23456" in cmd and "unix:///run/x/lab-1/docker.sock" in cmd
 
 
+def test_stale_containerd_finds_a_dead_dockerd_s_containerd_not_its_shims(
+        tmp_path: Path) -> None:
+    exec_root = str(tmp_path / "run" / "lab-1")
+    started = []
+    for name in ("containerd", "containerd-shim-runc-v2"):  # stand-ins: sh under that name
+        (tmp_path / name).symlink_to("/bin/sh")
+        started.append(subprocess.Popen([str(tmp_path / name), "-c", "sleep 30",
+                                         f"{exec_root}/containerd/containerd.toml"]))
+    try:
+        found = wait_until_found(lambda: daemons.stale_containerd(exec_root))
+        assert found == [started[0].pid]
+        assert daemons.stale_containerd(str(tmp_path / "run" / "lab-2")) == []
+        assert daemons.stale_containerd(exec_root + "0") == []  # lab-10 is not lab-1
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until_found(find: Callable[[], list[int]]) -> list[int]:
+    deadline = time.monotonic() + 5
+    while not (found := find()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def test_sample_images_are_distinct_and_latest_is_2_0_0() -> None:
     samples = images.sample_images()
     hello = [s for s in samples if s.repo == "edgefleet/hello"]

@@ -186,6 +186,9 @@ def _ensure_edges(state: LabState, count: int, taken: set[int], say: Progress) -
                 continue
             say(f"{edge.name}: pid {edge.pid} does not answer; restarting it")
             daemons.stop_process(edge.pid, edge.data_root)
+        for pid in daemons.stale_containerd(edge.exec_root):
+            say(f"{edge.name}: stopping containerd {pid} left by its dead dockerd")
+            daemons.stop_process(pid, edge.exec_root)
         if not daemons.port_free(edge.port):
             taken.discard(edge.port)
             edge.port = daemons.free_port(taken)
@@ -202,6 +205,8 @@ def _ensure_edges(state: LabState, count: int, taken: set[int], say: Progress) -
             # one more start before the failure is reported (with the log's end)
             say(f"{edge.name}: dockerd exited during start-up; starting it once more")
             time.sleep(2)
+            for pid in daemons.stale_containerd(edge.exec_root):
+                daemons.stop_process(pid, edge.exec_root)
             edge.pid = daemons.spawn(daemons.dockerd_command(_prepared(edge)), Path(edge.log))
             save_state(state)
             _wait_for_dockerd(edge)

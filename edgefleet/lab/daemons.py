@@ -159,6 +159,14 @@ def stop_tree(pid: int, marker: str) -> None:
     stop_process(pid, marker)
 
 
+def stale_containerd(exec_root: str) -> list[int]:
+    """containerd processes of a dockerd that is gone (started with its exec root): a new
+    dockerd would start a second one on the same state and wait on it. Not the shims (they
+    carry the same path, and their containers are the edge's)."""
+    return [pid for pid in processes_with(exec_root.rstrip("/") + "/")  # not lab-10 for lab-1
+            if Path(cmdline(pid).split(" ", 1)[0]).name == "containerd"]
+
+
 def spawn(cmd: list[str], log: Path) -> int:
     """Start ``cmd`` detached (own session), output appended to ``log``; return its PID."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -177,11 +185,14 @@ def spawn(cmd: list[str], log: Path) -> int:
 
 
 def log_tail(log: Path | str, lines: int = 15) -> str:
+    """The log's last ``lines`` lines, without gRPC's reconnect chatter (dockerd writes a
+    few of those a second while its containerd is not up: they would hide why)."""
     try:
         text = Path(log).read_text(errors="replace")
     except OSError:
         return "(no log)"
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+    kept = [line for line in text.rstrip().splitlines() if "module=grpc" not in line]
+    return "\n".join(kept[-lines:])
 
 
 def wait_until(
