@@ -157,6 +157,15 @@ def flow_api_url(notice: Callable[[str], None] = _stderr) -> str:
         return _start_alone(notice)
 
 
+def reachable_api_url() -> str | None:
+    """The Prefect API that answers now (the local server's, else the user's own), or None:
+    for a clean-up that is not worth starting a server for."""
+    api_url = running_api_url()
+    if api_url and _healthy(api_url):
+        return api_url
+    return _user_api_url() if api_url is None else None
+
+
 def _start_alone(notice: Callable[[str], None]) -> str:
     """Start the local server without the serving process (the caller holds the lock)."""
     api_url = configured_api_url()
@@ -179,6 +188,9 @@ def configured_api_url() -> str:
     return f"http://127.0.0.1:{get_settings().prefect_port}/api"
 
 
+LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
+
+
 def prefect_env(api_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
@@ -187,7 +199,15 @@ def prefect_env(api_url: str) -> dict[str, str]:
         "PREFECT_UI_API_URL": api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        # concurrency slots' leases on disk, not in the server's memory: a server killed
+        # while a run held a slot would otherwise come back with the slot taken for good
+        # (the count stays in the database, the lease that would free it is gone)
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASE_STORAGE,
     })
+    from edgefleet import prefect_database  # SQLAlchemy's URL parsing: only when starting
+
+    if (database := prefect_database.server_database_url(get_settings())) is not None:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database  # PostgreSQL, beside the records
     return env
 
 
@@ -234,6 +254,9 @@ def _start_server(api_url: str) -> int:
             f"another Prefect server already answers on port {port}; stop it or set "
             "EDGEFLEET_PREFECT_PORT to a free port (or PREFECT_API_URL to use that server)"
         )
+    from edgefleet import prefect_database
+
+    prefect_database.ensure_server_database(get_settings())
     return _spawn([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                    "--port", port], run_dir() / "prefect-server.log", prefect_env(api_url))
 

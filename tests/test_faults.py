@@ -32,6 +32,7 @@ import edgefleet
 from edgefleet import server
 from edgefleet.engine import EngineConnection
 from edgefleet.lab import LabStatus, lab_down, lab_up
+from edgefleet.settings import get_settings
 from tests.lab_helpers import containers_of, get_page, networks_of, unique
 
 # lab; disruptive: it kills the session's control plane, so it runs after every other test
@@ -155,6 +156,10 @@ def test_a_control_plane_killed_mid_update_is_reconciled_after_up(
         # in the soak: the new container runs healthy, the old one is kept stopped
         wait_for(lambda: next_container(conn, dep_id), 120, "the new container in its soak")
         assert state_of(dep_id)["state"] == "UPDATING"
+        # the update holds its slot (one update per deployment) by a lease the server keeps
+        # on disk, so a server killed now frees the slot once the lease expires after `up`
+        leases = get_settings().home / "prefect" / "concurrency_leases"
+        assert list(leases.glob("*.json")), f"no lease on disk in {leases}"
         pids = server.read_state()
         for key in ("serve_pid", "server_pid"):  # the whole control plane, by SIGKILL
             kill_group(int(pids[key]))

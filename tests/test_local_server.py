@@ -7,6 +7,7 @@ command line, and whatever a test started is stopped when it ends.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
 from edgefleet import server
 from edgefleet.lab.daemons import free_port
@@ -186,3 +187,17 @@ def test_a_process_that_reuses_a_recorded_pid_is_neither_used_nor_stopped(
     finally:
         stranger.kill()
         stranger.wait(10)
+
+
+def test_the_server_keeps_concurrency_leases_in_its_home_on_disk(
+    tmp_path: Path, switch_home: Callable[[Path], AbstractContextManager[Path]],
+) -> None:
+    """The storage Prefect loads by module name exists in the installed Prefect, and writes
+    under the server's PREFECT_HOME (tests/test_faults.py sees a held slot's lease there)."""
+    with switch_home(tmp_path / "home") as home:
+        env = server.prefect_env("http://127.0.0.1:9/api")
+    storage = importlib.import_module(env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"])
+    with temporary_settings({PREFECT_HOME: env["PREFECT_HOME"]}):
+        leases = storage.ConcurrencyLeaseStorage()
+    assert Path(env["PREFECT_HOME"]).resolve() == (home / "prefect").resolve()
+    assert leases.storage_path == Path(env["PREFECT_HOME"]) / "concurrency_leases"
