@@ -36,6 +36,7 @@ from edgefleet.tasks.containers import (
     wait_for_containers,
 )
 from edgefleet.tasks.images import load_registry_login, pull_image
+from edgefleet.tasks.limits import ensure_limit, update_limit_name
 from edgefleet.tasks.records import (
     load_applied_spec,
     load_plan,
@@ -43,7 +44,6 @@ from edgefleet.tasks.records import (
     record_containers,
     record_spec,
 )
-from edgefleet.tasks.updates import ensure_update_limit
 
 # Seconds to confirm that compose's services really run once `up --wait` returned.
 COMPOSE_RECHECK = 15.0
@@ -59,7 +59,7 @@ def deploy_application(
     plan = load_plan(deployment_id)
     log_allowance(plan)
     fresh = move_state(deployment_id, Action.START, flow_run_id=_flow_run_id()) == "STARTING"
-    ensure_update_limit(deployment_id)  # so that two updates of it can never run at once
+    ensure_limit(update_limit_name(deployment_id))  # two updates of it can never run at once
     timeout = get_settings().deploy_timeout
     try:
         observed = _start(plan, timeout)

@@ -34,6 +34,7 @@ from typing import Annotated
 
 from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NONE
+from prefect.concurrency.sync import concurrency
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
@@ -77,6 +78,7 @@ from edgefleet.tasks.groups import (
     record_group_reason,
 )
 from edgefleet.tasks.images import load_registry_login, pull_image
+from edgefleet.tasks.limits import ensure_limit, group_limit_name
 from edgefleet.tasks.reconcile import find_edge
 from edgefleet.tasks.records import load_plan, set_version
 
@@ -206,7 +208,28 @@ def rollout_group(
     ``edges``: only the actions on these edges run (a reconcile nobody asked for, e.g. for
     the edge that came back ONLINE); the group's end state still sums up every edge.
     ``auto_update``: started by the group's auto-update, not by an operator (its notices
-    say so)."""
+    say so).
+
+    The run holds the group's slot (a Prefect concurrency limit of one, ``edgefleet-group-
+    <name>``) from its start to its end state, pauses included: a second rollout of the group
+    waits for it (``update_lock_wait``), then fails without touching the group."""
+    limit = ensure_limit(group_limit_name(group))
+    acquired = False
+    try:
+        # a lease renewal that fails (a busy server) must not kill a rollout mid-wave
+        with concurrency(limit, occupy=1, strict=True, raise_on_lease_renewal_failure=False,
+                         timeout_seconds=get_settings().update_lock_wait):
+            acquired = True
+            return _rollout_in_slot(group, application, version, force, edges, auto_update)
+    except TimeoutError as exc:
+        if acquired:
+            raise
+        raise RuntimeError(f"another rollout of group {group!r} held its slot ({limit}) for "
+                           f"{get_settings().update_lock_wait} s; this one did nothing") from exc
+
+
+def _rollout_in_slot(group: str, application: str, version: str, force: bool,
+                     edges: list[str] | None, auto_update: bool) -> str:
     logger = get_run_logger()
     view = load_group_plan(group)
     if view.state not in ROLLING | {GroupState.PAUSED}:

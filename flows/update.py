@@ -32,6 +32,7 @@ from edgefleet.tasks.compose import (
 )
 from edgefleet.tasks.containers import container_spec, observe_containers, wait_for_containers
 from edgefleet.tasks.images import load_registry_login, pull_image
+from edgefleet.tasks.limits import ensure_limit, update_limit_name
 from edgefleet.tasks.records import (
     current_state,
     load_plan,
@@ -44,7 +45,6 @@ from edgefleet.tasks.records import (
 )
 from edgefleet.tasks.updates import (
     confirm_replacement,
-    ensure_update_limit,
     publish_update_report,
     replace_container,
     restore_container,
@@ -72,7 +72,7 @@ def update_application(
                  "at the same version")] = False,
 ) -> str:
     """Update a deployment to ``version`` (default: its own version, re-checked)."""
-    limit = ensure_update_limit(deployment_id)
+    limit = ensure_limit(update_limit_name(deployment_id))
     settings = get_settings()
     with concurrency(limit, occupy=1, strict=True, timeout_seconds=settings.update_lock_wait):
         return _update(deployment_id, version, force)

@@ -9,9 +9,6 @@ import docker.errors
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.exceptions import ObjectNotFound
 
 from edgefleet import parameter_secrets
 from edgefleet.engine import engine_client, observe
@@ -22,25 +19,6 @@ from edgefleet.tasks.containers import describe_failure, port_bindings
 from edgefleet.tasks.retry import unless_final
 
 NEXT = "-next"
-
-
-def update_limit_name(deployment_id: str) -> str:
-    """The Prefect global concurrency limit that keeps one update per deployment at a time."""
-    return f"edgefleet-update-{deployment_id}"
-
-
-@task(name="ensure-update-limit", retries=2, retry_delay_seconds=1, cache_policy=NONE,
-      task_run_name="update lock of {deployment_id}")
-def ensure_update_limit(deployment_id: str) -> str:
-    """Create the deployment's limit (1 slot) if missing: Prefect skips unknown limits."""
-    name = update_limit_name(deployment_id)
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name,
-                                                                                limit=1))
-    return name
 
 
 @task(name="replace-container", retries=0, cache_policy=NONE,

@@ -16,6 +16,7 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
@@ -47,6 +48,17 @@ def patient_edges(lab: Any, prefect_api: str) -> Iterator[None]:
 def _run(api_url: str, flow_run_id: str) -> Any:
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
         return client.read_flow_run(UUID(flow_run_id))
+
+
+def _slots(api_url: str, group: str) -> int | None:
+    """Slots taken of the group's Prefect concurrency limit (one rollout at a time); None
+    when it does not exist."""
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        try:
+            return client.read_global_concurrency_limit_by_name(
+                f"edgefleet-group-{group}").active_slots
+        except ObjectNotFound:
+            return None
 
 
 def _until(what: str, check: Any, timeout: float = ROLLOUT_SECONDS) -> Any:
@@ -138,6 +150,7 @@ def test_an_approval_gate_holds_a_rollout_after_its_first_wave(
         run = _until("the rollout run is PAUSED",
                      lambda: (r := _run(prefect_api, run_id)).state.is_paused() and r, 30)
         assert run.state.state_details.run_input_keyset  # the Prefect UI shows a form
+        assert _slots(prefect_api, group) == 1  # the waiting run holds the group's slot
         # the notify channels' `awaiting-approval`: one event, about the group, with the command
         (told_gate,) = _until("the awaiting-approval event", lambda: _gate_events(
             prefect_api, group), 60)
@@ -159,6 +172,7 @@ def test_an_approval_gate_holds_a_rollout_after_its_first_wave(
                                       "lab-2": ("1.1.0", "STARTED")}
         assert _containers(edges, members)["lab-2"] != before["lab-2"]
         assert _run(prefect_api, run_id).state.is_completed()
+        _until("the slot given back", lambda: _slots(prefect_api, group) == 0, 30)
         with pytest.raises(edgefleet.EdgefleetError, match="waits for no approval"):
             edgefleet.approve_group(group)
         assert edgefleet.group_status(group)["state"] == "STARTED"
@@ -202,6 +216,8 @@ def test_an_approval_gate_holds_a_rollout_after_its_first_wave(
         assert {state for _version, state in _members(stopped).values()} == {"STOPPED"}
         _until("the waiting run ended", lambda: _run(prefect_api, run_id).state.is_final(), 60)
         assert edgefleet.group_status(group)["state"] == "STOPPED"
+        _clean_up(group, key, monkeypatch)
+        assert _slots(prefect_api, group) is None  # the group's limit went with it
     finally:
         _clean_up(group, key, monkeypatch)
 

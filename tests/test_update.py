@@ -13,7 +13,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
-from edgefleet.tasks.updates import update_limit_name
+from edgefleet.tasks.limits import update_limit_name
 from tests.lab_helpers import get_page, retag, unique
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("quick_local_runs")]

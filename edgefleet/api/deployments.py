@@ -9,6 +9,7 @@ import semver
 from sqlmodel import Session, col, select
 
 from edgefleet import parameters as P
+from edgefleet import server
 from edgefleet.crud import (
     check_launch,
     containers_of,
@@ -250,7 +251,26 @@ def delete_deployment(ref: str, *, force: bool = False) -> str | None:
         from edgefleet import parameter_secrets
 
         parameter_secrets.delete_values(env, dep_id)  # its sensitive values go with it
-    return warning
+    from edgefleet.tasks.limits import update_limit_name
+
+    left = forget_limit(update_limit_name(dep_id))
+    return "; ".join(w for w in (warning, left) if w) or None
+
+
+def forget_limit(name: str) -> str | None:
+    """Delete Prefect concurrency limit ``name`` (one update per deployment, one rollout per
+    group) with what it guarded, when a Prefect API answers: none is started for this. A
+    limit left behind holds no slot; the warning returned says so."""
+    api_url = server.reachable_api_url()
+    if api_url is None:
+        return None
+    from edgefleet.tasks.limits import forget_limit as delete_limit
+
+    try:
+        delete_limit(name, api_url)
+    except Exception as exc:  # noqa: BLE001 - the record is gone already; say what is left
+        return f"the Prefect concurrency limit {name} is left ({exc}); it holds no slot"
+    return None
 
 
 def _check_action(ref: str, action: Action) -> str:

@@ -338,7 +338,7 @@ def _not_started(name: str, exc: Exception) -> None:
 def delete_group(name: str, *, force: bool = False) -> list[str]:
     """Delete the group and its member deployments (``force``: stop running ones first).
     Returns the warnings of members that could not be stopped cleanly."""
-    from edgefleet.api.deployments import delete_deployment
+    from edgefleet.api.deployments import delete_deployment, forget_limit
 
     with session_scope() as session:
         group = get_group(session, name=name)
@@ -363,6 +363,10 @@ def delete_group(name: str, *, force: bool = False) -> list[str]:
         from edgefleet import parameter_secrets
 
         parameter_secrets.delete_values(env, group_id)  # its sensitive values go with it
+    from edgefleet.tasks.limits import group_limit_name
+
+    if (left := forget_limit(group_limit_name(name))) is not None:
+        warnings.append(left)
     return warnings
 
 
