@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     pull_timeout: float = Field(default=600.0, gt=0, description="seconds for one image pull")
     compose_binary: str = Field(default="", description="docker-compose binary; found if empty")
     prefect_port: int = Field(default=4200, gt=0, lt=65536)
+    prefect_database_url: str = Field(
+        default="", description="the database of the Prefect server `edgefleet up` starts; "
+                                "default: <records database>_prefect beside PostgreSQL records, "
+                                "else Prefect's own SQLite")
     run_mode: Literal["auto", "local", "served"] = Field(
         default="auto", description="auto: served flow runs while `edgefleet up` runs")
     soak_seconds: float = Field(default=30.0, ge=0, description="watch updated containers")
