@@ -15,15 +15,17 @@ from edgefleet import server
 from edgefleet.errors import NotFound
 
 
-def save_values(owner: str, values: dict[str, str]) -> dict[str, str]:
+def save_values(owner: str, values: dict[str, str],
+                into: dict[str, str] | None = None) -> dict[str, str]:
     """Store each value in its block, made for ``owner`` (a deployment's or a group's id);
-    returns name -> block name (what the record keeps)."""
-    refs: dict[str, str] = {}
+    returns name -> block name (what the record keeps). ``into`` gets each block's name
+    just before it is saved, so a caller whose later step fails deletes what may have been
+    saved, even when this call itself fails half-way (deleting a missing block is a no-op)."""
+    refs: dict[str, str] = {} if into is None else into
     with temporary_settings({PREFECT_API_URL: server.flow_api_url()}):
         for name, value in values.items():
-            block = P.secret_block_name(owner, name)
-            Secret(value=value).save(name=block, overwrite=True)
-            refs[name] = block
+            refs[name] = P.secret_block_name(owner, name)
+            Secret(value=value).save(name=refs[name], overwrite=True)
     return refs
 
 

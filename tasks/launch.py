@@ -82,14 +82,13 @@ def create_launch_deployments(plan: LaunchPlan, *, env: dict[str, str],
     given = _values(env, secrets)
     hidden = {k: v for k, v in given.items() if k in secrets or k in plan.sensitive}
     ids = {edge: new_id() for edge in plan.edges}
-    saved: list[tuple[str, dict[str, str]]] = []
+    refs: dict[str, dict[str, str]] = {}  # per deployment, each block from just before saved
     try:
         if hidden:
             from edgefleet import parameter_secrets
 
-            refs = {dep_id: parameter_secrets.save_values(dep_id, hidden)
-                    for dep_id in ids.values()}
-            saved = list(refs.items())
+            for dep_id in ids.values():
+                parameter_secrets.save_values(dep_id, hidden, into=refs.setdefault(dep_id, {}))
         with session_scope() as session:
             found = check_launch(session, application=plan.application, edges=plan.edges,
                                  version=plan.version, env=given,
@@ -103,11 +102,11 @@ def create_launch_deployments(plan: LaunchPlan, *, env: dict[str, str],
                 session.add(Deployment(id=dep_id, application_id=found.application.id,
                                        version_id=row.id, edge_id=edge.id, env=record_env,
                                        policy=policy.model_dump(mode="json")))
-    except Exception:
-        if saved:
+    except Exception:  # nothing recorded: the blocks saved so far go, every deployment's
+        if any(refs.values()):
             from edgefleet import parameter_secrets
 
-            for dep_id, refs_of_one in saved:
+            for dep_id, refs_of_one in refs.items():
                 parameter_secrets.delete_values(refs_of_one, dep_id)
         raise
     return [ids[edge] for edge in plan.edges]

@@ -29,6 +29,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from pydantic import SecretStr
 
 import edgefleet
 from edgefleet.errors import InvalidInput
@@ -249,3 +250,54 @@ def test_the_run_form_shows_the_fields_titles_and_descriptions(
                   "Sensitive parameters", "Allow unpublished"):
         assert title in page, f"{title!r} not on the run form (see {shot})"
     assert "the newest published one" in page  # a description
+
+
+def _secret_block_exists(api_url: str, name: str) -> bool:
+    from prefect.exceptions import ObjectNotFound
+
+    with prefect(api_url) as client:
+        try:
+            client.read_block_document_by_name(name, block_type_slug="secret")
+        except ObjectNotFound:
+            return False
+    return True
+
+
+def test_a_launch_whose_secrets_fail_half_way_leaves_no_block_and_no_deployment(
+        lab: Any, prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second deployment's block cannot be saved (the server refuses, say): the first
+    one's block, saved already, goes too, and nothing is recorded."""
+    from prefect.blocks.system import Secret
+
+    from edgefleet.models.launch import LaunchPlan
+    from edgefleet.models.policies import UpdatePolicy
+    from edgefleet.tasks.launch import create_launch_deployments
+
+    app = unique("launch-half")
+    edgefleet.create_application(app, "1.0.0", compose=GREETING.format(registry=lab.registry),
+                                 params=[{"name": "TOKEN", "sensitive": True}])
+    edgefleet.publish_version(app, "1.0.0")
+    saves: list[str] = []
+    real_save = Secret.save
+
+    def second_fails(self: Secret, name: str, *args: Any, **kwargs: Any) -> Any:
+        saves.append(name)
+        if len(saves) == 2:
+            assert _secret_block_exists(prefect_api, saves[0])  # the first one is stored
+            raise RuntimeError("the Prefect server refused the block (injected)")
+        return real_save(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(Secret, "save", second_fails)
+    plan = LaunchPlan(application=app, version="1.0.0", edges=["lab-1", "lab-2"],
+                      sensitive=["TOKEN"])
+    try:
+        with pytest.raises(RuntimeError, match="injected"):
+            create_launch_deployments.fn(plan, env={"GREETING": "hi"},
+                                         secrets={"TOKEN": SecretStr(SENSITIVE)},
+                                         policy=UpdatePolicy())
+        assert len(saves) == 2 and saves[0].startswith("edgefleet-param-")  # one saved
+        assert not _secret_block_exists(prefect_api, saves[0])  # and deleted again
+        assert launched(app) == []
+    finally:
+        monkeypatch.undo()
+        clean(app)

@@ -86,18 +86,20 @@ def create_deployment(
     dep_id = new_id()
     secret = {k: v for k, v in spec.env.items() if k in P.sensitive_names(params)}
     env = dict(spec.env)
-    if secret:
-        from edgefleet import parameter_secrets  # Prefect: only when there is a secret
-
-        env.update(parameter_secrets.save_values(dep_id, secret))
+    saved: dict[str, str] = {}  # each block's name, from just before it is saved
     try:
+        if secret:
+            from edgefleet import parameter_secrets  # Prefect: only when there is a secret
+
+            parameter_secrets.save_values(dep_id, secret, into=saved)
+            env.update(saved)
         with session_scope() as session:
             dep = Deployment(id=dep_id, application_id=ids[0], version_id=ids[1],
                              edge_id=ids[2], env=env, policy=rules.model_dump(mode="json"))
             session.add(dep)
     except Exception:
-        if secret:
-            parameter_secrets.delete_values(env, dep_id)
+        if saved:
+            parameter_secrets.delete_values(saved, dep_id)
         raise
     return dep
 

@@ -183,11 +183,13 @@ def create_group(
         app_id, app_name, target = app.id, app.name, row.version
         secret = {k: v for k, v in spec.env.items() if k in P.sensitive_names(params)}
     group_id, env = new_id(), dict(spec.env)
-    if secret:  # in the group's Secret blocks; its record and its members' keep the names
-        from edgefleet import parameter_secrets  # Prefect: only when there is a secret
-
-        env.update(parameter_secrets.save_values(group_id, secret))
+    saved: dict[str, str] = {}  # each block's name, from just before it is saved
     try:
+        if secret:  # in the group's Secret blocks; its record and its members' keep the names
+            from edgefleet import parameter_secrets  # Prefect: only when there is a secret
+
+            parameter_secrets.save_values(group_id, secret, into=saved)
+            env.update(saved)
         with session_scope() as session:
             group = DeploymentGroup(id=group_id, name=name, application_id=app_id,
                                     version=target, edges=listed, selector=selector, env=env,
@@ -207,8 +209,8 @@ def create_group(
                                    "recorded; create the group again")
                 add_member(session, group=group, edge=edge)
     except Exception:
-        if secret:
-            parameter_secrets.delete_values(env, group_id)
+        if saved:
+            parameter_secrets.delete_values(saved, group_id)
         raise
     _run(name, app_name, target, force=False, wait=wait, progress=progress)
     return group_status(name)
