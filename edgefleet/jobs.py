@@ -115,6 +115,9 @@ def run_flow(
     assert isinstance(flow_run, FlowRun)
     if progress:
         progress(f"submitted flow run {flow_run.name} ({flow_run.id})")
+        if not server.online_workers(api_url):  # `up --workers 0`, or every worker gone
+            progress("no worker of work pool 'edgefleet' is online: the run waits for one "
+                     "(start one with `edgefleet worker`, or `edgefleet up`)")
     if wait and group is not None:
         wait_for_group(group, str(flow_run.id), api_url, progress, timeout)
     elif wait and deployment_id is not None:

@@ -1,15 +1,18 @@
-"""`edgefleet up` / `down`: a local Prefect server plus one process serving our flows.
+"""`edgefleet up` / `down`: a local Prefect server, the ``edgefleet`` work pool and its workers.
 
-Both are started in the background with their PIDs recorded under ``<home>/run``; ``down``
-stops exactly those. While they run, jobs are submitted as flow runs of the served
-deployments (visible in the UI, runnable with ``prefect deployment run``).
+The server and N workers are started in the background with their PIDs recorded under
+``<home>/run``; ``down`` stops exactly those. `up` registers every flow as a deployment of
+the ``process`` work pool ``edgefleet`` (see ``edgefleet.deployments.work_pool``). While the
+pool is registered, jobs are submitted as flow runs of those deployments (visible in the
+UI, runnable with ``prefect deployment run``) and run by whichever worker of the pool asks
+first: one that `up` started, or `edgefleet worker` on another machine.
 
 Without `edgefleet up`, a command that runs a flow in its own process needs a Prefect API
 too; left alone, Prefect would start a temporary server for that one process (about 20 s
 each time). ``flow_api_url`` starts the same local server instead, alone ("server only"),
 once, in the background: later commands reuse it, `edgefleet up` adopts it and adds the
-serving process, `edgefleet down` stops it. A user's own ``PREFECT_API_URL`` is used as it
-is. A lock file in ``<home>/run`` keeps two commands starting at once from starting two.
+pool and its workers, `edgefleet down` stops it. A user's own ``PREFECT_API_URL`` is used as
+it is. A lock file in ``<home>/run`` keeps two commands starting at once from starting two.
 """
 
 from __future__ import annotations
@@ -112,14 +115,21 @@ def running_api_url() -> str | None:
 
 
 def served_api_url() -> str | None:
-    """The API URL when `edgefleet up` runs (server and serving process alive), else None."""
+    """The API URL when `edgefleet up` runs (the server alive, the work pool registered),
+    else None. Its workers may all run elsewhere (`up --workers 0`)."""
     state = read_state()
-    if recorded_pid(state, "server") and recorded_pid(state, "serve"):
+    if recorded_pid(state, "server") and state.get("pool"):
         return str(state["api_url"])
     return None
 
 
-def _user_api_url() -> str | None:
+def alive_workers(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The recorded workers whose very process still runs (see ``recorded_pid``)."""
+    return [w for w in state.get("workers", [])
+            if recorded_pid({"x_pid": w.get("pid"), "x_started": w.get("started")}, "x")]
+
+
+def user_api_url() -> str | None:
     """``PREFECT_API_URL`` as the user set it (environment or Prefect profile), if at all."""
     from prefect.settings import PREFECT_API_URL  # Prefect only when a flow is about to run
 
@@ -143,7 +153,7 @@ def flow_api_url(notice: Callable[[str], None] = _stderr) -> str:
     if api_url and _healthy(api_url):
         return api_url
     if api_url is None:
-        user_url = _user_api_url()
+        user_url = user_api_url()
         if user_url:
             return user_url
     with _locked():  # another command may be starting it right now: then wait for it
@@ -163,11 +173,11 @@ def reachable_api_url() -> str | None:
     api_url = running_api_url()
     if api_url and _healthy(api_url):
         return api_url
-    return _user_api_url() if api_url is None else None
+    return user_api_url() if api_url is None else None
 
 
 def _start_alone(notice: Callable[[str], None]) -> str:
-    """Start the local server without the serving process (the caller holds the lock)."""
+    """Start the local server without the pool and workers (the caller holds the lock)."""
     api_url = configured_api_url()
     notice(f"edgefleet: starting a local Prefect server at {api_url} for flow runs; later "
            "commands reuse it (stop it with 'edgefleet down')")
@@ -261,16 +271,21 @@ def _start_server(api_url: str) -> int:
                    "--port", port], run_dir() / "prefect-server.log", prefect_env(api_url))
 
 
-def up(progress: Any = print) -> dict[str, Any]:
-    """Start (or reuse) the Prefect server and the serving process; idempotent.
+def up(progress: Any = print, workers: int = 1) -> dict[str, Any]:
+    """Start (or reuse) the Prefect server, register the work pool and its deployments, and
+    start workers until ``workers`` of this home run (none is stopped); idempotent.
 
     A server that a command started alone (see ``flow_api_url``) is adopted as it is.
     """
+    if workers < 0:
+        raise EdgefleetError(f"--workers must be 0 or more, not {workers}")
     with _locked():
-        return _up(progress)
+        return _up(progress, workers)
 
 
-def _up(progress: Any) -> dict[str, Any]:
+def _up(progress: Any, workers: int) -> dict[str, Any]:
+    from edgefleet import workers as worker
+
     state = read_state()
     folder = run_dir()
     server_pid = recorded_pid(state, "server")
@@ -278,32 +293,88 @@ def _up(progress: Any) -> dict[str, Any]:
         api_url = configured_api_url()
         progress(f"starting Prefect server on {api_url}")
         server_pid = _start_server(api_url)
-        _write({"api_url": api_url, "server_pid": server_pid})
+        state = {"api_url": api_url, "server_pid": server_pid}
+        _write(state)
     else:
         api_url = str(state["api_url"])
         progress(f"Prefect server already running on {api_url} (pid {server_pid})")
     env = prefect_env(api_url)
     _wait(lambda: _healthy(api_url), "the Prefect server", folder / "prefect-server.log", 90,
           server_pid)
-    serve_pid = recorded_pid(state, "serve")
-    if serve_pid is None:
-        progress("serving edgefleet flows as Prefect deployments")
-        serve_pid = _spawn([sys.executable, "-m", "edgefleet.deployments.serve"],
-                           folder / "serve.log", env)
-        _write({"api_url": api_url, "server_pid": server_pid, "serve_pid": serve_pid})
-    _wait(lambda: _deployments_ready(api_url), "the served deployments", folder / "serve.log",
-          90, serve_pid)
+    register = not state.get("pool") or not _deployments_ready(api_url)
+    running = alive_workers(state)
+    steps = ["register"] if register else []
+    if register or (not running and workers):  # what a dead control plane left, settled now
+        steps.append("at-start")
+    if register:
+        progress(f"registering edgefleet's flows as deployments of work pool {worker.POOL!r}")
+    if steps:
+        _work_pool(steps, env, folder / "work-pool.log")
+    started: list[dict[str, Any]] = []
+    for index in range(len(running), workers):
+        name = worker.default_name()
+        log = folder / f"worker-{index + 1}.log"
+        pid = _spawn(worker.command(name), log, worker.environment(api_url, env))
+        started.append({"pid": pid, "name": name, "log": str(log)})
+        progress(f"started worker {name} (pid {pid})")
     state = {"api_url": api_url, "ui_url": api_url.removesuffix("/api"),
-             "server_pid": server_pid, "serve_pid": serve_pid}
+             "server_pid": server_pid, "pool": worker.POOL, "workers": running + started}
     _write(state)
-    return state
+    for new in started:
+        _wait(lambda name=new["name"]: name in online_workers(api_url), f"worker {new['name']}",
+              Path(new["log"]), 90, new["pid"])
+    return public_state(read_state())
+
+
+def _work_pool(steps: list[str], env: dict[str, str], log: Path, timeout: float = 180) -> None:
+    """Register the pool's deployments and/or submit the runs at start, in a process of its
+    own: it imports every flow, and its Prefect settings must name this server (this
+    process may have loaded others)."""
+    with log.open("ab") as out:
+        try:
+            done = subprocess.run([sys.executable, "-m", "edgefleet.deployments.work_pool",
+                                   *steps],
+                                  stdout=out, stderr=subprocess.STDOUT, env=env,
+                                  stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+            failed = done.returncode != 0
+        except subprocess.TimeoutExpired:
+            failed = True
+    if failed:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise EdgefleetError(f"registering the work pool's deployments ({' and '.join(steps)}) "
+                             f"failed; see {log}:\n{tail}")
+
+
+def online_workers(api_url: str) -> list[str]:
+    """Names of the pool's workers that Prefect sees ONLINE (heartbeats), wherever they run."""
+    from edgefleet.workers import POOL
+
+    try:
+        resp = httpx.post(f"{api_url}/work_pools/{POOL}/workers/filter", json={"limit": 200},
+                          timeout=5, trust_env=False)
+        resp.raise_for_status()
+        return [w["name"] for w in resp.json() if w.get("status") == "ONLINE"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return []
+
+
+def public_state(state: dict[str, Any]) -> dict[str, Any]:
+    """What `up --json` prints: URLs, the server's PID, the pool and this home's workers."""
+    workers = alive_workers(state)
+    return {"api_url": state.get("api_url"), "ui_url": state.get("ui_url"),
+            "server_pid": state.get("server_pid"), "pool": state.get("pool"),
+            "worker_pids": [w["pid"] for w in workers],
+            "workers": [{"name": w["name"], "pid": w["pid"], "log": w.get("log")}
+                        for w in workers]}
 
 
 def _deployments_ready(api_url: str) -> bool:
+    from edgefleet.workers import POOL
+
     try:
         resp = httpx.post(f"{api_url}/deployments/filter", json={"limit": 50}, timeout=5,
                           trust_env=False)
-        names = {d["name"] for d in resp.json()}
+        names = {d["name"] for d in resp.json() if d.get("work_pool_name") == POOL}
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return False
     return all(name in names for name in SERVED_FLOWS)
@@ -312,21 +383,25 @@ def _deployments_ready(api_url: str) -> bool:
 def _write(state: dict[str, Any]) -> None:
     """Record ``state``, with when each of its processes started (see ``recorded_pid``)."""
     state = dict(state)
-    for name in ("server", "serve"):
-        if state.get(f"{name}_pid"):
-            state[f"{name}_started"] = _start_ticks(int(state[f"{name}_pid"]))
+    if state.get("server_pid"):
+        state["server_started"] = _start_ticks(int(state["server_pid"]))
+    state["workers"] = [{**w, "started": w.get("started") or _start_ticks(int(w["pid"]))}
+                        for w in state.get("workers", [])]
     state_file().write_text(json.dumps(state, indent=2))
 
 
 def down(progress: Any = print) -> None:
-    """Stop the serving process and the server by their recorded PIDs (whoever started them)."""
+    """Stop this home's workers, then the server, by their recorded PIDs (whoever started
+    them). Workers on other machines are theirs to stop."""
     with _locked():
         state = read_state()
-        for name in ("serve", "server"):
-            pid = recorded_pid(state, name)
-            if pid is not None:  # never a process that merely reuses a recorded PID
-                progress(f"stopping {name} (pid {pid})")
-                _terminate(pid)
+        for worker in alive_workers(state):  # never a process that merely reuses a PID
+            progress(f"stopping worker {worker['name']} (pid {worker['pid']})")
+            _terminate(int(worker["pid"]))
+        pid = recorded_pid(state, "server")
+        if pid is not None:
+            progress(f"stopping server (pid {pid})")
+            _terminate(pid)
         state_file().unlink(missing_ok=True)
 
 
@@ -345,10 +420,12 @@ def _terminate(pid: int, grace: float = 15) -> None:
 
 def status() -> dict[str, Any]:
     state = read_state()
+    workers = alive_workers(state)
     return {
         "api_url": state.get("api_url"),
         "server_pid": state.get("server_pid"),
-        "serve_pid": state.get("serve_pid"),
         "server_running": recorded_pid(state, "server") is not None,
-        "serving": recorded_pid(state, "serve") is not None,
+        "pool": state.get("pool"),
+        "worker_pids": [w["pid"] for w in workers],
+        "serving": served_api_url() is not None and bool(workers),
     }

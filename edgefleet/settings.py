@@ -41,7 +41,7 @@ class Settings(BaseSettings):
         "(it also runs on each publish event)")
     stuck_check_seconds: int = Field(
         default=60, gt=0, description="cadence of the served reconcile of deployments whose "
-        "run died (also run once each time the serving process starts)")
+        "run died (also run once each time `edgefleet up` starts workers)")
     stuck_margin: float = Field(
         default=300.0, ge=0, description="seconds beyond 2 x deploy timeout + soak a "
         "deployment may stay transient while its run shows no sign of life")

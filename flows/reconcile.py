@@ -1,7 +1,7 @@
 """Flows that leave nothing transient and nothing behind after a fault.
 
-- `reconcile-deployments` (served on an interval, and once each time the serving process
-  starts): a deployment held in STARTING, UPDATING or STOPPING by a flow run that is no
+- `reconcile-deployments` (on an interval, and once each time `edgefleet up` starts
+  workers): a deployment held in STARTING, UPDATING or STOPPING by a flow run that is no
   longer alive (ended, gone, or RUNNING without heartbeats) is moved to a final state from
   what its edge really runs: STARTED on the version running and healthy, STOPPED when a
   stop left nothing, else ERROR with what was found.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo, end to end on real components: a lab of 2 dockerd edges (mutual TLS) and a
-# registry, the Prefect server with served flows, the hello app deployed to both edges,
+# registry, the Prefect server with its work pool and a worker, the hello app deployed to both edges,
 # version 1.1.0 published (operators notified), one edge updated, then fleet telemetry.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,7 +29,7 @@ step "1. the lab: 2 dockerd edges over mutual TLS, a registry, sample images"
 edgefleet lab up --edges 2
 REGISTRY=$(edgefleet lab status --json | json 'data["registry"]')
 
-step "2. Prefect server + every edgefleet flow served as a deployment"
+step "2. Prefect server + every edgefleet flow as a deployment of work pool edgefleet, one worker"
 edgefleet up
 for edge in lab-1 lab-2; do  # each edge's own intervals (the served sweep looks for a due edge every 2 s)
   edgefleet edge set "$edge" --telemetry-interval "$TELEMETRY_INTERVAL" --heartbeat-interval 20

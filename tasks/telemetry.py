@@ -102,7 +102,7 @@ def schedule_slot(wait: float = 0) -> Iterator[bool]:
     for ``wait`` seconds.
 
     A lock file in the home, not a Prefect concurrency limit: the kernel frees it when its
-    process dies, so a killed serving process never leaves the slot taken (a limit's lease
+    process dies, so a killed worker never leaves the slot taken (a limit's lease
     outlived the process, and every later sweep was cancelled until it expired)."""
     path = get_settings().home / "run" / "telemetry-sweep.lock"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ RECONCILE_SECONDS = 20
 # enough for a test to kill the control plane mid-soak, while group rollouts of several
 # edges end within a test's wait.
 SERVED_SOAK_SECONDS = 12
-SERVE_LOG_LINES = 150  # of the serving process's log, shown with a failed lab test
+SERVE_LOG_LINES = 150  # of each worker's log, shown with a failed lab test
 # Variables that would point a test at real state outside its temp home.
 HOME_VARS = ("EDGEFLEET_HOME", "EDGEFLEET_LAB_DIR", "EDGEFLEET_DATABASE_URL")
 
@@ -140,7 +140,8 @@ def lab(edgefleet_home: Path) -> Iterator[LabStatus]:
 
 @pytest.fixture(scope="session")
 def prefect_api(lab: LabStatus, edgefleet_home: Path) -> Iterator[str]:
-    """`edgefleet up` once per session (a real Prefect server + served flows): its API URL."""
+    """`edgefleet up` once per session (a real Prefect server, the work pool, one worker):
+    its API URL."""
     from edgefleet import server
     os.environ["EDGEFLEET_PREFECT_PORT"] = str(free_port(set()))
     # the reconciles (a lost event's safety net) act within a test's wait
@@ -202,14 +203,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """A failed lab test shows the end of the serving process's log (what the served flows
-    did meanwhile): CI keeps only the test output."""
+    """A failed lab test shows the end of each worker's log (what the served flows did
+    meanwhile): CI keeps only the test output."""
     report = yield
     if report.failed and call.when == "call" and item.get_closest_marker("lab"):
-        log = get_settings().home / "run" / "serve.log"
-        if log.exists():
+        for log in sorted((get_settings().home / "run").glob("worker-*.log")):
             lines = [line for line in log.read_text(errors="replace").splitlines()
                      if not ("Task run" in line and "Completed" in line)]
-            report.sections.append(("serving process log (end)",
-                                    "\n".join(lines[-SERVE_LOG_LINES:])))
+            report.sections.append((f"{log.name} (end)", "\n".join(lines[-SERVE_LOG_LINES:])))
     return report

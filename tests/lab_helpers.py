@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -154,3 +155,19 @@ def wait_online(names: list[str], timeout: float = 60) -> None:
         edgefleet.collect_telemetry(names)
         time.sleep(1)
     pytest.fail(f"edges not ONLINE: {status}")
+
+
+def run_process_group(api_url: str, flow_run_id: str, timeout: float = 60) -> int:
+    """The process group of a flow run's own process (a worker starts each run in a session
+    of its own, so killing the worker alone leaves the run going)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    deadline = time.monotonic() + timeout
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        while not (pid := client.read_flow_run(UUID(flow_run_id)).infrastructure_pid):
+            assert time.monotonic() < deadline, f"flow run {flow_run_id} has no process"
+            time.sleep(0.5)
+    return os.getpgid(int(str(pid).rsplit(":", 1)[-1]))

@@ -248,7 +248,8 @@ def test_prefect_deployment_run_deploys(lab: Any, edges: dict[str, Any], prefect
 
 def test_served_deployment_runs_the_job(lab: Any, edges: dict[str, Any], prefect_api: str
                                         ) -> None:
-    """While `edgefleet up` runs, a deploy is a flow run of the served Prefect deployment."""
+    """While `edgefleet up` runs, a deploy is a flow run of the deployment in the work pool
+    `edgefleet`, run by its worker."""
     assert server.served_api_url() == prefect_api
     app = unique("srv")
     edgefleet.create_application(app, "1.0.0", image=f"{lab.registry}/edgefleet/hello:1.1.0",
@@ -261,6 +262,8 @@ def test_served_deployment_runs_the_job(lab: Any, edges: dict[str, Any], prefect
         run = client.read_flow_run(status["flow_run_id"])
         assert run.deployment_id is not None
         assert run.state is not None and run.state.is_completed()
+        assert run.work_pool_name == "edgefleet"  # run by a worker of the pool
+        assert client.read_deployment(run.deployment_id).work_pool_name == "edgefleet"
     assert "1.1.0" in get_page(status["urls"][0])
     edgefleet.delete_deployment(status["id"], force=True)
 

@@ -33,7 +33,7 @@ from edgefleet import server
 from edgefleet.engine import EngineConnection
 from edgefleet.lab import LabStatus, lab_down, lab_up
 from edgefleet.settings import get_settings
-from tests.lab_helpers import containers_of, get_page, networks_of, unique
+from tests.lab_helpers import containers_of, get_page, networks_of, run_process_group, unique
 
 # lab; disruptive: it kills the session's control plane, so it runs after every other test
 pytestmark = [pytest.mark.lab, pytest.mark.disruptive]
@@ -160,11 +160,14 @@ def test_a_control_plane_killed_mid_update_is_reconciled_after_up(
         # on disk, so a server killed now frees the slot once the lease expires after `up`
         leases = get_settings().home / "prefect" / "concurrency_leases"
         assert list(leases.glob("*.json")), f"no lease on disk in {leases}"
-        pids = server.read_state()
-        for key in ("serve_pid", "server_pid"):  # the whole control plane, by SIGKILL
-            kill_group(int(pids[key]))
+        state = server.read_state()
+        run = run_process_group(prefect_api, state_of(dep_id)["flow_run_id"])
+        pids = [int(w["pid"]) for w in server.alive_workers(state)] + [state["server_pid"]]
+        assert len(pids) >= 2, state
+        for pid in [run, *pids]:  # the whole control plane: the run, workers, server
+            kill_group(pid)
         killed = time.monotonic()
-        wait_for(lambda: not server.pid_alive(pids["serve_pid"]), 10, "serve to die")
+        wait_for(lambda: not any(server.pid_alive(p) for p in pids), 10, "all to die")
         assert state_of(dep_id)["state"] == "UPDATING"
         for attempt in (1, 2):  # `edgefleet up` again; on a machine this busy the server
             try:                # may need more than up's 90 s: then up is run once more

@@ -295,7 +295,7 @@ def test_the_cli_reconciles_and_stops(fleet: list[tuple[str, ...]]) -> None:
 
 def test_reconcile_groups_is_served_on_the_online_event_and_an_interval() -> None:
     from edgefleet import jobs
-    from edgefleet.deployments.serve import build_deployments
+    from edgefleet.deployments.work_pool import build_deployments
     from edgefleet.settings import get_settings
 
     built = {d.name: d for d in build_deployments()}

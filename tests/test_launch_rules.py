@@ -57,7 +57,7 @@ def test_the_report_lists_each_deployment_with_state_and_urls() -> None:
 
 
 def served() -> list[Any]:
-    from edgefleet.deployments.serve import served_flows
+    from edgefleet.deployments.work_pool import served_flows
 
     return [flow for flow, _options in served_flows()]
 

@@ -64,7 +64,8 @@ def test_the_walk_finds_the_linked_layers() -> None:
     modules = package_modules()
     for expected in ("edgefleet.cli.main", "edgefleet.api.deployments", "edgefleet.models.plans",
                      "edgefleet.tasks.records", "edgefleet.flows.deploy",
-                     "edgefleet.deployments.serve", "edgefleet.lab.engines"):
+                     "edgefleet.deployments.work_pool", "edgefleet.workers",
+                     "edgefleet.lab.engines"):
         assert expected in modules
 
 

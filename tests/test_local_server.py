@@ -111,7 +111,7 @@ def test_commands_without_up_share_one_server_that_up_adopts_and_down_stops(
     state = bare_home.state()
     pid = state["server_pid"]
     assert state["api_url"] == bare_home.api_url
-    assert "serve_pid" not in state  # the server alone: nothing serves flows until `up`
+    assert "pool" not in state and not state.get("workers")  # no pool, no worker until `up`
     assert server_processes(bare_home.port) == [pid]
 
     second, second_s = bare_home.run("check-updates", "--json")
@@ -127,12 +127,14 @@ def test_commands_without_up_share_one_server_that_up_adopts_and_down_stops(
     up, _ = bare_home.run("up", "--json")
     adopted = json.loads(up.stdout)
     assert adopted["server_pid"] == pid
-    assert server.pid_alive(adopted["serve_pid"])
+    assert adopted["pool"] == "edgefleet"
+    (worker_pid,) = adopted["worker_pids"]
+    assert server.pid_alive(worker_pid)
     assert server_processes(bare_home.port) == [pid]
 
     bare_home.run("down")
     assert not server.pid_alive(pid)
-    assert not server.pid_alive(adopted["serve_pid"])
+    assert not server.pid_alive(worker_pid)
     assert server_processes(bare_home.port) == []
     assert bare_home.state() == {}
 

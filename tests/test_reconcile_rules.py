@@ -163,7 +163,7 @@ def test_the_fault_flows_are_served_and_submittable() -> None:
     """reconcile-deployments on an interval, clean-up-edge on the online event and hourly;
     `edgefleet up` waits for both; a job can run them by name."""
     from edgefleet import jobs, server
-    from edgefleet.deployments.serve import build_deployments
+    from edgefleet.deployments.work_pool import build_deployments
 
     built = {d.name: d for d in build_deployments()}
     assert set(server.SERVED_FLOWS) == set(built)

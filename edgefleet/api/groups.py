@@ -417,7 +417,7 @@ RESUME_RACE_SECONDS = 3.0  # a run that saw PAUSED just before a resume pauses w
 
 
 def _gate_needs_queue(options: RolloutOptions, kept: bool = False) -> None:
-    """``--approve`` needs `edgefleet up`: the run waits at the gate in the served process.
+    """``--approve`` needs `edgefleet up`: the run waits at the gate in its process on a worker.
     Run here, it would hold this command until someone approves from another terminal."""
     from edgefleet import jobs
 
@@ -426,7 +426,7 @@ def _gate_needs_queue(options: RolloutOptions, kept: bool = False) -> None:
                  "pass --no-approve, or " if kept else "--approve needs `edgefleet up`: ")
         raise InvalidInput(
             f"{given}start `edgefleet up` first: a rollout that waits for an approval runs "
-            "in the served process (run here, it would hold this command until approved)")
+            "in its process on a worker (run here, it would hold this command until approved)")
 
 
 def _rollout_run(name: str, flow_run_id: str | None) -> tuple[Any, str]:

@@ -1,4 +1,4 @@
-"""`edgefleet up` / `edgefleet down`: the Prefect server and the served flows.
+"""`edgefleet up` / `down` / `worker`: the Prefect server, the work pool and its workers.
 
 Without `up`, the first command that runs a flow starts the same local server alone in the
 background (see ``edgefleet.server.flow_api_url``); `up` adopts it and `down` stops it.
@@ -9,20 +9,64 @@ from __future__ import annotations
 import typer
 
 from edgefleet.cli.common import console, handle_errors, print_json
+from edgefleet.errors import EdgefleetError
 
 
 def register(app: typer.Typer) -> None:
     @app.command("up")
     @handle_errors
-    def up(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-        """Start a local Prefect server and serve every edgefleet flow (idempotent)."""
+    def up(
+        workers: int = typer.Option(
+            1, "--workers", min=0,
+            help="workers of the work pool to run on this machine (none is stopped); 0: the "
+            "server and the pool only, for workers started elsewhere with `edgefleet worker`"),
+        json_out: bool = typer.Option(False, "--json", help="print JSON"),
+    ) -> None:
+        """Start a local Prefect server, register every edgefleet flow as a deployment of
+        the process work pool 'edgefleet', and start its workers (idempotent).
+
+        e.g. edgefleet up;  edgefleet up --workers 3;  edgefleet up --workers 0
+        """
         from edgefleet import server
 
-        state = server.up(progress=(lambda _m: None) if json_out else console.print)
+        state = server.up(progress=(lambda _m: None) if json_out else console.print,
+                          workers=workers)
         if json_out:
             print_json(state)
-        else:
-            console.print(f"Prefect UI: {state['ui_url']}  (jobs now run as flow runs there)")
+            return
+        console.print(f"Prefect UI: {state['ui_url']}  (jobs now run as flow runs there)")
+        if not state["workers"]:
+            console.print("no worker runs here: start one on any machine with "
+                          f"PREFECT_API_URL={state['api_url']} edgefleet worker")
+
+    @app.command("worker")
+    @handle_errors
+    def worker(
+        name: str | None = typer.Option(
+            None, help="the worker's name in the pool (default: <host>-<random>)"),
+        limit: int = typer.Option(8, min=1, help="flow runs at once on this worker"),
+    ) -> None:
+        """Run one worker of the 'edgefleet' work pool in the foreground (Ctrl-C stops it).
+
+        On another machine it needs only PREFECT_API_URL (the control plane's Prefect API,
+        e.g. http://cp.example:4200/api) and EDGEFLEET_DATABASE_URL (the records, PostgreSQL);
+        it keeps nothing on disk. Here, with `edgefleet up` running, neither is needed.
+
+        e.g. PREFECT_API_URL=http://cp:4200/api EDGEFLEET_DATABASE_URL=postgresql://cp/ef
+        edgefleet worker
+        """
+        from edgefleet import server, workers
+
+        api_url = server.running_api_url() or server.user_api_url()
+        if not api_url:
+            raise EdgefleetError(
+                "no Prefect API to take jobs from: set PREFECT_API_URL to the control "
+                "plane's (e.g. http://cp.example:4200/api), or run `edgefleet up` here first")
+        if name is not None and not workers.valid_name(name):
+            raise EdgefleetError(f"worker name {name!r}: use letters, digits, '.', '_' and "
+                                 "'-' (1-100 characters)")
+        console.print(f"worker of pool {workers.POOL!r} taking jobs from {api_url}")
+        workers.run(api_url, name=name, limit=limit)
 
     @app.command("down")
     @handle_errors

@@ -1,27 +1,25 @@
-"""Serve every edgefleet flow as a Prefect deployment (the reference's job queue).
+"""Every edgefleet flow as a deployment of the Prefect ``process`` work pool ``edgefleet``.
 
-Run by `edgefleet up` as ``python -m edgefleet.deployments.serve``; ``pause_on_shutdown=False`` so
-stopping it does not pause the deployments. Jobs (deploy, stop, update, a group's rollout)
-run on demand; the image check, the notification reconcile and the telemetry sweep on an
-interval (the sweep also once at start);
-notify-application-update and auto-update-groups on the ``edgefleet.application.published``
-event (auto-update-groups also on an interval);
-reconcile-deployments on an interval and once at start (runs the previous serving process
+Run by `edgefleet up` as ``python -m edgefleet.deployments.work_pool register at-start``
+(idempotent: the pool is created once, the deployments and their triggers are written again
+each time; ``at-start`` submits the runs that settle what a dead control plane left); the
+pool's workers (``edgefleet.deployments.worker``, on this machine or any other) run the
+flow runs. Jobs (deploy, stop, update, a group's rollout) run on demand; the image check,
+the notification reconcile and the telemetry sweep on an interval (the sweep also once at
+start); notify-application-update and auto-update-groups on the
+``edgefleet.application.published`` event (auto-update-groups also on an interval);
+reconcile-deployments on an interval and once at start (runs a dead worker or control plane
 left behind), clean-up-edge on ``edgefleet.edge.online`` and hourly, reconcile-groups on
-``edgefleet.edge.online`` and every ``group_reconcile_seconds``. Served runs send a
-heartbeat every ``run_heartbeat_seconds``: three missed tell reconcile-deployments a run's
-process is gone.
+``edgefleet.edge.online`` and every ``group_reconcile_seconds``.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-import time
+import contextlib
+import sys
 from datetime import timedelta
 from typing import Any
 
-from prefect import serve
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
@@ -37,6 +35,7 @@ from edgefleet.flows.stop import stop_application
 from edgefleet.flows.telemetry import collect_telemetry
 from edgefleet.flows.update import update_application
 from edgefleet.settings import get_settings
+from edgefleet.workers import POOL
 
 
 def publish_trigger() -> DeploymentEventTrigger:
@@ -81,7 +80,7 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
                               "interval": timedelta(seconds=settings.auto_update_seconds)}),
         (notify_application_update, {"triggers": [publish_trigger()]}),
         (reconcile_notifications, {"interval": timedelta(seconds=settings.reconcile_seconds)}),
-        # no concurrency limit: a run killed with the serving process would hold the slot
+        # no concurrency limit: a run killed with its worker would hold the slot
         # (and cancel every later reconcile); two at once are safe, each re-checks the record
         (reconcile_deployments, {"interval": timedelta(seconds=settings.stuck_check_seconds)}),
         (clean_up_edge, {"triggers": [online_trigger()],
@@ -105,42 +104,61 @@ def build_deployments() -> list[RunnerDeployment]:
     return built
 
 
-def run_at_start(flow: Any, run_name: str, parameters: dict[str, Any] | None = None,
-                 timeout: float = 120) -> None:
-    """Submit one run of ``flow``'s deployment as soon as it is served, rather than at its
-    schedule's first turn (up to an interval later)."""
-    from prefect.deployments import run_deployment
-    from prefect.exceptions import ObjectNotFound
+def ensure_pool() -> None:
+    """The ``process`` work pool ``edgefleet``, with Prefect's default job template;
+    one that exists is left as it is (an operator may have tuned it)."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.workers.process import ProcessWorker
 
-    name = f"{flow.name}/{flow.name}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            run_deployment(name=name, timeout=0, flow_run_name=run_name,
-                           parameters=parameters or {})
-            return
-        except ObjectNotFound:
-            time.sleep(1)
-        except Exception as exc:  # the interval schedule will do it; say why not now
-            print(f"{run_name} not submitted: {exc}", flush=True)
-            return
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(
+            name=POOL, type=ProcessWorker.type,
+            base_job_template=ProcessWorker.get_default_base_job_template(),
+            description="edgefleet's jobs: start workers with `edgefleet worker`"))
+
+
+def register() -> None:
+    """The pool, then each flow as one of its deployments (schedules and triggers too)."""
+    ensure_pool()
+    for deployment in build_deployments():
+        deployment.apply(work_pool_name=POOL)
+
+
+def run_at_start(flow: Any, run_name: str, parameters: dict[str, Any] | None = None) -> None:
+    """Submit one run of ``flow``'s deployment now, rather than at its schedule's first turn
+    (up to an interval later); the first worker to ask runs it."""
+    from prefect.deployments import run_deployment
+
+    try:
+        run_deployment(name=f"{flow.name}/{flow.name}", timeout=0, flow_run_name=run_name,
+                       parameters=parameters or {})
+    except Exception as exc:  # the interval schedule will do it; say why not now
+        print(f"{run_name} not submitted: {exc}", flush=True)
 
 
 def at_start() -> None:
-    """Runs the previous serving process left in a transient state are settled now, and the
-    fleet is contacted now (the sweep hands over to the scheduled ones)."""
+    """Runs a dead worker or control plane left in a transient state are settled now, and
+    the fleet is contacted now (the sweep hands over to the scheduled ones)."""
     run_at_start(reconcile_deployments, "reconcile deployments at start")
     sweep_seconds = get_settings().telemetry_sweep_seconds
     run_at_start(collect_telemetry, "sweep at start",
                  {"for_seconds": max(0, sweep_seconds - 1)})
 
 
-def main() -> None:
-    # inherited by every served run (its own process): three missed beats = a dead run
-    os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(get_settings().run_heartbeat_seconds)
-    threading.Thread(target=at_start, name="runs-at-start", daemon=True).start()
-    serve(*build_deployments(), pause_on_shutdown=False, limit=8)
+def main(steps: list[str]) -> None:
+    """``register`` and/or ``at-start``, in that order (see ``edgefleet.server.up``)."""
+    unknown = set(steps) - {"register", "at-start"}
+    if unknown or not steps:
+        raise SystemExit(f"usage: python -m {__spec__.name if __spec__ else __name__} "
+                         "[register] [at-start]")
+    if "register" in steps:
+        register()
+        print(f"work pool {POOL!r}: {len(served_flows())} deployments registered", flush=True)
+    if "at-start" in steps:
+        at_start()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

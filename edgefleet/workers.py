@@ -1,0 +1,59 @@
+"""How a worker of the ``edgefleet`` work pool is started: what `edgefleet up` starts N of,
+and what `edgefleet worker` runs in the foreground on any machine.
+
+A worker needs only ``PREFECT_API_URL`` (the control plane's Prefect API) and the records'
+``EDGEFLEET_DATABASE_URL``; it keeps nothing of its own on disk. It polls every second (not
+Prefect's 10 s) so a submitted job starts at once, and its flow runs send a heartbeat every
+``run_heartbeat_seconds``: three missed tell reconcile-deployments that a run's process is
+gone (its worker was killed), wherever the next reconcile runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+import uuid
+
+from edgefleet.settings import get_settings
+
+POOL = "edgefleet"
+RUNS_PER_WORKER = 8
+
+
+def default_name() -> str:
+    """Says where it runs, unique among the pool's workers: ``<host>-<random>``."""
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+def valid_name(name: str) -> bool:
+    """A name that is one argument and one Prefect worker name, never an option or a path."""
+    return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name) is not None
+
+
+def command(name: str, limit: int = RUNS_PER_WORKER) -> list[str]:
+    return [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL,
+            "--type", "process", "--name", name, "--limit", str(limit)]
+
+
+def environment(api_url: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (this process's environment) for a worker reporting to ``api_url``."""
+    settings = get_settings()
+    env = dict(os.environ if base is None else base)
+    env.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
+    env.update({
+        "PREFECT_API_URL": api_url,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+        "PREFECT_WORKER_HEARTBEAT_SECONDS": "10",
+        # inherited by every flow run it starts (its own process)
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(settings.run_heartbeat_seconds),
+    })
+    return env
+
+
+def run(api_url: str, name: str | None = None, limit: int = RUNS_PER_WORKER) -> None:
+    """Become the worker (``exec``): its signals, exit code and output are the caller's."""
+    args = command(name or default_name(), limit)
+    os.execve(args[0], args, environment(api_url))
