@@ -1,0 +1,65 @@
+"""`edgefleet worker` and `up --workers`: what a worker is started with, and the refusals
+that start nothing (no Prefect server, no worker process)."""
+
+from __future__ import annotations
+
+import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from typer.testing import CliRunner
+
+from edgefleet import server, workers
+from edgefleet.cli.main import app
+from edgefleet.settings import get_settings
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["plant-7", "cp.example_1", "a" * 100])
+def test_a_worker_name_is_one_plain_word(name: str) -> None:
+    assert workers.valid_name(name)
+
+
+@pytest.mark.parametrize("name", ["", "-x", "--limit", "../etc", "a b", "$(id)", "x;y",
+                                  "a" * 101, "é"])
+def test_names_that_are_options_paths_or_shell_are_refused(name: str) -> None:
+    assert not workers.valid_name(name)
+
+
+def test_a_worker_takes_the_pool_s_jobs_polling_each_second_with_run_heartbeats() -> None:
+    args = workers.command("plant-7", limit=3)
+    assert args[1:5] == ["-m", "prefect", "worker", "start"]
+    assert args[args.index("--pool") + 1] == "edgefleet"
+    assert args[args.index("--type") + 1] == "process"
+    assert args[args.index("--name") + 1] == "plant-7"
+    assert args[args.index("--limit") + 1] == "3"
+    env = workers.environment("http://cp.example:4200/api", base={"PREFECT_HOME": "/x"})
+    assert env["PREFECT_API_URL"] == "http://cp.example:4200/api"
+    assert env["PREFECT_WORKER_QUERY_SECONDS"] == "1"
+    assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == str(get_settings().run_heartbeat_seconds)
+    assert env["PREFECT_HOME"] == "/x"  # a home given is kept
+    assert "EDGEFLEET_DATABASE_URL" not in env  # nothing added that the caller did not set
+    assert workers.default_name() != workers.default_name()
+
+
+def test_worker_without_a_prefect_api_is_refused_with_what_to_set() -> None:
+    assert server.running_api_url() is None
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        code, out = cli("worker")
+    assert code == 1
+    assert "PREFECT_API_URL" in out and "edgefleet up" in out
+
+
+def test_worker_with_a_bad_name_is_refused_before_anything_starts() -> None:
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        code, out = cli("worker", "--name", "../etc")
+    assert code == 1
+    assert "'../etc'" in out
+
+
+def test_up_with_negative_workers_is_refused_and_starts_nothing() -> None:
+    code, out = cli("up", "--workers", "-1")
+    assert code == 2 and "--workers" in out
+    assert not server.state_file().exists()
