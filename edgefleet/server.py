@@ -108,15 +108,31 @@ def read_state() -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+# set by a worker of the pool for itself and the flow runs it starts: on a machine with no
+# `edgefleet up` of its own, they still know the server that serves the pool (events, notices)
+WORKER_API_ENV = "EDGEFLEET_WORKER_API_URL"
+
+
+def worker_api_url() -> str | None:
+    """In a worker of the pool, or a flow run it started: the Prefect API it takes jobs from."""
+    return os.environ.get(WORKER_API_ENV) or None
+
+
 def running_api_url() -> str | None:
-    """The API URL while the local server runs (started by `edgefleet up` or a command)."""
+    """The API URL while the local server runs (started by `edgefleet up` or a command), or
+    the pool's server in a worker's flow run."""
+    if url := worker_api_url():
+        return url
     state = read_state()
     return str(state["api_url"]) if recorded_pid(state, "server") else None
 
 
 def served_api_url() -> str | None:
     """The API URL when `edgefleet up` runs (the server alive, the work pool registered),
-    else None. Its workers may all run elsewhere (`up --workers 0`)."""
+    or in a worker's flow run, wherever it runs; else None. The workers may all run
+    elsewhere (`up --workers 0`)."""
+    if url := worker_api_url():
+        return url
     state = read_state()
     if recorded_pid(state, "server") and state.get("pool"):
         return str(state["api_url"])
@@ -288,6 +304,9 @@ def _up(progress: Any, workers: int) -> dict[str, Any]:
 
     state = read_state()
     folder = run_dir()
+    if (legacy := recorded_pid(state, "serve")) is not None:  # replaced by the pool's workers
+        progress(f"stopping the serving process of an earlier release (pid {legacy})")
+        _terminate(legacy)
     server_pid = recorded_pid(state, "server")
     if server_pid is None:
         api_url = configured_api_url()
@@ -398,10 +417,11 @@ def down(progress: Any = print) -> None:
         for worker in alive_workers(state):  # never a process that merely reuses a PID
             progress(f"stopping worker {worker['name']} (pid {worker['pid']})")
             _terminate(int(worker["pid"]))
-        pid = recorded_pid(state, "server")
-        if pid is not None:
-            progress(f"stopping server (pid {pid})")
-            _terminate(pid)
+        for name in ("serve", "server"):  # "serve": the serving process of earlier releases
+            pid = recorded_pid(state, name)
+            if pid is not None:
+                progress(f"stopping {name} (pid {pid})")
+                _terminate(pid)
         state_file().unlink(missing_ok=True)
 
 

@@ -16,6 +16,7 @@ import socket
 import sys
 import uuid
 
+from edgefleet.server import WORKER_API_ENV
 from edgefleet.settings import get_settings
 
 POOL = "edgefleet"
@@ -44,6 +45,7 @@ def environment(api_url: str, base: dict[str, str] | None = None) -> dict[str, s
     env.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
     env.update({
         "PREFECT_API_URL": api_url,
+        WORKER_API_ENV: api_url,  # its flow runs' events and notices go there
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_PREFETCH_SECONDS": "5",
         "PREFECT_WORKER_HEARTBEAT_SECONDS": "10",

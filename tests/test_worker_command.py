@@ -3,6 +3,12 @@ that start nothing (no Prefect server, no worker process)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner
@@ -10,6 +16,15 @@ from typer.testing import CliRunner
 from edgefleet import server, workers
 from edgefleet.cli.main import app
 from edgefleet.settings import get_settings
+
+
+@pytest.fixture(autouse=True)
+def own_home(switch_home: Callable[[Path], AbstractContextManager[Path]], tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A home of its own: no `edgefleet up` runs there, even while the session's does."""
+    monkeypatch.delenv(server.WORKER_API_ENV, raising=False)
+    with switch_home(tmp_path / "home") as home:
+        yield home
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -40,6 +55,7 @@ def test_a_worker_takes_the_pool_s_jobs_polling_each_second_with_run_heartbeats(
     assert env["PREFECT_WORKER_QUERY_SECONDS"] == "1"
     assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == str(get_settings().run_heartbeat_seconds)
     assert env["PREFECT_HOME"] == "/x"  # a home given is kept
+    assert env[server.WORKER_API_ENV] == "http://cp.example:4200/api"  # for its runs' events
     assert "EDGEFLEET_DATABASE_URL" not in env  # nothing added that the caller did not set
     assert workers.default_name() != workers.default_name()
 
@@ -63,3 +79,25 @@ def test_up_with_negative_workers_is_refused_and_starts_nothing() -> None:
     code, out = cli("up", "--workers", "-1")
     assert code == 2 and "--workers" in out
     assert not server.state_file().exists()
+
+
+def test_a_worker_s_flow_runs_send_events_to_its_server_with_no_up_on_their_machine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert server.served_api_url() is None and server.running_api_url() is None
+    monkeypatch.setenv(server.WORKER_API_ENV, "http://cp.example:4200/api")
+    assert server.served_api_url() == "http://cp.example:4200/api"
+    assert server.running_api_url() == "http://cp.example:4200/api"
+
+
+def test_down_stops_the_serving_process_an_earlier_release_recorded() -> None:
+    sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        server.state_file().write_text(json.dumps({"serve_pid": sleeper.pid}))
+        stopped: list[str] = []
+        server.down(progress=stopped.append)
+        assert sleeper.wait(timeout=20) is not None
+        assert stopped == [f"stopping serve (pid {sleeper.pid})"]
+        assert not server.state_file().exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -16,10 +16,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -59,6 +61,15 @@ def read_run(api_url: str, run_id: str) -> Any:
 def took_run(log: Path, run_id: str) -> bool:
     """Whether the worker writing ``log`` submitted flow run ``run_id``."""
     return log.exists() and f"submitting flow run '{run_id}'" in log.read_text(errors="replace")
+
+
+def events_about(api_url: str, resource: str, since: datetime) -> list[str]:
+    """Names of the events about ``resource`` since ``since``, read back from Prefect."""
+    body = {"filter": {"occurred": {"since": since.isoformat()},
+                       "resource": {"id": [resource]}}, "limit": 50}
+    resp = httpx.post(f"{api_url}/events/filter", json=body, timeout=10, trust_env=False)
+    resp.raise_for_status()
+    return [e["event"] for e in resp.json()["events"]]
 
 
 def session_worker() -> dict[str, Any]:
@@ -123,6 +134,7 @@ def test_workers_of_two_homes_share_a_deployment_and_a_killed_worker_costs_nothi
         edgefleet.publish_version(app, version)
     worker_a = session_worker()
     log_a = Path(worker_a["log"])
+    began = datetime.now(UTC)
     dep_id = None
     try:
         first = edgefleet.deploy(app, "lab-2", version="1.0.0")
@@ -140,6 +152,10 @@ def test_workers_of_two_homes_share_a_deployment_and_a_killed_worker_costs_nothi
             (web,) = [c for c in after["containers"] if c["urls"]]
             assert "hello from edgefleet/hello 1.0.0" in get_page(web["urls"][0])
             assert not (tmp_path / "home-b" / "deployments").exists()  # B keeps no file
+            # B has no `edgefleet up` of its own, yet its run's notice reached the pool's server
+            wait_for(lambda: "edgefleet.update.rolled-back" in events_about(
+                prefect_api, f"edgefleet.deployment.{dep_id}", began), 30,
+                "the rolled-back event from worker B's run")
 
             server.up(progress=lambda _m: None)  # A again, beside B
             worker_a = session_worker()
@@ -172,9 +188,9 @@ def test_workers_of_two_homes_share_a_deployment_and_a_killed_worker_costs_nothi
                 assert web.status == "running"
                 assert web.labels["io.edgefleet.version"] == final["version"]
     finally:
+        server.up(progress=lambda _m: None)  # the session's worker first: it runs the stop
         if dep_id is not None:
             with contextlib.suppress(Exception):
                 edgefleet.delete_deployment(dep_id, force=True)
         with contextlib.suppress(Exception):
             edgefleet.delete_application(app)
-        server.up(progress=lambda _m: None)  # the session's worker, whatever happened
