@@ -210,8 +210,12 @@ def _start_alone(notice: Callable[[str], None]) -> str:
 
 
 def configured_api_url() -> str:
-    """Where the local server listens: 127.0.0.1, port ``EDGEFLEET_PREFECT_PORT``."""
-    return f"http://127.0.0.1:{get_settings().prefect_port}/api"
+    """Where this machine reaches the local server: ``EDGEFLEET_PREFECT_HOST`` (127.0.0.1 when
+    it listens on every address), port ``EDGEFLEET_PREFECT_PORT``."""
+    settings = get_settings()
+    host = settings.prefect_host
+    shown = "127.0.0.1" if host.is_unspecified else f"[{host}]" if host.version == 6 else str(host)
+    return f"http://{shown}:{settings.prefect_port}/api"
 
 
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
@@ -273,7 +277,7 @@ def _wait(check: Any, what: str, log: Path, timeout: float, pid: int) -> None:
 
 
 def _start_server(api_url: str) -> int:
-    """Spawn ``prefect server start`` for ``api_url`` (127.0.0.1); its PID."""
+    """Spawn ``prefect server start`` for ``api_url`` on ``EDGEFLEET_PREFECT_HOST``; its PID."""
     port = api_url.removesuffix("/api").rsplit(":", 1)[1]
     if _healthy(api_url):
         raise EdgefleetError(
@@ -283,7 +287,8 @@ def _start_server(api_url: str) -> int:
     from edgefleet import prefect_database
 
     prefect_database.ensure_server_database(get_settings())
-    return _spawn([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+    host = str(get_settings().prefect_host)
+    return _spawn([sys.executable, "-m", "prefect", "server", "start", "--host", host,
                    "--port", port], run_dir() / "prefect-server.log", prefect_env(api_url))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,10 @@ class Settings(BaseSettings):
     pull_timeout: float = Field(default=600.0, gt=0, description="seconds for one image pull")
     compose_binary: str = Field(default="", description="docker-compose binary; found if empty")
     prefect_port: int = Field(default=4200, gt=0, lt=65536)
+    prefect_host: IPv4Address | IPv6Address = Field(
+        default=IPv4Address("127.0.0.1"),
+        description="address the Prefect server `edgefleet up` starts listens on; 0.0.0.0 "
+        "(or this machine's VPN address) lets workers on other machines reach it")
     prefect_database_url: str = Field(
         default="", description="the database of the Prefect server `edgefleet up` starts; "
                                 "default: <records database>_prefect beside PostgreSQL records, "

@@ -101,3 +101,37 @@ def test_down_stops_the_serving_process_an_earlier_release_recorded() -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+@pytest.mark.parametrize(("host", "url"), [("0.0.0.0", "http://127.0.0.1:4311/api"),
+                                           ("10.8.0.1", "http://10.8.0.1:4311/api"),
+                                           ("::", "http://127.0.0.1:4311/api"),
+                                           ("fd00::1", "http://[fd00::1]:4311/api")])
+def test_the_server_listens_where_prefect_host_says_and_is_reached_there(
+        host: str, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEFLEET_PREFECT_HOST", host)
+    monkeypatch.setenv("EDGEFLEET_PREFECT_PORT", "4311")
+    get_settings.cache_clear()
+    try:
+        assert server.configured_api_url() == url
+    finally:
+        monkeypatch.delenv("EDGEFLEET_PREFECT_HOST")
+        get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(("name", "value", "why"), [
+    ("EDGEFLEET_PREFECT_HOST", "$(id)", "not an IP address"),
+    ("EDGEFLEET_PREFECT_HOST", "cp.example", "not an IP address"),
+    ("EDGEFLEET_PREFECT_PORT", "99999", "less than 65536")])
+def test_a_bad_setting_is_named_with_its_value_not_a_traceback(
+        name: str, value: str, why: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        code, out = cli("deployments")
+    finally:
+        monkeypatch.delenv(name)
+        get_settings.cache_clear()
+    assert code == 1
+    assert f"{name}={value!r}" in out and why in out
+    assert "Traceback" not in out

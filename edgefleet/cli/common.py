@@ -67,8 +67,28 @@ def handle_errors(func: F) -> F:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True,
                               highlight=False)
             raise typer.Exit(1) from exc
+        except Exception as exc:
+            from pydantic import ValidationError  # only on the way out: the CLI starts fast
+
+            if not isinstance(exc, ValidationError) or exc.title != "Settings":
+                raise  # a bug, not a bad setting: the traceback helps
+            err_console.print(f"[bold red]error:[/] {escape(bad_settings(exc))}", markup=True,
+                              highlight=False)
+            raise typer.Exit(1) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def bad_settings(exc: Any) -> str:
+    """Each bad ``EDGEFLEET_*`` variable by name, with pydantic's reason and the value given
+    (IP-address fields fail once per IP version: told once)."""
+    told: dict[str, str] = {}
+    for error in exc.errors():
+        name = f"EDGEFLEET_{str(error['loc'][0]).upper()}" if error["loc"] else "settings"
+        why = ("not an IP address" if error["type"] in ("ip_v4_address", "ip_v6_address")
+               else error["msg"])
+        told.setdefault(name, f"{name}={error.get('input')!r}: {why}")
+    return "bad setting: " + "; ".join(told.values())
 
 
 def print_json(data: Any) -> None:
