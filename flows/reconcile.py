@@ -4,7 +4,8 @@
   workers): a deployment held in STARTING, UPDATING or STOPPING by a flow run that is no
   longer alive (ended, gone, or RUNNING without heartbeats) is moved to a final state from
   what its edge really runs: STARTED on the version running and healthy, STOPPED when a
-  stop left nothing, else ERROR with what was found.
+  stop left nothing; an update (compose, stack) that died half-applied is rolled back to
+  the spec before it, from the records; else ERROR with what was found.
 - `clean-up-edge` (on `edgefleet.edge.online`, and hourly over every ONLINE edge since
   event delivery is best effort): containers, swarm services and networks of
   deleted or STOPPED deployments, or of ERROR ones after a failed deploy or stop, are
@@ -21,12 +22,14 @@ from prefect import flow, get_run_logger, runtime
 
 from edgefleet.models.connections import EngineConnection
 from edgefleet.models.forms import form
-from edgefleet.models.plans import ObservedContainer
+from edgefleet.models.inputs import AppKind
+from edgefleet.models.plans import DeployPlan, ObservedContainer, RenderedSpec
 from edgefleet.models.records import utcnow
 from edgefleet.models.states import Action, DeploymentState
 from edgefleet.reconcile_rules import Limits, Outcome, plan_clean_up, run_is_gone, settle
 from edgefleet.settings import get_settings
-from edgefleet.tasks.containers import observe_containers
+from edgefleet.tasks.compose import compose_restore, stack_restore
+from edgefleet.tasks.containers import observe_containers, wait_for_containers
 from edgefleet.tasks.reconcile import (
     Held,
     find_edge,
@@ -39,8 +42,17 @@ from edgefleet.tasks.reconcile import (
     remove_container,
     remove_leftover,
     still_held,
+    take_over,
 )
-from edgefleet.tasks.records import load_plan, move_state, record_containers, set_version
+from edgefleet.tasks.records import (
+    load_plan,
+    load_rollback_spec,
+    move_state,
+    notify_operator,
+    record_containers,
+    restore_spec,
+    set_version,
+)
 from edgefleet.tasks.updates import confirm_replacement
 
 
@@ -97,6 +109,19 @@ def _settle(held: Held, why: str) -> Outcome | None:
         logger.info("deployment %s moved on while it was looked at; left alone",
                     held.deployment_id[:12])
         return None
+    holder = held.flow_run_id
+    previous = (load_rollback_spec(held.deployment_id, held.flow_run_id)
+                if outcome.action is Action.FAIL and unreachable is None
+                and held.state == DeploymentState.UPDATING.value
+                and plan.kind is not AppKind.IMAGE else None)
+    if previous is not None:  # the dead update had begun to apply: go back to the spec before
+        holder = str(runtime.flow_run.id)
+        if not take_over(held, holder):
+            logger.info("deployment %s was taken over by another run; left alone",
+                        held.deployment_id[:12])
+            return None
+        outcome, observed = _roll_back(held, plan, previous, outcome, observed,
+                                       len(shape.expected))
     for tidy in outcome.tidy:
         try:
             if tidy.operation == "confirm":
@@ -114,11 +139,38 @@ def _settle(held: Held, why: str) -> Outcome | None:
         if outcome.version and outcome.version != plan.version:
             set_version(held.deployment_id, outcome.version)
         move_state(held.deployment_id, outcome.action, error=outcome.reason,
-                   expect=DeploymentState(held.state))  # compare-and-set: still held
+                   expect=DeploymentState(held.state), held_by=holder)  # compare-and-set
     except Exception as exc:
         logger.error("deployment %s could not be settled: %s", held.deployment_id[:12], exc)
         return None
     return outcome
+
+
+def _roll_back(held: Held, plan: DeployPlan, previous: RenderedSpec, outcome: Outcome,
+               observed: list[ObservedContainer], services: int
+               ) -> tuple[Outcome, list[ObservedContainer]]:
+    """An update whose run died half-way through applying its spec: ``previous``, the spec
+    before it, is applied again (pinned digests, from the records), as the update itself
+    would have done on a failure."""
+    logger = get_run_logger()
+    try:
+        restore_spec(held.deployment_id, previous)
+        if plan.kind is AppKind.COMPOSE:
+            compose_restore(plan.edge, plan.project, previous, get_settings().deploy_timeout)
+        else:
+            stack_restore(plan.edge, plan.project, previous)
+        restored = wait_for_containers(plan.edge, held.deployment_id,
+                                       get_settings().deploy_timeout, expected=services)
+    except Exception as exc:
+        logger.error("deployment %s: the rollback to %s failed: %s", held.deployment_id[:12],
+                     previous.version, exc)
+        return Outcome(Action.FAIL, f"{outcome.reason}; the rollback to {previous.version} "
+                                    f"failed too: {exc}"), observed
+    reason = f"{outcome.reason}; rolled back to {previous.version}"
+    notify_operator(held.deployment_id, reason="rollback", key=f"reconcile {held.flow_run_id}",
+                    to_version=previous.version, message=reason,
+                    command=f"edgefleet status {held.deployment_id}")
+    return Outcome(Action.UPDATED, reason, version=previous.version), list(restored)
 
 
 @flow(name="clean-up-edge", flow_run_name=lambda: f"clean up {_edge_param() or 'edges'}")

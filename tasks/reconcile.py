@@ -19,6 +19,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import PREFECT_API_URL
 from pydantic import BaseModel
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from edgefleet import labels as L
@@ -70,6 +71,21 @@ def still_held(held: Held) -> bool:
         return (row is not None and row.state == held.state
                 and row.flow_run_id == held.flow_run_id
                 and _aware(row.updated_at) == held.updated_at)
+
+
+@task(name="take-over-held", retries=2, retry_delay_seconds=1, cache_policy=NONE,
+      task_run_name="take over {held.deployment_id}")
+def take_over(held: Held, flow_run_id: str) -> bool:
+    """This reconcile run becomes the record's holder before it acts on the edge: one
+    compare-and-set on the state and the dead holder as read, so a second reconcile sees a
+    live holder and leaves it alone. False when another got there first."""
+    same = (col(Deployment.flow_run_id).is_(None) if held.flow_run_id is None
+            else col(Deployment.flow_run_id) == held.flow_run_id)
+    with session_scope() as session:
+        result = session.exec(update(Deployment).where(  # type: ignore[call-overload]
+            col(Deployment.id) == held.deployment_id, col(Deployment.state) == held.state,
+            same).values(flow_run_id=flow_run_id).execution_options(synchronize_session=False))
+        return bool(result.rowcount == 1)
 
 
 @task(name="read-flow-runs", retries=2, retry_delay_seconds=2, cache_policy=NONE)

@@ -99,13 +99,14 @@ def load_plan(deployment_id: str, version: str | None = None) -> DeployPlan:
       task_run_name="{action.value} {deployment_id}")
 def move_state(
     deployment_id: str, action: Action, error: str | None = None, flow_run_id: str | None = None,
-    expect: DeploymentState | None = None,
+    expect: DeploymentState | None = None, held_by: str | None = None,
 ) -> str:
     """Apply one legal transition as a compare-and-set; the last error is kept on ERROR and
-    cleared on success. ``expect``: only from this state (the one this run set)."""
+    cleared on success. ``expect``: only from this state (the one this run set);
+    ``held_by``: only while this flow run is the one recorded as moving it."""
     with session_scope() as session:
         return compare_and_set(session, deployment_id, action, error=error,
-                               flow_run_id=flow_run_id, expect=expect).value
+                               flow_run_id=flow_run_id, expect=expect, held_by=held_by).value
 
 
 ENDS_OF_A_RUN = frozenset({Action.FAIL, Action.STARTED, Action.UPDATED, Action.STOPPED})
@@ -114,6 +115,7 @@ ENDS_OF_A_RUN = frozenset({Action.FAIL, Action.STARTED, Action.UPDATED, Action.S
 def compare_and_set(
     session: Session, deployment_id: str, action: Action, *, error: str | None = None,
     flow_run_id: str | None = None, expect: DeploymentState | None = None,
+    held_by: str | None = None,
 ) -> DeploymentState:
     """One ``UPDATE … WHERE id = … AND state IN (the states action may start from)``.
 
@@ -132,16 +134,23 @@ def compare_and_set(
         values["last_error"] = error
     if flow_run_id:
         values["flow_run_id"] = flow_run_id
-    statement = (update(Deployment)
-                 .where(col(Deployment.id) == deployment_id,
-                        col(Deployment.state).in_(sorted(s.value for s in allowed)))
+    where = [col(Deployment.id) == deployment_id,
+             col(Deployment.state).in_(sorted(s.value for s in allowed))]
+    if held_by is not None:
+        where.append(col(Deployment.flow_run_id) == held_by)
+    statement = (update(Deployment).where(*where)
                  .values(**values).execution_options(synchronize_session=False))
     result = cast(CursorResult[Any], session.exec(statement))  # type: ignore[call-overload]
     if result.rowcount == 1:
         return target
-    found = session.exec(select(Deployment.state).where(Deployment.id == deployment_id)).first()
-    if found is None:
+    row = session.exec(select(Deployment.state, Deployment.flow_run_id)
+                       .where(Deployment.id == deployment_id)).first()
+    if row is None:
         raise NotFound(f"no deployment {deployment_id!r} (see `edgefleet deployments`)")
+    found, holder = row
+    if held_by is not None and holder != held_by:
+        raise StateConflict(f"deployment {deployment_id[:12]}: flow run {holder} moves it now, "
+                            f"not {held_by}", found=found, action=action.value)
     raise StateConflict(f"deployment {deployment_id[:12]}: {refusal(action, found, expect)}",
                         found=found, action=action.value)
 
@@ -185,6 +194,21 @@ def record_spec(deployment_id: str, spec: RenderedSpec, resolved: dict[str, Any]
         session.flush()
         _point_at(session, deployment_id, row.id, was=dep.spec_id)
         return spec.model_copy(update={"id": row.id})
+
+
+@task(name="load-rollback-spec", retries=2, retry_delay_seconds=1, cache_policy=NONE,
+      retry_condition_fn=unless_final, task_run_name="rollback spec of {deployment_id}")
+def load_rollback_spec(deployment_id: str, flow_run_id: str | None) -> RenderedSpec | None:
+    """What to go back to after run ``flow_run_id`` died mid-update: the spec that the one
+    it recorded replaced. None when that run recorded no spec (it never touched the edge)
+    or there is nothing before it."""
+    with session_scope() as session:
+        dep = load_deployment(session, deployment_id)
+        current = session.get(AppliedSpec, dep.spec_id) if dep.spec_id is not None else None
+        if (current is None or flow_run_id is None or current.flow_run_id != flow_run_id
+                or current.previous_id is None):
+            return None
+        return _spec_of(session, current.previous_id)
 
 
 @task(name="restore-spec", retries=2, retry_delay_seconds=1, cache_policy=NONE,

@@ -171,3 +171,35 @@ def run_process_group(api_url: str, flow_run_id: str, timeout: float = 60) -> in
             assert time.monotonic() < deadline, f"flow run {flow_run_id} has no process"
             time.sleep(0.5)
     return os.getpgid(int(str(pid).rsplit(":", 1)[-1]))
+
+
+HELLO_COMPOSE = """
+services:
+  web:
+    image: {registry}/edgefleet/hello:{tag}
+    ports: ["8080"]
+{extra}"""
+CRASH = '    environment: {HELLO_CRASH: "1"}\n'
+
+
+def define_hello_versions(app: str, kind: str, registry: str) -> None:
+    """Application ``app`` of the lab's hello image, ``compose`` or ``image`` kind, published
+    at 1.0.0, 1.1.0 and 2.0.0 (which exits at once: its update is rolled back)."""
+    import edgefleet
+
+    image = f"{registry}/edgefleet/hello"
+    if kind == "compose":
+        for version, tag, extra in (("1.0.0", "1.0.0", ""), ("1.1.0", "1.1.0", ""),
+                                    ("2.0.0", "2.0.0", CRASH)):
+            compose = HELLO_COMPOSE.format(registry=registry, tag=tag, extra=extra)
+            if version == "1.0.0":
+                edgefleet.create_application(app, version, compose=compose)
+            else:
+                edgefleet.add_version(app, version, compose=compose)
+    else:
+        edgefleet.create_application(app, "1.0.0", image=f"{image}:1.0.0", ports=["8080"])
+        edgefleet.add_version(app, "1.1.0", image=f"{image}:1.1.0", ports=["8080"])
+        edgefleet.add_version(app, "2.0.0", image=f"{image}:2.0.0", ports=["8080"],
+                              env=["HELLO_CRASH=1"])
+    for version in ("1.0.0", "1.1.0", "2.0.0"):
+        edgefleet.publish_version(app, version)

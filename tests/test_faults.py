@@ -239,3 +239,68 @@ def test_the_hourly_clean_up_removes_what_deleted_deployments_left(
             edgefleet.delete_deployment(kept["id"], force=True)
         with contextlib.suppress(Exception):
             edgefleet.delete_application(name)
+
+
+def test_an_update_that_died_half_applied_is_rolled_back_from_the_records(
+        lab: LabStatus, prefect_api: str) -> None:
+    """A compose update whose run died after it recorded its spec and began to apply it
+    (the edge left with its service stopped, the run unknown to Prefect):
+    reconcile-deployments applies the spec before it again, from the records, and the
+    deployment is STARTED on the old version, with the reason."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    from edgefleet.db import session_scope
+    from edgefleet.flows.reconcile import reconcile_deployments
+    from edgefleet.models.records import AppliedSpec, Deployment
+    from edgefleet.models.states import DeploymentState
+
+    conn = lab.edge("lab-2").connection
+    name = unique("halfway")
+    edgefleet.create_application(name, "1.0.0", compose=(
+        f"services:\n  web:\n    image: {lab.registry}/edgefleet/hello:1.0.0\n"
+        "    ports: [\"8080\"]\n"))
+    edgefleet.publish_version(name, "1.0.0")
+    status = edgefleet.deploy(name, "lab-2")
+    dep_id = status["id"]
+    try:
+        assert status["state"] == "STARTED", status["last_error"]
+        dead_run = str(uuid.uuid4())  # a run Prefect never had: it "no longer exists"
+        with session_scope() as session:  # what the dead run recorded before it applied
+            dep = session.get(Deployment, dep_id)
+            assert dep is not None and dep.spec_id is not None
+            old = session.get(AppliedSpec, dep.spec_id)
+            assert old is not None
+            old_id = old.id
+            half = AppliedSpec(deployment_id=dep_id, version="1.1.0", kind=old.kind,
+                               text=old.text, env=old.env, digests=old.digests,
+                               previous_id=old.id, flow_run_id=dead_run)
+            session.add(half)
+            session.flush()
+            dep.spec_id, dep.flow_run_id = half.id, dead_run
+            dep.state = DeploymentState.UPDATING.value
+            session.add(dep)
+        for container in containers_of(conn, dep_id):  # ... and the edge as it left it
+            container.stop(timeout=1)
+        with temporary_settings({PREFECT_API_URL: prefect_api,
+                                 PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            outcomes = reconcile_deployments()
+        # the served reconcile (every minute) may have settled it first: the same outcome
+        final = wait_for(lambda: (s := state_of(dep_id))["state"] not in TRANSIENT and s, 120,
+                         "the deployment to leave UPDATING")
+        print(f"\nhalf-applied update → {final['state']}: {final['last_error']} "
+              f"(settled here: {dep_id in outcomes})")
+        assert final["state"] == "STARTED", final["last_error"]
+        assert final["version"] == "1.0.0"
+        assert "its flow run no longer exists" in final["last_error"]
+        assert "rolled back to 1.0.0" in final["last_error"]
+        assert final["applied_spec"]["id"] == old_id
+        (web,) = containers_of(conn, dep_id)
+        web.reload()
+        assert web.status == "running" and web.labels["io.edgefleet.version"] == "1.0.0"
+        (url,) = final["urls"]
+        assert "hello from edgefleet/hello 1.0.0" in get_page(url)
+    finally:
+        with contextlib.suppress(Exception):
+            edgefleet.delete_deployment(dep_id, force=True)
+        with contextlib.suppress(Exception):
+            edgefleet.delete_application(name)

@@ -23,17 +23,10 @@ from edgefleet import labels as L
 from edgefleet.engine import engine_client
 from edgefleet.lab.images import manifest_digest
 from edgefleet.settings import get_settings
-from tests.lab_helpers import containers_of, get_page, unique
+from tests.lab_helpers import containers_of, define_hello_versions, get_page, unique
 
 pytestmark = pytest.mark.lab
 
-WEB = """
-services:
-  web:
-    image: {registry}/edgefleet/hello:{tag}
-    ports: ["8080"]
-{extra}"""
-CRASH = '    environment: {HELLO_CRASH: "1"}\n'
 
 
 @pytest.fixture
@@ -62,25 +55,6 @@ def homes(switch_home: Callable[[Path], AbstractContextManager[Path]], tmp_path:
     db.get_engine.cache_clear()
 
 
-def define(app: str, kind: str, registry: str) -> None:
-    image = f"{registry}/edgefleet/hello"
-    if kind == "compose":
-        for version, tag, extra in (("1.0.0", "1.0.0", ""), ("1.1.0", "1.1.0", ""),
-                                    ("2.0.0", "2.0.0", CRASH)):
-            compose = WEB.format(registry=registry, tag=tag, extra=extra)
-            if version == "1.0.0":
-                edgefleet.create_application(app, version, compose=compose)
-            else:
-                edgefleet.add_version(app, version, compose=compose)
-    else:
-        edgefleet.create_application(app, "1.0.0", image=f"{image}:1.0.0", ports=["8080"])
-        edgefleet.add_version(app, "1.1.0", image=f"{image}:1.1.0", ports=["8080"])
-        edgefleet.add_version(app, "2.0.0", image=f"{image}:2.0.0", ports=["8080"],
-                              env=["HELLO_CRASH=1"])
-    for version in ("1.0.0", "1.1.0", "2.0.0"):
-        edgefleet.publish_version(app, version)
-
-
 @pytest.mark.parametrize("kind", ["compose", "image"])
 def test_a_rollback_restores_what_another_home_applied(
         lab: Any, edges: dict[str, Any], homes: Callable[[str], AbstractContextManager[Path]],
@@ -88,7 +62,7 @@ def test_a_rollback_restores_what_another_home_applied(
     edge = edges["lab-2"]
     app = unique(f"homes-{kind}")
     with homes("a"):
-        define(app, kind, lab.registry)
+        define_hello_versions(app, kind, lab.registry)
         first = edgefleet.deploy(app, "lab-2", version="1.0.0")
     assert first["state"] == "STARTED", first["last_error"]
     dep_id = first["id"]
