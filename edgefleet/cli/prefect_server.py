@@ -36,8 +36,13 @@ def register(app: typer.Typer) -> None:
             return
         console.print(f"Prefect UI: {state['ui_url']}  (jobs now run as flow runs there)")
         if not state["workers"]:
+            from edgefleet.settings import get_settings
+
+            api_url = str(state["api_url"])
+            if get_settings().prefect_host.is_unspecified:  # reached here on 127.0.0.1 only
+                api_url = api_url.replace("127.0.0.1", "<this machine's address>", 1)
             console.print("no worker runs here: start one on any machine with "
-                          f"PREFECT_API_URL={state['api_url']} edgefleet worker")
+                          f"PREFECT_API_URL={api_url} edgefleet worker", highlight=False)
 
     @app.command("worker")
     @handle_errors
