@@ -126,7 +126,8 @@ def test_stale_containerd_finds_a_dead_dockerd_s_containerd_not_its_shims(
                                          f"{exec_root}/containerd/containerd.toml"]))
     try:
         found = wait_until_found(lambda: daemons.stale_containerd(exec_root))
-        assert found == [started[0].pid]
+        # the stand-in sh may fork for `sleep` (a moment with its parent's command line)
+        assert started[0].pid in found and started[1].pid not in found
         assert daemons.stale_containerd(str(tmp_path / "run" / "lab-2")) == []
         assert daemons.stale_containerd(exec_root + "0") == []  # lab-10 is not lab-1
     finally:
