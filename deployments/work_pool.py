@@ -3,7 +3,7 @@
 Run by `edgefleet up` as ``python -m edgefleet.deployments.work_pool register at-start``
 (idempotent: the pool is created once, the deployments and their triggers are written again
 each time; ``at-start`` submits the runs that settle what a dead control plane left); the
-pool's workers (``edgefleet.deployments.worker``, on this machine or any other) run the
+pool's workers (``edgefleet.workers``, on this machine or any other) run the
 flow runs. Jobs (deploy, stop, update, a group's rollout) run on demand; the image check,
 the notification reconcile and the telemetry sweep on an interval (the sweep also once at
 start); notify-application-update and auto-update-groups on the

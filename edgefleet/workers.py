@@ -2,7 +2,7 @@
 and what `edgefleet worker` runs in the foreground on any machine.
 
 A worker needs only ``PREFECT_API_URL`` (the control plane's Prefect API) and the records'
-``EDGEFLEET_DATABASE_URL``; it keeps nothing of its own on disk. It polls every second (not
+``EDGEFLEET_DATABASE_URL``; it keeps no state a later run needs. It polls every second (not
 Prefect's 10 s) so a submitted job starts at once, and its flow runs send a heartbeat every
 ``run_heartbeat_seconds``: three missed tell reconcile-deployments that a run's process is
 gone (its worker was killed), wherever the next reconcile runs.
