@@ -55,7 +55,8 @@ def register(app: typer.Typer) -> None:
 
         On another machine it needs only PREFECT_API_URL (the control plane's Prefect API,
         e.g. http://cp.example:4200/api) and EDGEFLEET_DATABASE_URL (the records, PostgreSQL);
-        it keeps nothing on disk. Here, with `edgefleet up` running, neither is needed.
+        it keeps no state a later run needs. Here, with `edgefleet up` running, neither is
+        needed.
 
         e.g. PREFECT_API_URL=http://cp:4200/api EDGEFLEET_DATABASE_URL=postgresql://cp/ef
         edgefleet worker
