@@ -20,6 +20,7 @@ from typing import Annotated
 
 from prefect import flow, get_run_logger, runtime
 
+from edgefleet.flows.update import reapply
 from edgefleet.models.connections import EngineConnection
 from edgefleet.models.forms import form
 from edgefleet.models.inputs import AppKind
@@ -28,8 +29,7 @@ from edgefleet.models.records import utcnow
 from edgefleet.models.states import Action, DeploymentState
 from edgefleet.reconcile_rules import Limits, Outcome, plan_clean_up, run_is_gone, settle
 from edgefleet.settings import get_settings
-from edgefleet.tasks.compose import compose_restore, stack_restore
-from edgefleet.tasks.containers import observe_containers, wait_for_containers
+from edgefleet.tasks.containers import observe_containers
 from edgefleet.tasks.reconcile import (
     Held,
     find_edge,
@@ -50,7 +50,6 @@ from edgefleet.tasks.records import (
     move_state,
     notify_operator,
     record_containers,
-    restore_spec,
     set_version,
 )
 from edgefleet.tasks.updates import confirm_replacement
@@ -154,13 +153,7 @@ def _roll_back(held: Held, plan: DeployPlan, previous: RenderedSpec, outcome: Ou
     would have done on a failure."""
     logger = get_run_logger()
     try:
-        restore_spec(held.deployment_id, previous)
-        if plan.kind is AppKind.COMPOSE:
-            compose_restore(plan.edge, plan.project, previous, get_settings().deploy_timeout)
-        else:
-            stack_restore(plan.edge, plan.project, previous)
-        restored = wait_for_containers(plan.edge, held.deployment_id,
-                                       get_settings().deploy_timeout, expected=services)
+        restored = reapply(plan, held.deployment_id, previous, expected=services)
     except Exception as exc:
         logger.error("deployment %s: the rollback to %s failed: %s", held.deployment_id[:12],
                      previous.version, exc)
@@ -170,7 +163,7 @@ def _roll_back(held: Held, plan: DeployPlan, previous: RenderedSpec, outcome: Ou
     notify_operator(held.deployment_id, reason="rollback", key=f"reconcile {held.flow_run_id}",
                     to_version=previous.version, message=reason,
                     command=f"edgefleet status {held.deployment_id}")
-    return Outcome(Action.UPDATED, reason, version=previous.version), list(restored)
+    return Outcome(Action.UPDATED, reason, version=previous.version), restored
 
 
 @flow(name="clean-up-edge", flow_run_name=lambda: f"clean up {_edge_param() or 'edges'}")

@@ -17,7 +17,7 @@ from edgefleet.errors import DeploymentFailed
 from edgefleet.flows.deploy import log_allowance
 from edgefleet.models.forms import form
 from edgefleet.models.inputs import AppKind
-from edgefleet.models.plans import DeployPlan
+from edgefleet.models.plans import DeployPlan, ObservedContainer, RenderedSpec
 from edgefleet.models.states import Action, DeploymentState
 from edgefleet.settings import get_settings
 from edgefleet.tasks.compose import (
@@ -160,23 +160,8 @@ def _roll_back(current: DeployPlan, deployment_id: str, reason: str, ops: list[O
     whichever machine applied it; the records say it is current again."""
     logger = get_run_logger()
     try:
-        previous = current.applied
-        if previous is None and current.kind is not AppKind.IMAGE:
-            raise DeploymentFailed("no previous spec is recorded to roll back to")
-        if previous is not None:
-            restore_spec(deployment_id, previous)
-        if current.kind is AppKind.COMPOSE:
-            assert previous is not None
-            compose_restore(current.edge, current.project, previous,
-                            get_settings().deploy_timeout)
-        elif current.kind is AppKind.SWARM:
-            assert previous is not None
-            stack_restore(current.edge, current.project, previous)
-        else:
-            restore_container(current.edge, current.container_name)
-        restored = wait_for_containers(current.edge, deployment_id,
-                                       get_settings().deploy_timeout,
-                                       expected=sum(op.action != "create" for op in ops))
+        restored = reapply(current, deployment_id, current.applied,
+                           expected=sum(op.action != "create" for op in ops))
     except Exception as exc:
         full = f"{reason}; the rollback failed too: {exc}"
         logger.error(full)
@@ -193,6 +178,27 @@ def _roll_back(current: DeployPlan, deployment_id: str, reason: str, ops: list[O
     notify_operator(deployment_id, reason="rollback", key=str(runtime.flow_run.id or reason),
                     to_version=current.version, message=reason,
                     command=f"edgefleet status {deployment_id}")
+
+
+def reapply(plan: DeployPlan, deployment_id: str, previous: RenderedSpec | None, *,
+            expected: int) -> list[ObservedContainer]:
+    """The edge back on ``previous`` (a spec from the records, pinned digests), whichever
+    machine applied it, and the records saying it is current again; an image goes back to
+    its old container, kept stopped. Waits for ``expected`` containers."""
+    if previous is None and plan.kind is not AppKind.IMAGE:
+        raise DeploymentFailed("no previous spec is recorded to roll back to")
+    if previous is not None:
+        restore_spec(deployment_id, previous)
+    if plan.kind is AppKind.COMPOSE:
+        assert previous is not None
+        compose_restore(plan.edge, plan.project, previous, get_settings().deploy_timeout)
+    elif plan.kind is AppKind.SWARM:
+        assert previous is not None
+        stack_restore(plan.edge, plan.project, previous)
+    else:
+        restore_container(plan.edge, plan.container_name)
+    return list(wait_for_containers(plan.edge, deployment_id, get_settings().deploy_timeout,
+                                    expected=expected))
 
 
 def _tell_failed(deployment_id: str, version: str, reason: str) -> None:
