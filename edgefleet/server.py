@@ -94,10 +94,13 @@ def _start_ticks(pid: int) -> int | None:
 
 def recorded_pid(state: dict[str, Any], name: str) -> int | None:
     """The PID recorded as ``<name>_pid`` while that very process runs, else None."""
-    pid = state.get(f"{name}_pid")
+    return _same_process(state.get(f"{name}_pid"), state.get(f"{name}_started"))
+
+
+def _same_process(pid: int | None, started: int | None) -> int | None:
+    """``pid`` while the process recorded with it (started at ``started``) runs, else None."""
     if pid is None or not pid_alive(pid):
         return None
-    started = state.get(f"{name}_started")
     if started is not None and _start_ticks(int(pid)) != started:
         return None
     return int(pid)
@@ -142,7 +145,7 @@ def served_api_url() -> str | None:
 def alive_workers(state: dict[str, Any]) -> list[dict[str, Any]]:
     """The recorded workers whose very process still runs (see ``recorded_pid``)."""
     return [w for w in state.get("workers", [])
-            if recorded_pid({"x_pid": w.get("pid"), "x_started": w.get("started")}, "x")]
+            if _same_process(w.get("pid"), w.get("started"))]
 
 
 def user_api_url() -> str | None:
