@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,6 +20,17 @@ from edgefleet.models.connections import EngineConnection
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.5
+             ) -> Any:
+    """``predicate()``'s first true value, asked every ``every`` s; fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def get_page(url: str, timeout: float = 20) -> str:

@@ -33,21 +33,18 @@ from edgefleet import server
 from edgefleet.engine import EngineConnection
 from edgefleet.lab import LabStatus, lab_down, lab_up
 from edgefleet.settings import get_settings
-from tests.lab_helpers import containers_of, get_page, networks_of, run_process_group, unique
+from tests.lab_helpers import (
+    containers_of,
+    get_page,
+    networks_of,
+    run_process_group,
+    unique,
+    wait_for,
+)
 
 # lab; disruptive: it kills the session's control plane, so it runs after every other test
 pytestmark = [pytest.mark.lab, pytest.mark.disruptive]
 TRANSIENT = {"STARTING", "UPDATING", "STOPPING"}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def state_of(dep_id: str) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from edgefleet.lab.engines import sample_workload
 from edgefleet.models.connections import EngineConnection
 from edgefleet.models.records import Edge
 from edgefleet.models.telemetry import EdgeAvailability, EdgeSample
-from tests.lab_helpers import unique
+from tests.lab_helpers import unique, wait_for
 
 pytestmark = pytest.mark.lab
 TEST_LABEL = "edgefleet.test"
@@ -65,16 +65,6 @@ def samples_since(edge: str, since: datetime) -> list[EdgeSample]:
         return list(session.exec(select(EdgeSample).where(
             EdgeSample.edge_id == row.id, col(EdgeSample.time) >= since)
             .order_by(col(EdgeSample.time))).all())
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture

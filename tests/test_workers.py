@@ -35,21 +35,13 @@ from tests.lab_helpers import (
     get_page,
     run_process_group,
     unique,
+    wait_for,
 )
 
 pytestmark = pytest.mark.lab
 
 CLI = [sys.executable, "-c", "from edgefleet.cli.main import app; app()"]
 TRANSIENT = {"STARTING", "UPDATING", "STOPPING"}
-
-
-def wait_for(predicate: Any, timeout: float, what: str, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def read_run(api_url: str, run_id: str) -> Any:
