@@ -27,6 +27,7 @@ from edgefleet.events import APPLICATION_PUBLISHED, EDGE_ONLINE
 from edgefleet.flows.auto_update import auto_update_groups
 from edgefleet.flows.check_updates import check_image_updates
 from edgefleet.flows.deploy import deploy_application
+from edgefleet.flows.edge_operation import edge_operation
 from edgefleet.flows.groups import reconcile_groups, rollout_group, stop_group
 from edgefleet.flows.launch import launch_application
 from edgefleet.flows.notify import notify_application_update, reconcile_notifications
@@ -35,7 +36,7 @@ from edgefleet.flows.stop import stop_application
 from edgefleet.flows.telemetry import collect_telemetry
 from edgefleet.flows.update import update_application
 from edgefleet.settings import get_settings
-from edgefleet.workers import POOL
+from edgefleet.workers import POOL, PULL_POOL
 
 
 def publish_trigger() -> DeploymentEventTrigger:
@@ -104,9 +105,10 @@ def build_deployments() -> list[RunnerDeployment]:
     return built
 
 
-def ensure_pool() -> None:
-    """The ``process`` work pool ``edgefleet``, with Prefect's default job template;
-    one that exists is left as it is (an operator may have tuned it)."""
+def ensure_pool(name: str = POOL, description: str = "edgefleet's jobs: start workers "
+                "with `edgefleet worker`") -> None:
+    """A ``process`` work pool with Prefect's default job template; one that exists is left
+    as it is (an operator may have tuned it)."""
     from prefect import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
@@ -114,16 +116,24 @@ def ensure_pool() -> None:
 
     with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
         client.create_work_pool(WorkPoolCreate(
-            name=POOL, type=ProcessWorker.type,
+            name=name, type=ProcessWorker.type,
             base_job_template=ProcessWorker.get_default_base_job_template(),
-            description="edgefleet's jobs: start workers with `edgefleet worker`"))
+            description=description))
 
 
 def register() -> None:
-    """The pool, then each flow as one of its deployments (schedules and triggers too)."""
+    """The pools, then each flow as one of their deployments (schedules and triggers too):
+    every job in ``edgefleet``; the steps pull edges run in ``edgefleet-pull``, each edge's
+    agent polling its own queue of it."""
     ensure_pool()
     for deployment in build_deployments():
         deployment.apply(work_pool_name=POOL)
+    ensure_pool(PULL_POOL, "steps of pull edges: each edge's `edgefleet agent` polls its "
+                           "queue edge-NAME")
+    steps = edge_operation.to_deployment(name=edge_operation.name, tags=["edgefleet"],
+                                         entrypoint_type=EntrypointType.MODULE_PATH)
+    assert isinstance(steps, RunnerDeployment)
+    steps.apply(work_pool_name=PULL_POOL)
 
 
 def run_at_start(flow: Any, run_name: str, parameters: dict[str, Any] | None = None) -> None:

@@ -42,6 +42,7 @@ CLI_ENV_KEPT = frozenset({
 
 
 def make_client(conn: EngineConnection, timeout: float | None = None) -> docker.DockerClient:
+    check_reachable_here(conn)
     timeout = timeout or get_settings().engine_timeout
     context = ssl_context_of(conn)
     client = docker.DockerClient(
@@ -52,6 +53,15 @@ def make_client(conn: EngineConnection, timeout: float | None = None) -> docker.
         client.api.mount("https://", _ContextAdapter(context))
     client.api.trust_env = False
     return client
+
+
+def check_reachable_here(conn: EngineConnection) -> None:
+    """A pull edge's engine is reached by its agent only: its docker host names a socket
+    on the edge, which here would be another engine (this machine's own)."""
+    if not conn.reached_here:
+        raise EdgeUnreachable(
+            f"edge {conn.name} is a pull edge: only its agent reaches its engine, and this "
+            "step does not run on the agent")
 
 
 def ssl_context_of(conn: EngineConnection) -> ssl.SSLContext | None:

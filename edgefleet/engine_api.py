@@ -35,7 +35,7 @@ from urllib.parse import urlencode, urlparse
 
 import h11
 
-from edgefleet.engine import API_VERSION, describe_failure, ssl_context_of
+from edgefleet.engine import API_VERSION, check_reachable_here, describe_failure, ssl_context_of
 from edgefleet.errors import EdgeUnreachable, EngineRequestFailed
 from edgefleet.models.connections import EngineConnection
 
@@ -50,6 +50,7 @@ class AsyncEngine:
     """One edge's engine over one keep-alive connection (reopened if the engine closes it)."""
 
     def __init__(self, conn: EngineConnection, timeout: float) -> None:
+        check_reachable_here(conn)
         self.conn = conn
         self.timeout = timeout
         url = urlparse(conn.docker_host)

@@ -396,15 +396,16 @@ def public_state(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _deployments_ready(api_url: str) -> bool:
-    from edgefleet.workers import POOL
+    from edgefleet.workers import OPERATION_FLOW, POOL, PULL_POOL
 
     try:
         resp = httpx.post(f"{api_url}/deployments/filter", json={"limit": 50}, timeout=5,
                           trust_env=False)
-        names = {d["name"] for d in resp.json() if d.get("work_pool_name") == POOL}
+        found = {(d["work_pool_name"], d["name"]) for d in resp.json()}
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return False
-    return all(name in names for name in SERVED_FLOWS)
+    return all((POOL, name) in found for name in SERVED_FLOWS) \
+        and (PULL_POOL, OPERATION_FLOW) in found
 
 
 def _write(state: dict[str, Any]) -> None:

@@ -20,6 +20,10 @@ from edgefleet.server import WORKER_API_ENV
 from edgefleet.settings import get_settings
 
 POOL = "edgefleet"
+# The pool of pull edges' agents (a queue per edge) and the one deployment they run
+# (``edgefleet.edge_calls``).
+PULL_POOL = "edgefleet-pull"
+OPERATION_FLOW = "edge-operation"
 RUNS_PER_WORKER = 8
 
 

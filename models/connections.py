@@ -6,10 +6,19 @@ fields are paths). The client built from it is made in ``edgefleet.engine``.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel
+
+# Set in a pull edge's agent (and so in each step it runs): the edge it serves.
+AGENT_EDGE_ENV = "EDGEFLEET_AGENT_EDGE"
+
+
+def agent_edge() -> str | None:
+    """The edge this process is the agent of (None on the control plane)."""
+    return os.environ.get(AGENT_EDGE_ENV) or None
 
 
 class EngineConnection(BaseModel):
@@ -17,6 +26,8 @@ class EngineConnection(BaseModel):
 
     name: str
     docker_host: str
+    # push: we connect to docker_host; pull: the edge's agent runs each step (edge_calls)
+    mode: Literal["push", "pull"] = "push"
     address: str | None = None
     tls_ca: str | None = None
     tls_cert: str | None = None
@@ -34,6 +45,12 @@ class EngineConnection(BaseModel):
         return "127.0.0.1"
 
     @property
+    def reached_here(self) -> bool:
+        """Whether this process may talk to the engine: a push edge's from anywhere, a pull
+        edge's only on its agent (elsewhere its socket path would be another engine)."""
+        return self.mode == "push" or agent_edge() == self.name
+
+    @property
     def uses_tls(self) -> bool:
         return bool(self.tls_ca and self.tls_cert and self.tls_key)
 
@@ -43,6 +60,7 @@ def connection_of(edge: Any) -> EngineConnection:
     return EngineConnection(
         name=edge.name,
         docker_host=edge.docker_host,
+        mode=getattr(edge, "mode", None) or "push",
         address=getattr(edge, "address", None),
         tls_ca=edge.tls_ca,
         tls_cert=edge.tls_cert,

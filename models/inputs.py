@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import semver
 from pydantic import (
@@ -164,6 +164,7 @@ class EdgeCreate(BaseModel):
     tls_key: str | None = None
     telemetry_interval: int = Field(default=60, ge=1, le=86400)
     heartbeat_interval: int = Field(default=20, ge=1, le=86400)
+    mode: Literal["push", "pull"] = "push"
 
     @field_validator("name")
     @classmethod
@@ -184,6 +185,13 @@ class EdgeCreate(BaseModel):
         given = [self.tls_ca, self.tls_cert, self.tls_key]
         if any(given) and not all(given):
             raise ValueError("TLS needs all three of --tls-ca, --tls-cert and --tls-key")
+        if self.mode == "pull" and any(given):
+            raise ValueError("a pull edge's agent reaches its engine locally: give no TLS "
+                             "files (they are for push edges)")
+        if self.mode == "pull" and not self.docker_host.startswith("unix://"):
+            raise ValueError(f"a pull edge's engine is reached by its agent on a local "
+                             f"socket: --docker-host unix:///path/docker.sock, not "
+                             f"{shown(self.docker_host)}")
         return self
 
 

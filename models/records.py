@@ -27,13 +27,15 @@ def new_id() -> str:
 
 
 class Edge(SQLModel, table=True):
-    """A Docker engine we drive (push mode: TCP + mutual TLS)."""
+    """A Docker engine we drive: push (we connect, TCP + mutual TLS) or pull (its agent
+    polls the Prefect API and runs each step beside the engine, ``edgefleet.edge_calls``)."""
 
     __tablename__ = "edge"
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True)
-    docker_host: str
+    docker_host: str  # pull: the engine as its agent reaches it (a local socket)
+    mode: str = Field(default="push", sa_column_kwargs={"server_default": "push"})
     # the name or (VPN) address the edge's users reach; None: the docker host's host
     address: str | None = None
     # the operator's KEY=VALUE labels (edgefleet.selectors), picked by `edge list --selector`

@@ -23,6 +23,7 @@ from prefect.cache_policies import NONE
 from edgefleet import bundled_files, compose_cli, parameter_secrets
 from edgefleet import labels as L
 from edgefleet import parameters as P
+from edgefleet.edge_calls import on_edge
 from edgefleet.errors import DeploymentFailed, InvalidInput
 from edgefleet.models.connections import EngineConnection
 from edgefleet.models.documents import load_yaml
@@ -201,6 +202,7 @@ def unless_containers_failed(task: Any, task_run: Any, state: Any) -> bool:
 @task(name="compose-up", retries=1, retry_delay_seconds=2, cache_policy=NONE,
       retry_condition_fn=unless_containers_failed,
       task_run_name="compose up {project} on {conn.name} at {spec.version}")
+@on_edge
 def compose_up(conn: EngineConnection, project: str, spec: RenderedSpec, timeout: float) -> None:
     """``up -d --wait``: returns once every service runs and is healthy, else fails.
 
@@ -212,6 +214,7 @@ def compose_up(conn: EngineConnection, project: str, spec: RenderedSpec, timeout
 @task(name="compose-restore", retries=1, retry_delay_seconds=2, cache_policy=NONE,
       retry_condition_fn=unless_containers_failed,
       task_run_name="compose restore {project} on {conn.name} to {spec.version}")
+@on_edge
 def compose_restore(conn: EngineConnection, project: str, spec: RenderedSpec,
                     timeout: float) -> None:
     """Re-apply a previous spec from the records (images pinned by digest: the exact old
@@ -267,6 +270,7 @@ def _up(conn: EngineConnection, project: str, spec: RenderedSpec, timeout: float
 
 @task(name="compose-down", retries=2, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="compose down {project} on {conn.name}")
+@on_edge
 def compose_down(conn: EngineConnection, project: str, spec: RenderedSpec | None,
                  remove_volumes: bool = False) -> None:
     """``down`` with the spec last applied (from the records)."""
@@ -282,6 +286,7 @@ def compose_down(conn: EngineConnection, project: str, spec: RenderedSpec | None
 
 
 @task(name="compose-logs-tail", cache_policy=NONE)
+@on_edge
 def compose_logs_tail(conn: EngineConnection, project: str, spec: RenderedSpec | None) -> str:
     if spec is None:
         return "(logs unavailable: no applied compose spec recorded)"
@@ -296,6 +301,7 @@ def compose_logs_tail(conn: EngineConnection, project: str, spec: RenderedSpec |
 
 @task(name="stack-deploy", retries=1, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="stack deploy {project} on {conn.name} at {spec.version}")
+@on_edge
 def stack_deploy(conn: EngineConnection, project: str, spec: RenderedSpec) -> None:
     """``docker stack deploy`` of a rendered stack file from the records."""
     _stack_deploy(conn, project, spec)
@@ -303,6 +309,7 @@ def stack_deploy(conn: EngineConnection, project: str, spec: RenderedSpec) -> No
 
 @task(name="stack-restore", retries=1, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="stack restore {project} on {conn.name} to {spec.version}")
+@on_edge
 def stack_restore(conn: EngineConnection, project: str, spec: RenderedSpec) -> None:
     """Re-deploy a previous stack spec (pinned digests) with its own environment."""
     _stack_deploy(conn, project, spec)
@@ -317,5 +324,6 @@ def _stack_deploy(conn: EngineConnection, project: str, spec: RenderedSpec) -> N
 
 @task(name="stack-remove", retries=2, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="stack rm {project} on {conn.name}")
+@on_edge
 def stack_remove(conn: EngineConnection, project: str) -> None:
     compose_cli.stack(conn, "rm", project, timeout=60)

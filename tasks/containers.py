@@ -13,6 +13,7 @@ from prefect.cache_policies import NONE
 
 from edgefleet import labels as L
 from edgefleet import parameter_secrets
+from edgefleet.edge_calls import on_edge
 from edgefleet.engine import engine_client, observe, swarm_waiting
 from edgefleet.errors import DeploymentFailed
 from edgefleet.models.connections import EngineConnection
@@ -28,6 +29,7 @@ def port_bindings(ports: list[str]) -> dict[str, list[Any]]:
 
 @task(name="create-network", retries=2, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="network {name} on {conn.name}")
+@on_edge
 def create_network(conn: EngineConnection, name: str, labels: dict[str, str]) -> str:
     """The deployment's own bridge network (created once; reused on retry)."""
     with engine_client(conn) as client:
@@ -39,6 +41,7 @@ def create_network(conn: EngineConnection, name: str, labels: dict[str, str]) ->
 
 @task(name="start-container", retries=1, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="start {name} on {conn.name}")
+@on_edge
 def start_container(
     conn: EngineConnection,
     *,
@@ -72,6 +75,7 @@ def start_container(
 
 @task(name="wait-for-containers", cache_policy=NONE,
       task_run_name="wait for {deployment_id} on {conn.name}")
+@on_edge
 def wait_for_containers(
     conn: EngineConnection, deployment_id: str, timeout: float, expected: int = 1,
     exclude: list[str] | None = None,
@@ -137,6 +141,7 @@ def describe_failure(client: Any, bad: ObservedContainer, timeout: float | None 
 
 @task(name="observe-containers", retries=2, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="observe {deployment_id} on {conn.name}")
+@on_edge
 def observe_containers(conn: EngineConnection, deployment_id: str) -> list[ObservedContainer]:
     with engine_client(conn) as client:
         return observe(client, conn, deployment_id)
@@ -144,6 +149,7 @@ def observe_containers(conn: EngineConnection, deployment_id: str) -> list[Obser
 
 @task(name="remove-containers", retries=2, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="remove {deployment_id} from {conn.name}")
+@on_edge
 def remove_containers(conn: EngineConnection, deployment_id: str, remove_volumes: bool = False
                       ) -> int:
     """Remove every container and network labelled with the deployment (volumes if asked)."""

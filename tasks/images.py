@@ -7,6 +7,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from edgefleet import registry_secrets
+from edgefleet.edge_calls import on_edge
 from edgefleet.engine import engine_client
 from edgefleet.errors import EdgeUnreachable, ImagePullError
 from edgefleet.models.connections import EngineConnection
@@ -48,6 +49,7 @@ def repo_digest(attrs: dict[str, object], ref: str) -> str | None:
 
 @task(name="pull-image", retries=2, retry_delay_seconds=3, cache_policy=NONE,
       task_run_name="pull {ref} on {conn.name}")
+@on_edge
 def pull_image(
     conn: EngineConnection,
     ref: str,

@@ -24,6 +24,7 @@ from sqlmodel import col, select
 
 from edgefleet import labels as L
 from edgefleet.db import session_scope
+from edgefleet.edge_calls import on_edge
 from edgefleet.engine import engine_client
 from edgefleet.models.connections import EngineConnection, connection_of
 from edgefleet.models.inputs import AppKind
@@ -149,6 +150,7 @@ def load_shape(deployment_id: str) -> Shape:
 
 @task(name="remove-container", retries=2, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="remove {name} from {conn.name}")
+@on_edge
 def remove_container(conn: EngineConnection, name: str) -> None:
     with engine_client(conn) as client, contextlib.suppress(docker.errors.NotFound):
         client.containers.get(name).remove(force=True)
@@ -174,6 +176,7 @@ def online_edges() -> list[EngineConnection]:
 
 @task(name="list-managed", retries=2, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="list what is ours on {conn.name}")
+@on_edge
 def list_managed(conn: EngineConnection) -> list[Item]:
     """Swarm services and containers labelled ours, and the networks of our deployments
     (labelled with a deployment, or of a compose project / stack named ``ef-...``)."""
@@ -229,6 +232,7 @@ def flow_names(flow_run_ids: list[str]) -> dict[str, str]:
 
 @task(name="remove-leftover", retries=2, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="remove {item.kind} {item.name} from {conn.name}")
+@on_edge
 def remove_leftover(conn: EngineConnection, item: Item, cause: str) -> bool:
     """Remove one leftover (False: it was gone already); the removal is logged."""
     logger = get_run_logger()

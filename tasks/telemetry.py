@@ -171,10 +171,20 @@ def _read_name() -> str:
 
 @task(name="read-edges", cache_policy=NONE, task_run_name=_read_name)
 def read_edges(batch: list[EdgeTarget]) -> list[EdgeReading]:
-    """Contact a batch of edges concurrently. No retries: an edge that does not answer is a
-    reading (recorded as such), never a failure of the batch."""
+    """Contact a batch of edges concurrently (pull edges: ask their agents,
+    ``edgefleet.agent_readings``). No retries: an edge that does not answer is a reading
+    (recorded as such), never a failure of the batch."""
     settings = get_settings()
-    return read_many(batch, settings.telemetry_timeout, settings.telemetry_in_flight)
+    pushed = [t for t in batch if t.conn.mode != "pull"]
+    readings = read_many(pushed, settings.telemetry_timeout, settings.telemetry_in_flight)
+    if len(pushed) == len(batch):
+        return readings
+    from edgefleet.agent_readings import read_pull_edges  # Prefect's client: pull edges only
+
+    pulled = read_pull_edges([t for t in batch if t.conn.mode == "pull"],
+                             settings.telemetry_timeout)
+    by_id = {r.edge_id: r for r in readings + pulled}
+    return [by_id[t.edge_id] for t in batch]
 
 
 # ---------------------------------------------------------------- record

@@ -11,6 +11,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 
 from edgefleet import parameter_secrets
+from edgefleet.edge_calls import on_edge
 from edgefleet.engine import engine_client, observe
 from edgefleet.errors import DeploymentFailed
 from edgefleet.models.connections import EngineConnection
@@ -23,6 +24,7 @@ NEXT = "-next"
 
 @task(name="replace-container", retries=0, cache_policy=NONE,
       task_run_name="replace {name} on {conn.name}")
+@on_edge
 def replace_container(conn: EngineConnection, *, name: str, image: str, env: dict[str, str],
                       ports: list[str], labels: dict[str, str]) -> str:
     """Create the new container as ``<name>-next`` (image already pulled), stop the old one,
@@ -45,6 +47,7 @@ def replace_container(conn: EngineConnection, *, name: str, image: str, env: dic
 
 @task(name="confirm-replacement", retries=2, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="confirm {name} on {conn.name}")
+@on_edge
 def confirm_replacement(conn: EngineConnection, name: str) -> None:
     """The new container passed: remove the old one and give the new one its name."""
     with engine_client(conn) as client:
@@ -54,6 +57,7 @@ def confirm_replacement(conn: EngineConnection, name: str) -> None:
 
 @task(name="restore-container", retries=2, retry_delay_seconds=2, cache_policy=NONE,
       task_run_name="restore {name} on {conn.name}")
+@on_edge
 def restore_container(conn: EngineConnection, name: str) -> None:
     """Roll back an image-kind update: drop the new container, start the old one again."""
     with engine_client(conn) as client:
@@ -64,6 +68,7 @@ def restore_container(conn: EngineConnection, name: str) -> None:
 
 @task(name="soak-containers", cache_policy=NONE, retry_condition_fn=unless_final,
       task_run_name="soak {deployment_id} for {seconds}s")
+@on_edge
 def soak_containers(conn: EngineConnection, deployment_id: str, services: list[str],
                     seconds: float, exclude: list[str] | None = None) -> None:
     """Watch the updated services for ``seconds``: running, healthy where checked, no restart.

@@ -37,11 +37,15 @@ def add_edge(
     heartbeat_interval: int = 20,
     labels: LabelsArg = None,
     check: bool = True,
+    mode: str = "push",
 ) -> Edge:
     """Register an edge; with ``check`` (the default) its engine must answer first.
 
     ``address``: the host name or (VPN) address its users reach, used in its deployments'
-    URLs (default: the host of ``docker_host``). ``labels``: ``{"site": "plant-7"}`` or
+    URLs (default: the host of ``docker_host``). ``mode="pull"``: the edge's agent
+    (`edgefleet agent --edge NAME`) reaches the engine at ``docker_host`` (a local socket) and
+    runs every step there; nothing is checked now, the agent's heartbeats make it ONLINE.
+    ``labels``: ``{"site": "plant-7"}`` or
     ``["site=plant-7", ...]``, picked by ``list_edges(selector=...)`` (``edgefleet.selectors``).
     """
     from edgefleet.models.inputs import EdgeCreate  # yaml, semver: only to add one
@@ -57,12 +61,13 @@ def add_edge(
         tls_key=tls_key,
         telemetry_interval=telemetry_interval,
         heartbeat_interval=heartbeat_interval,
+        mode=mode,
     )
     with session_scope() as session:
         if session.exec(select(Edge).where(Edge.name == spec.name)).first():
             raise AlreadyExists(f"an edge named {spec.name!r} already exists")
     edge = Edge(**spec.model_dump())
-    if check:
+    if check and edge.mode == "push":
         from edgefleet.engine import ping  # docker: only to check the engine answers
         from edgefleet.models.connections import connection_of
 
@@ -165,4 +170,8 @@ def edge_status(edge: Edge, now: datetime | None = None) -> str:
 def edge_public(edge: Edge) -> dict[str, Any]:
     data = as_dict(edge)
     data["status"] = edge_status(edge)
+    if edge.mode == "pull":
+        from edgefleet.agent import command_line
+
+        data["agent_command"] = command_line(edge.name, edge.docker_host, None)
     return data

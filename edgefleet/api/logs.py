@@ -15,9 +15,10 @@ from sqlmodel import select
 
 from edgefleet.api.deployments import find_deployment
 from edgefleet.db import session_scope
+from edgefleet.edge_calls import on_edge
 from edgefleet.engine import engine_client, observe
 from edgefleet.errors import InvalidInput
-from edgefleet.models.connections import connection_of
+from edgefleet.models.connections import EngineConnection, connection_of
 from edgefleet.models.records import Edge, LogCursor
 from edgefleet.settings import get_settings
 
@@ -52,23 +53,33 @@ def fetch_logs(
         conn, dep_id = connection_of(edge), dep.id
         cursors = {c.service: c for c in session.exec(
             select(LogCursor).where(LogCursor.deployment_id == dep_id)).all()}
+    starts = {svc: (parse_timestamp(c.last_timestamp), c.lines_at_timestamp)
+              for svc, c in cursors.items()}
+    result = read_log_pages(conn, dep_id, service, starts, explicit_since, lines)
+    _store_cursors(dep_id, result, cursors)
+    return result
+
+
+@on_edge
+def read_log_pages(conn: EngineConnection, deployment_id: str, service: str | None,
+                   cursors: dict[str, tuple[int, int]], since_ns: int | None, lines: int
+                   ) -> dict[str, list[str]]:
+    """Up to ``lines`` lines per service from where its cursor (timestamp ns, lines already
+    read at it) or ``since_ns`` says; on a pull edge, read by its agent."""
     result: dict[str, list[str]] = {}
     with engine_client(conn) as client:
-        containers = observe(client, conn, dep_id)
+        containers = observe(client, conn, deployment_id)
         services = sorted({c.service for c in containers})
         if service is not None and service not in services:
-            raise InvalidInput(f"deployment {dep_id[:12]} has no service {service!r} "
+            raise InvalidInput(f"deployment {deployment_id[:12]} has no service {service!r} "
                                f"(services: {', '.join(services) or '-'})")
         for obs in containers:
             if service is not None and obs.service != service:
                 continue
-            cursor = cursors.get(obs.service)
-            start_ns, skip = (explicit_since, 0) if explicit_since is not None else (
-                (parse_timestamp(cursor.last_timestamp), cursor.lines_at_timestamp)
-                if cursor else (None, 0))
+            start_ns, skip = (since_ns, 0) if since_ns is not None else \
+                cursors.get(obs.service, (None, 0))
             page = _read_page(client, obs.container_id, start_ns, skip, lines)
             result.setdefault(obs.service, []).extend(page)
-    _store_cursors(dep_id, result, cursors)
     return result
 
 

@@ -37,7 +37,13 @@ SELECTOR = typer.Option(
 @handle_errors
 def add(
     name: str = typer.Argument(..., help="unique edge name, e.g. plant-7"),
-    docker_host: str = typer.Option(..., help="tcp://HOST:PORT (or unix:///path/docker.sock)"),
+    docker_host: str | None = typer.Option(
+        None, help="tcp://HOST:PORT (or unix:///path/docker.sock); with --pull: the engine's "
+        "socket as its agent reaches it (default unix:///var/run/docker.sock)"),
+    pull: bool = typer.Option(
+        False, "--pull", help="a pull edge: it takes no inbound connection; its agent "
+        "(`edgefleet agent --edge NAME`, run on the edge) polls the Prefect API for its "
+        "steps. Prints the agent's command"),
     address: str | None = typer.Option(
         None, help="host name or (VPN) address the edge's users reach, used for ${host} in "
         "URLs (default: the docker host's)"),
@@ -50,20 +56,39 @@ def add(
     no_check: bool = typer.Option(False, "--no-check", help="save without contacting the engine"),
     json_out: bool = typer.Option(False, "--json", help="print the edge as JSON"),
 ) -> None:
-    """Register an edge. Its engine must answer first (mutual TLS when certificates are given).
+    """Register an edge. A push edge's engine must answer first (mutual TLS when certificates
+    are given); a pull edge is ONLINE once its agent runs.
 
     e.g. edgefleet edge add plant-7 --docker-host tcp://10.0.0.7:2376 --tls-ca ca.pem
     --tls-cert cert.pem --tls-key key.pem --label site=plant-7 --label tier=canary
+
+    e.g. edgefleet edge add kiosk-3 --pull --address 10.8.0.3   (then, on kiosk-3:
+    PREFECT_API_URL=http://cp.example:4200/api edgefleet agent --edge kiosk-3)
     """
     from edgefleet.api import edges
+    from edgefleet.edge_calls import DEFAULT_LOCAL_ENGINE
+    from edgefleet.errors import InvalidInput
 
+    if docker_host is None and not pull:
+        raise InvalidInput("--docker-host is missing: give the engine's tcp://HOST:PORT "
+                           "(push edge), or add --pull for an edge whose agent polls us")
     edge = edges.add_edge(
-        name, docker_host, address=address, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
-        telemetry_interval=telemetry_interval, heartbeat_interval=heartbeat_interval,
-        labels=label, check=not no_check,
+        name, docker_host or DEFAULT_LOCAL_ENGINE, address=address, tls_ca=tls_ca,
+        tls_cert=tls_cert, tls_key=tls_key, telemetry_interval=telemetry_interval,
+        heartbeat_interval=heartbeat_interval, labels=label, check=not no_check,
+        mode="pull" if pull else "push",
     )
     if json_out:
         print_json(edges.edge_public(edge))
+    elif edge.mode == "pull":
+        from edgefleet import server
+        from edgefleet.agent import command_line
+
+        api_url = server.running_api_url() or server.user_api_url() or "http://CP:4200/api"
+        console.print(f"pull edge [bold]{escape(edge.name)}[/] added; run its agent on it "
+                      f"(it needs outbound access to the Prefect API only):\n  "
+                      f"{escape(command_line(edge.name, edge.docker_host, api_url))}",
+                      highlight=False)
     else:
         reached = f", its users reach it as {edge.address}" if edge.address else ""
         labelled = f", labels {_labels(edge.labels)}" if edge.labels else ""

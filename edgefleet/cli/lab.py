@@ -32,10 +32,11 @@ def _show(status: LabStatus) -> None:
     console.print(f"registry {status.registry} (pid {status.registry_pid}): {reg}")
     print_table(
         "lab edges",
-        ["name", "pid", "docker host", "swarm", "answering"],
+        ["name", "pid", "docker host", "mode", "swarm", "answering"],
         [
-            (e.name, e.pid, e.docker_host, "yes" if e.swarm else "no",
-             "yes" if e.answering else "NO")
+            (e.name, e.pid, e.docker_host,
+             e.mode if e.mode == "push" else f"pull (agent {e.agent_pid or 'NOT running'})",
+             "yes" if e.swarm else "no", "yes" if e.answering else "NO")
             for e in status.edges
         ],
     )
@@ -54,12 +55,18 @@ def up(
     swarm_edges: int = typer.Option(
         0, "--swarm-edges", min=0, help="the first M edges run a single-node swarm"
     ),
+    pull_edges: int = typer.Option(
+        0, "--pull-edges", min=0,
+        help="K more edges (pull-1..K) whose dockerd has no TCP listener, each with its "
+        "agent (`edgefleet agent`) beside it, started with the Prefect API and no database "
+        "URL"),
 ) -> None:
     """Start (or complete) the lab; what already runs is reused."""
     from edgefleet.lab import lab_up
 
     started = time.monotonic()
-    status = lab_up(edges=edges, swarm_edges=swarm_edges, progress=_progress)
+    status = lab_up(edges=edges, swarm_edges=swarm_edges, progress=_progress,
+                    pull_edges=pull_edges)
     _show(status)
     console.print(f"lab ready in {time.monotonic() - started:.1f} s; the edges are registered "
                   "(`edgefleet edge list`)")

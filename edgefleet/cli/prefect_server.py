@@ -74,6 +74,37 @@ def register(app: typer.Typer) -> None:
         console.print(f"worker of pool {workers.POOL!r} taking jobs from {api_url}")
         workers.run(api_url, name=name, limit=limit)
 
+    @app.command("agent")
+    @handle_errors
+    def agent(
+        edge: str = typer.Option(..., help="the pull edge this agent serves (`edge add NAME "
+                                 "--pull`)"),
+        docker_host: str | None = typer.Option(
+            None, help="the engine beside it (default unix:///var/run/docker.sock)"),
+        limit: int = typer.Option(4, min=1, help="steps at once on this edge"),
+    ) -> None:
+        """Run a pull edge's agent in the foreground, beside its engine (Ctrl-C stops it).
+
+        It polls the control plane's Prefect API for this edge's steps (deploy, update,
+        stop, logs, telemetry) and runs them on the local engine: the edge needs outbound
+        HTTP(S) to that API only, no inbound port and no database credentials. Its
+        heartbeats keep the edge ONLINE.
+
+        e.g. PREFECT_API_URL=http://cp.example:4200/api edgefleet agent --edge plant-7
+        """
+        from edgefleet import agent as agents
+        from edgefleet import server, workers
+
+        api_url = server.user_api_url() or server.running_api_url()
+        if not api_url:
+            raise EdgefleetError(
+                "no Prefect API to take steps from: set PREFECT_API_URL to the control "
+                "plane's (e.g. http://cp.example:4200/api)")
+        if not workers.valid_name(edge):
+            raise EdgefleetError(f"edge name {edge!r}: use letters, digits, '.', '_' and '-'")
+        console.print(f"agent of pull edge {edge!r} taking its steps from {api_url}")
+        agents.run(api_url, edge, docker_host, limit=limit)
+
     @app.command("down")
     @handle_errors
     def down() -> None:

@@ -33,6 +33,8 @@ from edgefleet.settings import get_settings
 __all__ = ["LabEdge", "LabStatus", "lab_down", "lab_shrink", "lab_status", "lab_up"]
 
 MAX_EDGES = 50
+MAX_PULL_EDGES = 20
+PULL_INDEX = 1000  # pull-K is edge PULL_INDEX + K: after every lab-N
 Progress = Callable[[str], None]
 
 
@@ -47,10 +49,15 @@ class LabEdge(BaseModel):
     tls_ca: str
     tls_cert: str
     tls_key: str
+    mode: str = "push"  # pull: no TCP listener; its agent runs edgefleet's steps
+    agent_pid: int | None = None  # a pull edge's agent, while it runs
 
     @property
     def connection(self) -> EngineConnection:
-        """How edgefleet reaches this edge (mTLS with the edge's client certificate)."""
+        """How this machine reaches the engine: mutual TLS with the edge's client
+        certificate, or a pull edge's local socket (edgefleet goes through its agent)."""
+        if self.mode == "pull":
+            return EngineConnection(name=self.name, docker_host=self.docker_host)
         return EngineConnection(
             name=self.name, docker_host=self.docker_host,
             tls_ca=self.tls_ca, tls_cert=self.tls_cert, tls_key=self.tls_key,
@@ -96,13 +103,17 @@ def _locked(lab_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def lab_up(edges: int = 2, swarm_edges: int = 0, progress: Progress | None = None) -> LabStatus:
-    """Bring the lab up (or complete it) and return its status."""
+def lab_up(edges: int = 2, swarm_edges: int = 0, progress: Progress | None = None,
+           pull_edges: int = 0) -> LabStatus:
+    """Bring the lab up (or complete it) and return its status. ``pull_edges``: that many
+    more edges (pull-1..K) whose dockerd listens on its socket only, each with its agent."""
     say = progress or _quiet
     if not 1 <= edges <= MAX_EDGES:
         raise LabError(f"--edges {edges}: the lab runs 1 to {MAX_EDGES} edges")
     if not 0 <= swarm_edges <= edges:
         raise LabError(f"--swarm-edges {swarm_edges}: must be between 0 and --edges ({edges})")
+    if not 0 <= pull_edges <= MAX_PULL_EDGES:
+        raise LabError(f"--pull-edges {pull_edges}: the lab runs 0 to {MAX_PULL_EDGES}")
     if os.geteuid() != 0:
         raise LabError("the lab starts dockerd, which needs root: run `edgefleet lab up` as root")
     packages.ensure_packages(say)
@@ -114,8 +125,10 @@ def lab_up(edges: int = 2, swarm_edges: int = 0, progress: Progress | None = Non
         save_state(state)
         taken = _ports_of(state)
         registry = _ensure_registry(state, taken, say)
-        _ensure_edges(state, edges, taken, say)
-        for edge in state.edges[:swarm_edges]:
+        wanted = [(i, f"lab-{i}", "push") for i in range(1, edges + 1)]
+        wanted += [(PULL_INDEX + i, f"pull-{i}", "pull") for i in range(1, pull_edges + 1)]
+        _ensure_edges(state, wanted, taken, say)
+        for edge in [e for e in state.edges if not e.pull][:swarm_edges]:
             _ensure_swarm(state, edge, taken, say)
         state.samples = images.ensure_sample_images(
             engines.connection(state.edges[0]), registry, say, built=state.samples
@@ -124,7 +137,36 @@ def lab_up(edges: int = 2, swarm_edges: int = 0, progress: Progress | None = Non
         for edge in state.edges:
             outcome = records.register_edge(edge)
             say(f"{edge.name}: {outcome} in edgefleet's edges ({edge.docker_host})")
+        for edge in state.edges:
+            if edge.pull:
+                _ensure_agent(state, edge, say)
     return lab_status()
+
+
+def _ensure_agent(state: LabState, edge: EdgeState, say: Progress) -> None:
+    """The pull edge's agent, as an operator runs it on the edge: the Prefect API only, a
+    home of its own, no database URL (``edgefleet.agent.environment`` withholds it)."""
+    from edgefleet import agent, server
+    from edgefleet.edge_calls import agent_name
+
+    if daemons.pid_running(edge.agent_pid, agent_name(edge.name)):
+        say(f"{edge.name}: agent running (pid {edge.agent_pid})")
+        return
+    home = Path(state.lab_dir) / "agents" / edge.name
+    home.mkdir(parents=True, exist_ok=True)
+    env = agent.environment(server.flow_api_url(), edge.name, edge.docker_host)
+    env.update({"EDGEFLEET_HOME": str(home), "PREFECT_HOME": str(home / "prefect")})
+    edge.agent_log = str(Path(state.lab_dir) / "logs" / f"{edge.name}-agent.log")
+    edge.agent_pid = daemons.spawn(agent.command(edge.name), Path(edge.agent_log), env=env)
+    save_state(state)
+    say(f"{edge.name}: agent started (pid {edge.agent_pid}, log {edge.agent_log})")
+
+
+def _stop_agent(edge: EdgeState) -> None:
+    from edgefleet.edge_calls import agent_name
+
+    if edge.agent_pid:
+        daemons.stop_tree(edge.agent_pid, agent_name(edge.name))
 
 
 def _ports_of(state: LabState) -> set[int]:
@@ -148,14 +190,15 @@ def _ensure_registry(state: LabState, taken: set[int], say: Progress) -> str:
     return f"127.0.0.1:{port}"
 
 
-def _new_edge(state: LabState, index: int, taken: set[int]) -> EdgeState:
+def _new_edge(state: LabState, index: int, name: str, mode: str, taken: set[int]
+              ) -> EdgeState:
     lab_dir, run_dir = Path(state.lab_dir), Path(state.run_dir)
-    name = f"lab-{index}"
     folder, run = lab_dir / "edges" / name, run_dir / name
     return EdgeState(
         name=name,
         index=index,
-        port=daemons.free_port(taken),
+        mode=mode,
+        port=0 if mode == "pull" else daemons.free_port(taken),
         data_root=str(folder / "data"),
         exec_root=str(run),
         socket=str(run / "docker.sock"),
@@ -168,14 +211,16 @@ def _new_edge(state: LabState, index: int, taken: set[int]) -> EdgeState:
     )
 
 
-def _ensure_edges(state: LabState, count: int, taken: set[int], say: Progress) -> None:
-    """Reuse running edges; start the missing ones together, then wait for each."""
+def _ensure_edges(state: LabState, wanted: list[tuple[int, str, str]], taken: set[int],
+                  say: Progress) -> None:
+    """Reuse running edges; start the missing ones (index, name, mode) together, then wait
+    for each."""
     certs_dir = Path(state.lab_dir) / "certs"
     starting: list[EdgeState] = []
-    for index in range(1, count + 1):
-        edge = state.edge(f"lab-{index}")
+    for index, name, mode in wanted:
+        edge = state.edge(name)
         if edge is None:
-            edge = _new_edge(state, index, taken)
+            edge = _new_edge(state, index, name, mode, taken)
             state.edges.append(edge)
             state.edges.sort(key=lambda e: e.index)
             save_state(state)
@@ -189,7 +234,7 @@ def _ensure_edges(state: LabState, count: int, taken: set[int], say: Progress) -
         for pid in daemons.stale_containerd(edge.exec_root):
             say(f"{edge.name}: stopping containerd {pid} left by its dead dockerd")
             daemons.stop_process(pid, edge.exec_root)
-        if not daemons.port_free(edge.port):
+        if not edge.pull and not daemons.port_free(edge.port):
             taken.discard(edge.port)
             edge.port = daemons.free_port(taken)
         edge.pid = daemons.spawn(daemons.dockerd_command(_prepared(edge)), Path(edge.log))
@@ -280,14 +325,26 @@ def lab_status() -> LabStatus:
                 swarm=edge.swarm if swarm is None else swarm,
                 answering=swarm is not None,
                 tls_ca=edge.tls_ca, tls_cert=edge.tls_cert, tls_key=edge.tls_key,
+                mode=edge.mode, agent_pid=_agent_pid(edge),
             )
         )
     return status
 
 
+def _agent_pid(edge: EdgeState) -> int | None:
+    from edgefleet.edge_calls import agent_name
+
+    running = edge.pull and daemons.pid_running(edge.agent_pid, agent_name(edge.name))
+    return edge.agent_pid if running else None
+
+
 def _stop_edge(edge: EdgeState) -> list[str]:
-    """Remove the edge's containers (while it answers), stop its dockerd, then leftovers."""
+    """Stop a pull edge's agent, remove the edge's containers (while it answers), stop its
+    dockerd, then leftovers."""
     lines = []
+    if edge.pull:
+        _stop_agent(edge)
+        lines.append(f"{edge.name}: agent stopped")
     if daemons.pid_running(edge.pid, edge.data_root):
         try:
             removed = engines.clear_edge(edge)
@@ -362,7 +419,7 @@ def lab_shrink(edges: int, progress: Progress | None = None) -> LabStatus:
         if state is None:
             say("no lab is recorded here; nothing to stop")
             return lab_status()
-        extra = [e for e in state.edges if e.index > edges]
+        extra = [e for e in state.edges if not e.pull and e.index > edges]
         with ThreadPoolExecutor(max_workers=min(8, len(extra) or 1)) as pool:
             for lines in pool.map(_stop_edge, extra):
                 for line in lines:
@@ -376,6 +433,6 @@ def lab_shrink(edges: int, progress: Progress | None = None) -> LabStatus:
             for folder in (Path(edge.data_root).parent, Path(edge.exec_root)):
                 daemons.unmount_under(folder)
                 shutil.rmtree(folder, ignore_errors=True)
-        state.edges = [e for e in state.edges if e.index <= edges]
+        state.edges = [e for e in state.edges if e not in extra]
         save_state(state)
     return lab_status()

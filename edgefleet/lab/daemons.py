@@ -167,8 +167,9 @@ def stale_containerd(exec_root: str) -> list[int]:
             if Path(cmdline(pid).split(" ", 1)[0]).name == "containerd"]
 
 
-def spawn(cmd: list[str], log: Path) -> int:
-    """Start ``cmd`` detached (own session), output appended to ``log``; return its PID."""
+def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    """Start ``cmd`` detached (own session), output appended to ``log``; return its PID.
+    ``env``: its whole environment (default: ours)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
@@ -177,7 +178,8 @@ def spawn(cmd: list[str], log: Path) -> int:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True,
-                env={k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")},
+                env={k: v for k, v in (os.environ if env is None else env).items()
+                     if not k.startswith("DOCKER_")},
             )
         except OSError as exc:
             raise LabError(f"could not start {cmd[0]}: {exc}") from exc
@@ -284,6 +286,13 @@ def start_registry(lab_dir: Path, port: int) -> RegistryState:
 def dockerd_command(edge: EdgeState) -> list[str]:
     """dockerd for one edge: own roots and socket, mTLS on a loopback port, no iptables."""
     server = Path(edge.server_certs)
+    listen = [] if edge.pull else [  # a pull edge: its socket only, no inbound port
+        "--host", edge.docker_host,
+        "--tlsverify",
+        "--tlscacert", str(server / "ca.pem"),
+        "--tlscert", str(server / "cert.pem"),
+        "--tlskey", str(server / "key.pem"),
+    ]
     return [
         DOCKERD,
         "--config-file", edge.config_file,
@@ -291,11 +300,7 @@ def dockerd_command(edge: EdgeState) -> list[str]:
         "--exec-root", edge.exec_root,
         "--pidfile", edge.pidfile,
         "--host", f"unix://{edge.socket}",
-        "--host", edge.docker_host,
-        "--tlsverify",
-        "--tlscacert", str(server / "ca.pem"),
-        "--tlscert", str(server / "cert.pem"),
-        "--tlskey", str(server / "key.pem"),
+        *listen,
         "--iptables=false",
         "--ip6tables=false",
         "--bridge=none",

@@ -29,6 +29,10 @@ POOL_RE = re.compile(r"base=10\.(\d{1,3})\.0\.0/16")
 
 
 def connection(edge: EdgeState) -> EngineConnection:
+    """The lab's own way in: mutual TLS, or a pull edge's local socket (the lab runs on the
+    edge's machine; edgefleet itself goes through the edge's agent)."""
+    if edge.pull:
+        return EngineConnection(name=edge.name, docker_host=edge.docker_host)
     return EngineConnection(
         name=edge.name, docker_host=edge.docker_host,
         tls_ca=edge.tls_ca, tls_cert=edge.tls_cert, tls_key=edge.tls_key,

@@ -14,21 +14,22 @@ def register_edge(edge: EdgeState) -> str:
 
     Returns what happened: ``added``, ``kept`` or ``updated``.
     """
+    tls = (None, None, None) if edge.pull else (edge.tls_ca, edge.tls_cert, edge.tls_key)
     try:
-        add_edge(
-            edge.name, edge.docker_host,
-            tls_ca=edge.tls_ca, tls_cert=edge.tls_cert, tls_key=edge.tls_key, check=True,
-        )
+        add_edge(edge.name, edge.docker_host, tls_ca=tls[0], tls_cert=tls[1], tls_key=tls[2],
+                 check=True, mode=edge.mode)
         return "added"
     except AlreadyExists:
         pass
-    wanted = (edge.docker_host, edge.tls_ca, edge.tls_cert, edge.tls_key)
+    wanted = (edge.docker_host, *tls, edge.mode)
     current = show_edge(edge.name)
-    if (current.docker_host, current.tls_ca, current.tls_cert, current.tls_key) == wanted:
+    if (current.docker_host, current.tls_ca, current.tls_cert, current.tls_key,
+            current.mode) == wanted:
         return "kept"
     with session_scope() as session:
         record = get_edge(session, name=edge.name)
-        record.docker_host, record.tls_ca, record.tls_cert, record.tls_key = wanted
+        (record.docker_host, record.tls_ca, record.tls_cert, record.tls_key,
+         record.mode) = wanted
         session.add(record)
     return "updated"
 

@@ -28,11 +28,12 @@ class RegistryState(BaseModel):
 
 
 class EdgeState(BaseModel):
-    """One lab edge: a dockerd with its own data root, exec root, socket and TLS port."""
+    """One lab edge: a dockerd with its own data root, exec root, socket and TLS port; a
+    pull edge's dockerd has the socket only, and an agent beside it."""
 
     name: str
     index: int
-    port: int
+    port: int  # 0 for a pull edge: no TCP listener
     pid: int | None = None
     data_root: str
     exec_root: str
@@ -47,10 +48,17 @@ class EdgeState(BaseModel):
     swarm_port: int | None = None
     swarm_data_port: int | None = None
     swarm_pool: str | None = None
+    mode: str = "push"
+    agent_pid: int | None = None
+    agent_log: str | None = None
+
+    @property
+    def pull(self) -> bool:
+        return self.mode == "pull"
 
     @property
     def docker_host(self) -> str:
-        return f"tcp://127.0.0.1:{self.port}"
+        return f"unix://{self.socket}" if self.pull else f"tcp://127.0.0.1:{self.port}"
 
     @property
     def tls_ca(self) -> str:

@@ -1,0 +1,38 @@
+"""Flow `edge-operation`: one step of a control-plane flow, run by a pull edge's agent.
+
+The control plane submits it to the edge's queue (``edgefleet.edge_calls``); the agent runs
+the step against its local engine and leaves what came of it as an artifact of this run,
+the only way back (the agent has no database credentials). A step that failed fails the run
+too, so the Prefect UI shows it where it happened.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, runtime
+
+from edgefleet.edge_calls import RESULT_TYPE, run_here
+from edgefleet.errors import EdgefleetError
+
+
+@flow(name="edge-operation", flow_run_name="{operation} on {edge}", retries=0)
+def edge_operation(edge: str, operation: str, arguments: dict[str, Any],
+                   address: str | None = None) -> None:
+    """Run ``operation`` (an ``@on_edge`` function) with ``arguments`` on this agent's edge."""
+    outcome = run_here(operation, edge, address, arguments)
+    _hand_back(outcome, operation)
+    if "error" in outcome:
+        error = outcome["error"]
+        get_run_logger().error("%s on %s failed: %s", operation, edge, error["message"])
+        raise EdgefleetError(f"{error['type']}: {error['message']}")
+
+
+def _hand_back(outcome: dict[str, Any], operation: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    with get_client(sync_client=True) as client:
+        client.create_artifact(ArtifactCreate(
+            type=RESULT_TYPE, data=outcome, flow_run_id=runtime.flow_run.id,
+            description=f"what {operation.rsplit(':', 1)[-1]} returned to the control plane"))
