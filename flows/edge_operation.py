@@ -16,7 +16,13 @@ from edgefleet.edge_calls import RESULT_TYPE, run_here
 from edgefleet.errors import EdgefleetError
 
 
-@flow(name="edge-operation", flow_run_name="{operation} on {edge}", retries=0)
+def _run_name() -> str:
+    """``<step> on <edge>``: the step's function name, not its module path."""
+    params = runtime.flow_run.parameters
+    return f"{str(params.get('operation', '?')).rsplit(':', 1)[-1]} on {params.get('edge', '?')}"
+
+
+@flow(name="edge-operation", flow_run_name=_run_name, retries=0)
 def edge_operation(edge: str, operation: str, arguments: dict[str, Any],
                    address: str | None = None) -> None:
     """Run ``operation`` (an ``@on_edge`` function) with ``arguments`` on this agent's edge."""
