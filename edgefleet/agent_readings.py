@@ -10,43 +10,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from edgefleet.edge_calls import AGENT_HEARTBEAT_SECONDS, agent_name, on_edge
+from edgefleet.edge_calls import agent_heartbeats, on_edge, silence
 from edgefleet.edge_readings import read_edge
 from edgefleet.models.connections import EngineConnection
 from edgefleet.models.readings import EdgeReading, EdgeTarget, Work
 from edgefleet.models.records import utcnow
-from edgefleet.workers import PULL_POOL
-
-WORKER_PAGE = 200
 
 
 @on_edge
 def sample_here(conn: EngineConnection, target: EdgeTarget, timeout: float) -> EdgeReading:
     """One sample of the local engine (run by the edge's agent)."""
     return asyncio.run(read_edge(target.model_copy(update={"conn": conn}), timeout))
-
-
-def agent_heartbeats(edges: Sequence[str]) -> dict[str, datetime]:
-    """The last heartbeat of each named edge's agent (absent: never heard from)."""
-    from prefect.client.orchestration import get_client
-
-    wanted = {agent_name(edge): edge for edge in edges}
-    found: dict[str, datetime] = {}
-    with get_client(sync_client=True) as client:
-        offset = 0
-        while True:  # the API filters workers by heartbeat and status, not by name
-            try:
-                page = client.read_workers_for_work_pool(PULL_POOL, offset=offset,
-                                                         limit=WORKER_PAGE)
-            except Exception:  # no pool yet (no agent ever ran): nobody was heard from
-                return found
-            found.update({wanted[w.name]: w.last_heartbeat_time for w in page
-                          if w.name in wanted and w.last_heartbeat_time is not None})
-            if len(page) < WORKER_PAGE:
-                return found
-            offset += WORKER_PAGE
 
 
 def read_pull_edges(targets: Sequence[EdgeTarget], timeout: float) -> list[EdgeReading]:
@@ -60,14 +36,9 @@ def read_pull_edges(targets: Sequence[EdgeTarget], timeout: float) -> list[EdgeR
     for target in targets:
         started = utcnow()
         beat = beats.get(target.conn.name)
-        fresh = beat is not None and started - beat <= timedelta(
-            seconds=3 * AGENT_HEARTBEAT_SECONDS)
-        if beat is None or not fresh:
-            heard = f"last heard {beat:%Y-%m-%d %H:%M:%S} UTC" if beat else "never heard from"
-            readings.append(_reading(target, started, started, reachable=False,
-                                     error=f"edge {target.conn.name}: its agent is {heard} "
-                                           f"(is `edgefleet agent --edge {target.conn.name}` "
-                                           "running there?)"))
+        silent = silence(target.conn.name, beat, started)
+        if silent or beat is None:
+            readings.append(_reading(target, started, started, reachable=False, error=silent))
         elif target.work is Work.SAMPLE:
             readings.append(_sample(target, timeout, started, beat))
         else:

@@ -18,7 +18,8 @@ import inspect
 import os
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -27,7 +28,7 @@ from pydantic import BaseModel, SecretStr, TypeAdapter
 from edgefleet import errors
 from edgefleet.errors import EdgefleetError, EdgeUnreachable
 from edgefleet.models.connections import EngineConnection, agent_edge
-from edgefleet.workers import OPERATION_FLOW
+from edgefleet.workers import OPERATION_FLOW, PULL_POOL
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +39,7 @@ AGENT_HEARTBEAT_SECONDS = 5  # an agent's worker heartbeats: the edge's, for the
 # An agent polls every second; a call not taken this long after it was made means no agent.
 PICKUP_SECONDS = 60.0
 POLL_SECONDS = 0.5
+WORKER_PAGE = 200  # agents' heartbeats are read this many workers at a time
 # Modules whose @on_edge functions an agent may be asked to run (nothing else is imported).
 OPERATION_MODULES = (
     "edgefleet.tasks.images", "edgefleet.tasks.containers", "edgefleet.tasks.compose",
@@ -114,6 +116,9 @@ def call_on_edge(key: str, conn: EngineConnection, *args: Any, **kwargs: Any) ->
     operation = key.rsplit(":", 1)[-1]
     # a flow run's API, or the control plane's for a command (`edgefleet logs`)
     with temporary_settings({PREFECT_API_URL: server.flow_api_url()}):
+        silent = agent_silence(conn.name)
+        if silent:  # fail now, not after a pickup wait per try
+            raise EdgeUnreachable(silent)
         run = run_deployment(
             name=f"{OPERATION_FLOW}/{OPERATION_FLOW}", timeout=0,
             parameters={"edge": conn.name, "operation": key, "arguments": arguments,
@@ -129,6 +134,42 @@ def call_on_edge(key: str, conn: EngineConnection, *args: Any, **kwargs: Any) ->
         raise _error_of(found["error"])
     raise EdgeUnreachable(f"edge {conn.name}: {operation} on its agent ended {state.name}"
                           f"{': ' + state.message if state.message else ''}")
+
+
+def agent_heartbeats(edges: Sequence[str]) -> dict[str, datetime]:
+    """The last heartbeat of each named edge's agent (absent: never heard from)."""
+    from prefect.client.orchestration import get_client
+
+    wanted = {agent_name(edge): edge for edge in edges}
+    found: dict[str, datetime] = {}
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while True:  # the API filters workers by heartbeat and status, not by name
+            try:
+                page = client.read_workers_for_work_pool(PULL_POOL, offset=offset,
+                                                         limit=WORKER_PAGE)
+            except Exception:  # no pool yet (no agent ever ran): nobody was heard from
+                return found
+            found.update({wanted[w.name]: w.last_heartbeat_time for w in page
+                          if w.name in wanted and w.last_heartbeat_time is not None})
+            if len(page) < WORKER_PAGE:
+                return found
+            offset += WORKER_PAGE
+
+
+def agent_silence(edge: str) -> str | None:
+    """Why ``edge``'s agent is not there, or None while it beats (asks the API)."""
+    return silence(edge, agent_heartbeats([edge]).get(edge), datetime.now(UTC))
+
+
+def silence(edge: str, beat: datetime | None, now: datetime) -> str | None:
+    """Why an agent last heard at ``beat`` is not there (never heard from, or silent for
+    three heartbeats), or None."""
+    if beat is not None and now - beat <= timedelta(seconds=3 * AGENT_HEARTBEAT_SECONDS):
+        return None
+    heard = f"last heard {beat:%Y-%m-%d %H:%M:%S} UTC" if beat else "never heard from"
+    return (f"edge {edge}: its agent is {heard} (is `edgefleet agent --edge {edge}` "
+            "running there?)")
 
 
 def _wait(client: Any, run_id: UUID, edge: str, operation: str) -> Any:
@@ -190,14 +231,15 @@ def local_connection(edge: str, address: str | None) -> EngineConnection:
 
 
 def operation(key: str) -> Callable[..., Any]:
-    """A registered operation by key, after importing the modules that register them; the
-    Prefect task of that name where there is one (so the step is a task run on the edge)."""
-    for module in OPERATION_MODULES:
-        importlib.import_module(module)
+    """A registered operation by key, after importing its module (one of
+    ``OPERATION_MODULES``, nothing else); the Prefect task of that name where there is one
+    (so the step is a task run on the edge)."""
+    module_name, _, name = key.partition(":")
+    if module_name in OPERATION_MODULES:
+        importlib.import_module(module_name)
     fn = _OPERATIONS.get(key)
     if fn is None:
         raise errors.InvalidInput(f"{key!r} is not an operation an agent runs")
-    module_name, _, name = key.partition(":")
     found = getattr(importlib.import_module(module_name), name, None)
     return found if callable(found) and getattr(found, "fn", None) is not None else fn
 

@@ -128,3 +128,36 @@ def test_the_agent_gets_the_api_and_its_edge_but_never_the_records(
         "PREFECT_API_URL=http://cp:4200/api edgefleet agent --edge kiosk-3 "
         "--docker-host unix:///run/d.sock")
     assert local_connection("kiosk-3", None).docker_host == "unix:///var/run/docker.sock"
+
+
+def test_every_module_with_steps_is_one_an_agent_may_import() -> None:
+    """A step in a module missing from the list would be refused by every agent."""
+    import os
+    from pathlib import Path
+
+    import edgefleet as package
+    from edgefleet.edge_calls import OPERATION_MODULES
+
+    root = Path(package.__file__).parent
+    with_steps = set()
+    for folder, _, files in os.walk(root, followlinks=True):  # tasks/ etc. are links
+        for path in (Path(folder) / name for name in files if name.endswith(".py")):
+            if "@on_edge\n" in path.read_text():
+                parts = path.relative_to(root).with_suffix("").parts
+                with_steps.add(".".join(("edgefleet", *parts)))
+    with_steps.discard("edgefleet.edge_calls")  # the decorator itself (its docstring)
+    assert with_steps == set(OPERATION_MODULES)
+
+
+def test_an_agent_is_silent_after_three_missed_heartbeats_or_when_never_heard_from() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from edgefleet.edge_calls import AGENT_HEARTBEAT_SECONDS, silence
+
+    now = datetime(2026, 12, 4, 7, 0, tzinfo=UTC)
+    beats = timedelta(seconds=AGENT_HEARTBEAT_SECONDS)
+    assert silence("kiosk-3", now - 3 * beats, now) is None
+    late = silence("kiosk-3", now - 3 * beats - timedelta(seconds=1), now)
+    assert late and "last heard 2026-12-04 06:59:44 UTC" in late
+    never = silence("kiosk-3", None, now)
+    assert never and "never heard from" in never and "edgefleet agent --edge kiosk-3" in never

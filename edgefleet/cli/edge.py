@@ -167,10 +167,10 @@ def list_(
         print_json([edges.edge_public(e) for e in rows])
         return
     title = "edges" if selector is None else f"edges matching {selector.strip()}"
-    print_table(title, ["name", "docker host", "address", "status", "last contact", "TLS",
-                        "labels"],
-                [(e.name, e.docker_host, e.address or "", edges.edge_status(e), e.last_contact,
-                  "yes" if e.tls_ca else "no", _labels(e.labels))
+    print_table(title, ["name", "mode", "docker host", "address", "status", "last contact",
+                        "TLS", "labels"],
+                [(e.name, e.mode, e.docker_host, e.address or "", edges.edge_status(e),
+                  e.last_contact, "yes" if e.tls_ca else "no", _labels(e.labels))
                  for e in rows])
 
 
