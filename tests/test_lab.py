@@ -289,8 +289,9 @@ def test_status_json_reports_registry_and_edges(lab: LabStatus) -> None:
     assert [edge["name"] for edge in data["edges"]] == ["lab-1", "lab-2"]
     for edge in data["edges"]:
         assert {"name", "pid", "docker_host", "swarm", "answering", "tls_ca", "tls_cert",
-                "tls_key"} <= set(edge)
+                "tls_key", "mode", "agent_pid"} <= set(edge)
         assert edge["answering"] is True
+        assert (edge["mode"], edge["agent_pid"]) == ("push", None)
 
 
 @pytest.fixture
