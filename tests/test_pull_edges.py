@@ -35,15 +35,15 @@ pytestmark = pytest.mark.lab
 def pull_lab(lab: LabStatus, prefect_api: str, tmp_path: Path,
              switch_home: Callable[[Path], AbstractContextManager[Path]],
              monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], LabEdge]]:
-    """``up()``: (re)starts a one-pull-edge lab of its own home, its agent reporting to the
-    session's Prefect API, with a records URL in the environment the agent must not get."""
+    """``up()``: (re)starts a one-pull-edge lab of its own home (its records, no server of its
+    own), its agent reporting to the session's Prefect API, with a records URL in the
+    environment the agent must not get."""
     home = tmp_path / "edge-home"
 
     def up() -> LabEdge:
         with switch_home(home), monkeypatch.context() as env:
-            env.setenv("PREFECT_API_URL", prefect_api)
             env.setenv("EDGEFLEET_DATABASE_URL", f"sqlite:///{home}/records.db")
-            return lab_up(edges=1, pull_edges=1).edge("pull-1")
+            return lab_up(edges=1, pull_edges=1, agent_api_url=prefect_api).edge("pull-1")
 
     try:
         yield up
