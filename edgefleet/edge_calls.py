@@ -43,7 +43,8 @@ WORKER_PAGE = 200  # agents' heartbeats are read this many workers at a time
 # Modules whose @on_edge functions an agent may be asked to run (nothing else is imported).
 OPERATION_MODULES = (
     "edgefleet.tasks.images", "edgefleet.tasks.containers", "edgefleet.tasks.compose",
-    "edgefleet.tasks.updates", "edgefleet.tasks.reconcile", "edgefleet.api.logs",
+    "edgefleet.tasks.updates", "edgefleet.tasks.reconcile", "edgefleet.agent_readings",
+    "edgefleet.api.logs",
 )
 
 _OPERATIONS: dict[str, Callable[..., Any]] = {}

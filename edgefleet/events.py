@@ -27,22 +27,10 @@ def emit(name: str, resource_id: str, payload: dict[str, Any],
     A server that a command started alone serves no flows: no trigger would act on the
     event there, so the caller does the work itself.
     """
-    api_url = server.served_api_url()
-    return api_url is not None and _post(_event(name, resource_id, payload, related), api_url)
-
-
-def emit_at(api_url: str, name: str, resource_id: str, payload: dict[str, Any]) -> bool:
-    """Emit one event to the Prefect API at ``api_url`` (a pull edge's agent, which knows
-    only that API)."""
-    return _post(_event(name, resource_id, payload), api_url)
-
-
-def _event(name: str, resource_id: str, payload: dict[str, Any],
-           related: list[dict[str, str]] | None = None) -> Event:
-    # edgefleet.<kind>.<name>, the name as given (an edge's may have dots)
-    return Event(event=name, resource={"prefect.resource.id": resource_id,
-                                       "prefect.resource.name": resource_id.split(".", 2)[-1]},
-                 related=related or [], payload=payload)
+    return _post(Event(event=name,
+                       resource={"prefect.resource.id": resource_id,
+                                 "prefect.resource.name": resource_id.rsplit(".", 1)[-1]},
+                       related=related or [], payload=payload), server.served_api_url())
 
 
 def emit_notice(notice: Notice) -> bool:

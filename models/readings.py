@@ -27,7 +27,6 @@ class EdgeTarget(BaseModel):
     read_disk: bool = True  # `system df` is due (else the previous figures carry over...)
     previous_disk: dict[str, int | None] = Field(default_factory=dict)
     previous_containers: list[str] = Field(default_factory=list)  # (...unless these changed)
-    previous_sample_time: datetime | None = None  # a pull edge's: only a newer reading counts
 
 
 class ContainerReading(BaseModel):

@@ -85,10 +85,10 @@ def plan_sweep(now: datetime, edges: list[str] | None = None, force: bool = Fals
     assert all(edge.id is not None for edge, _ in due)
     targets = []
     for edge, work in due:
-        cpu, disk, ids, taken = previous.get(edge.last_sample_id or 0, ({}, {}, [], None))
+        cpu, disk, ids = previous.get(edge.last_sample_id or 0, ({}, {}, []))
         targets.append(EdgeTarget(
             edge_id=int(edge.id or 0), conn=connection_of(edge), work=work, previous_cpu=cpu,
-            previous_containers=ids, previous_sample_time=taken,
+            previous_containers=ids,
             read_disk=force or not disk
             or metrics.is_due(edge.last_disk_at, settings.telemetry_disk_seconds, now),
             previous_disk=disk))
@@ -136,29 +136,25 @@ def seconds_until_due(edges: list[str] | None = None, now: datetime | None = Non
     return metrics.seconds_until_due(rows, now or utcnow())  # type: ignore[arg-type]
 
 
-Previous = tuple[dict[str, tuple[int, int]], dict[str, int | None], list[str], datetime | None]
+Previous = tuple[dict[str, tuple[int, int]], dict[str, int | None], list[str]]
 
 
 def _previous_samples(session: Session, sample_ids: list[int]) -> dict[int, Previous]:
     """Per stored sample: container id → (CPU total, system total), for the next CPU %; its
-    disk figures, repeated while disk use is not due; its container ids; its time."""
+    disk figures, repeated while disk use is not due; its container ids."""
     found: dict[int, Previous] = {}
     columns = [getattr(EdgeSample, key) for key in DISK_KEYS]
     for start in range(0, len(sample_ids), CHUNK):
         chunk = sample_ids[start:start + CHUNK]
-        for sample_id, containers, taken, *disk in session.exec(
-                select(EdgeSample.id, EdgeSample.containers, EdgeSample.time,
-                       *columns).where(
+        for sample_id, containers, *disk in session.exec(
+                select(EdgeSample.id, EdgeSample.containers, *columns).where(
                     col(EdgeSample.id).in_(chunk))).all():
-            read: list[int | None] = list(disk)
-            figures: dict[str, int | None] = {
-                key: value for key, value in zip(DISK_KEYS, read, strict=True)
-                if value is not None}
             found[int(sample_id or 0)] = ({
                 c["id"]: (int(c["cpu_total"]), int(c["cpu_system"]))
                 for c in containers
                 if c.get("cpu_total") is not None and c.get("cpu_system") is not None
-            }, figures, [c["id"] for c in containers], taken)
+            }, {key: value for key, value in zip(DISK_KEYS, disk, strict=True)
+                if value is not None}, [c["id"] for c in containers])
     return found
 
 
@@ -175,9 +171,9 @@ def _read_name() -> str:
 
 @task(name="read-edges", cache_policy=NONE, task_run_name=_read_name)
 def read_edges(batch: list[EdgeTarget]) -> list[EdgeReading]:
-    """Contact a batch of edges concurrently (pull edges: their agents' heartbeats and the
-    readings they sent, ``edgefleet.agent_readings``). No retries: an edge that does not
-    answer is a reading (recorded as such), never a failure of the batch."""
+    """Contact a batch of edges concurrently (pull edges: ask their agents,
+    ``edgefleet.agent_readings``). No retries: an edge that does not answer is a reading
+    (recorded as such), never a failure of the batch."""
     settings = get_settings()
     pushed = [t for t in batch if t.conn.mode != "pull"]
     readings = read_many(pushed, settings.telemetry_timeout, settings.telemetry_in_flight)
@@ -185,7 +181,8 @@ def read_edges(batch: list[EdgeTarget]) -> list[EdgeReading]:
         return readings
     from edgefleet.agent_readings import read_pull_edges  # Prefect's client: pull edges only
 
-    pulled = read_pull_edges([t for t in batch if t.conn.mode == "pull"])
+    pulled = read_pull_edges([t for t in batch if t.conn.mode == "pull"],
+                             settings.telemetry_timeout)
     by_id = {r.edge_id: r for r in readings + pulled}
     return [by_id[t.edge_id] for t in batch]
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from edgefleet import errors
-from edgefleet.agent import WITHHELD, command, command_line, environment, worker_command
+from edgefleet.agent import WITHHELD, command, command_line, environment
 from edgefleet.edge_calls import (
     AGENT_DOCKER_HOST_ENV,
     _error_of,
@@ -120,9 +120,7 @@ def test_the_agent_gets_the_api_and_its_edge_but_never_the_records(
     assert not set(WITHHELD) & set(env)
     assert env["PREFECT_API_URL"] == "http://cp:4200/api" and env[AGENT_EDGE_ENV] == "kiosk-3"
     assert env[AGENT_DOCKER_HOST_ENV] == "unix:///var/run/docker.sock"
-    assert command("kiosk-3", 2, 15)[1:] == ["-m", "edgefleet.agent", "kiosk-3", "2", "15"]
-    args = worker_command("kiosk-3", 2)
-    assert args[args.index("--limit") + 1] == "2"
+    args = command("kiosk-3")
     assert args[args.index("--pool") + 1] == "edgefleet-pull"
     assert args[args.index("--work-queue") + 1] == "edge-kiosk-3"
     assert args[args.index("--name") + 1] == "agent-kiosk-3"

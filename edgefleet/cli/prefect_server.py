@@ -82,15 +82,11 @@ def register(app: typer.Typer) -> None:
         docker_host: str | None = typer.Option(
             None, help="the engine beside it (default unix:///var/run/docker.sock)"),
         limit: int = typer.Option(4, min=1, help="steps at once on this edge"),
-        sample_seconds: float = typer.Option(
-            30.0, min=1, help="seconds between the readings (containers, CPU, memory, disk) "
-            "it sends; a telemetry sweep records the newest"),
     ) -> None:
         """Run a pull edge's agent in the foreground, beside its engine (Ctrl-C stops it).
 
         It polls the control plane's Prefect API for this edge's steps (deploy, update,
-        stop, logs) and runs them on the local engine; every --sample-seconds it sends a
-        reading of that engine as a Prefect event (no flow run). The edge needs outbound
+        stop, logs, telemetry) and runs them on the local engine: the edge needs outbound
         HTTP(S) to that API only, no inbound port and no database credentials. Its
         heartbeats keep the edge ONLINE.
 
@@ -107,7 +103,7 @@ def register(app: typer.Typer) -> None:
         if not workers.valid_name(edge):
             raise EdgefleetError(f"edge name {edge!r}: use letters, digits, '.', '_' and '-'")
         console.print(f"agent of pull edge {edge!r} taking its steps from {api_url}")
-        agents.run(api_url, edge, docker_host, limit=limit, sample_seconds=sample_seconds)
+        agents.run(api_url, edge, docker_host, limit=limit)
 
     @app.command("down")
     @handle_errors

@@ -35,7 +35,6 @@ __all__ = ["LabEdge", "LabStatus", "lab_down", "lab_shrink", "lab_status", "lab_
 MAX_EDGES = 50
 MAX_PULL_EDGES = 20
 PULL_INDEX = 1000  # pull-K is edge PULL_INDEX + K: after every lab-N
-AGENT_SAMPLE_SECONDS = 5.0  # the lab's agents send readings often: tests wait for them
 Progress = Callable[[str], None]
 
 
@@ -150,9 +149,9 @@ def _ensure_agent(state: LabState, edge: EdgeState, say: Progress, api_url: str 
     """The pull edge's agent, as an operator runs it on the edge: the Prefect API only, a
     home of its own, no database URL (``edgefleet.agent.environment`` withholds it)."""
     from edgefleet import agent, server
-    from edgefleet.agent import process_marker
+    from edgefleet.edge_calls import agent_name
 
-    if daemons.pid_running(edge.agent_pid, process_marker(edge.name)):
+    if daemons.pid_running(edge.agent_pid, agent_name(edge.name)):
         say(f"{edge.name}: agent running (pid {edge.agent_pid})")
         return
     home = Path(state.lab_dir) / "agents" / edge.name
@@ -160,18 +159,16 @@ def _ensure_agent(state: LabState, edge: EdgeState, say: Progress, api_url: str 
     env = agent.environment(api_url or server.flow_api_url(), edge.name, edge.docker_host)
     env.update({"EDGEFLEET_HOME": str(home), "PREFECT_HOME": str(home / "prefect")})
     edge.agent_log = str(Path(state.lab_dir) / "logs" / f"{edge.name}-agent.log")
-    edge.agent_pid = daemons.spawn(
-        agent.command(edge.name, sample_seconds=AGENT_SAMPLE_SECONDS), Path(edge.agent_log),
-        env=env)
+    edge.agent_pid = daemons.spawn(agent.command(edge.name), Path(edge.agent_log), env=env)
     save_state(state)
     say(f"{edge.name}: agent started (pid {edge.agent_pid}, log {edge.agent_log})")
 
 
 def _stop_agent(edge: EdgeState) -> None:
-    from edgefleet.agent import process_marker
+    from edgefleet.edge_calls import agent_name
 
     if edge.agent_pid:
-        daemons.stop_tree(edge.agent_pid, process_marker(edge.name))
+        daemons.stop_tree(edge.agent_pid, agent_name(edge.name))
 
 
 def _ports_of(state: LabState) -> set[int]:
@@ -337,9 +334,9 @@ def lab_status() -> LabStatus:
 
 
 def _agent_pid(edge: EdgeState) -> int | None:
-    from edgefleet.agent import process_marker
+    from edgefleet.edge_calls import agent_name
 
-    running = edge.pull and daemons.pid_running(edge.agent_pid, process_marker(edge.name))
+    running = edge.pull and daemons.pid_running(edge.agent_pid, agent_name(edge.name))
     return edge.agent_pid if running else None
 
 
