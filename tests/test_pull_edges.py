@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.agent import WITHHELD
@@ -41,9 +42,12 @@ def pull_lab(lab: LabStatus, prefect_api: str, tmp_path: Path,
     home = tmp_path / "edge-home"
 
     def up() -> LabEdge:
-        with switch_home(home), monkeypatch.context() as env:
+        # Prefect's own setting (read once at import: an environment variable set now is
+        # not seen), as a user's PREFECT_API_URL is: the lab's agent reports there
+        with switch_home(home), monkeypatch.context() as env, \
+                temporary_settings({PREFECT_API_URL: prefect_api}):
             env.setenv("EDGEFLEET_DATABASE_URL", f"sqlite:///{home}/records.db")
-            return lab_up(edges=1, pull_edges=1, agent_api_url=prefect_api).edge("pull-1")
+            return lab_up(edges=1, pull_edges=1).edge("pull-1")
 
     try:
         yield up

@@ -104,10 +104,9 @@ def _locked(lab_dir: Path) -> Iterator[None]:
 
 
 def lab_up(edges: int = 2, swarm_edges: int = 0, progress: Progress | None = None,
-           pull_edges: int = 0, agent_api_url: str | None = None) -> LabStatus:
+           pull_edges: int = 0) -> LabStatus:
     """Bring the lab up (or complete it) and return its status. ``pull_edges``: that many
-    more edges (pull-1..K) whose dockerd listens on its socket only, each with its agent
-    reporting to ``agent_api_url`` (default: this home's Prefect API, started if none)."""
+    more edges (pull-1..K) whose dockerd listens on its socket only, each with its agent."""
     say = progress or _quiet
     if not 1 <= edges <= MAX_EDGES:
         raise LabError(f"--edges {edges}: the lab runs 1 to {MAX_EDGES} edges")
@@ -140,12 +139,11 @@ def lab_up(edges: int = 2, swarm_edges: int = 0, progress: Progress | None = Non
             say(f"{edge.name}: {outcome} in edgefleet's edges ({edge.docker_host})")
         for edge in state.edges:
             if edge.pull:
-                _ensure_agent(state, edge, say, agent_api_url)
+                _ensure_agent(state, edge, say)
     return lab_status()
 
 
-def _ensure_agent(state: LabState, edge: EdgeState, say: Progress, api_url: str | None
-                  ) -> None:
+def _ensure_agent(state: LabState, edge: EdgeState, say: Progress) -> None:
     """The pull edge's agent, as an operator runs it on the edge: the Prefect API only, a
     home of its own, no database URL (``edgefleet.agent.environment`` withholds it)."""
     from edgefleet import agent, server
@@ -156,7 +154,7 @@ def _ensure_agent(state: LabState, edge: EdgeState, say: Progress, api_url: str 
         return
     home = Path(state.lab_dir) / "agents" / edge.name
     home.mkdir(parents=True, exist_ok=True)
-    env = agent.environment(api_url or server.flow_api_url(), edge.name, edge.docker_host)
+    env = agent.environment(server.flow_api_url(), edge.name, edge.docker_host)
     env.update({"EDGEFLEET_HOME": str(home), "PREFECT_HOME": str(home / "prefect")})
     edge.agent_log = str(Path(state.lab_dir) / "logs" / f"{edge.name}-agent.log")
     edge.agent_pid = daemons.spawn(agent.command(edge.name), Path(edge.agent_log), env=env)
