@@ -16,11 +16,10 @@ import sys
 from edgefleet.edge_calls import (
     AGENT_DOCKER_HOST_ENV,
     AGENT_HEARTBEAT_SECONDS,
-    DEFAULT_LOCAL_ENGINE,
     agent_name,
     queue_of,
 )
-from edgefleet.models.connections import AGENT_EDGE_ENV
+from edgefleet.models.connections import AGENT_EDGE_ENV, DEFAULT_LOCAL_ENGINE
 from edgefleet.server import WORKER_API_ENV
 from edgefleet.workers import PULL_POOL
 
@@ -51,14 +50,6 @@ def environment(api_url: str, edge: str, docker_host: str | None,
         "PREFECT_WORKER_HEARTBEAT_SECONDS": str(AGENT_HEARTBEAT_SECONDS),
     })
     return env
-
-
-def command_line(edge: str, docker_host: str | None, api_url: str | None) -> str:
-    """What ``edge add --pull`` prints: the command to run on the edge."""
-    api = f"PREFECT_API_URL={api_url} " if api_url else ""
-    host = f" --docker-host {docker_host}" if docker_host and \
-        docker_host != DEFAULT_LOCAL_ENGINE else ""
-    return f"{api}edgefleet agent --edge {edge}{host}"
 
 
 def run(api_url: str, edge: str, docker_host: str | None, limit: int = RUNS_PER_AGENT) -> None:

@@ -20,7 +20,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from edgefleet import parameters as P
-from edgefleet import url_templates
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound, StateConflict
 from edgefleet.group_plan import GroupEdge, GroupMember, GroupTarget, MatchedBy
 from edgefleet.metrics import availability
@@ -175,20 +174,6 @@ def containers_of(session: Session, *, deployment_id: str) -> list[ContainerStat
     """The deployment's recorded per-container status, by service."""
     return list(session.exec(select(ContainerStatus).where(
         ContainerStatus.deployment_id == deployment_id).order_by(ContainerStatus.service)).all())
-
-
-def named_urls(version: ApplicationVersion, edge: Edge, rows: list[ContainerStatus]
-               ) -> dict[str, str]:
-    """The version's URL templates with the edge's address and the host ports its
-    containers publish now (read at once: a version that changed only URLs shows them)."""
-    if not version.urls:
-        return {}
-    from edgefleet.models.connections import connection_of
-
-    address = edge.address or connection_of(edge).host
-    return url_templates.render(
-        version.urls, address=address,
-        published=url_templates.published_now((c.service, c.ports) for c in rows))
 
 
 def running_images(session: Session) -> list[RunningImage]:

@@ -7,9 +7,7 @@ scripts' text, which keeps read-only CLI commands fast.
 
 from __future__ import annotations
 
-import ast
 import random
-import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -23,14 +21,12 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, create_engine
 
 from edgefleet.errors import EdgefleetError, InvalidInput
+from edgefleet.schema_heads import MIGRATIONS, script_heads
 from edgefleet.settings import get_settings
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-MIGRATIONS = Path(__file__).parent / "migrations"
-# ``revision: str = '0006'`` / ``down_revision: str | None = '0005'`` in a migration script
-_REVISION_LINE = re.compile(r"^(revision|down_revision)\b[^=\n]*=(.*)$", re.MULTILINE)
 
 
 def alembic_config(url: str) -> Config:
@@ -101,34 +97,6 @@ def _shown(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return repr(url)
-
-
-@lru_cache(maxsize=1)
-def script_heads() -> frozenset[str] | None:
-    """The head revision(s) of the migration scripts, read from their text (no import of
-    Alembic or of the scripts); None when a script is not in the plain form read here, and
-    then Alembic itself decides."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        if path.name == "__init__.py":
-            continue
-        found = {}
-        for match in _REVISION_LINE.finditer(path.read_text()):
-            try:
-                found[match.group(1)] = ast.literal_eval(match.group(2).strip())
-            except (ValueError, SyntaxError):
-                return None
-        revision, down = found.get("revision"), found.get("down_revision")
-        if not isinstance(revision, str) or revision in revisions:
-            return None
-        revisions.add(revision)
-        downs = (down,) if down is None or isinstance(down, str) else down
-        if not isinstance(downs, tuple | list):
-            return None
-        parents.update(d for d in downs if d is not None)
-    heads = frozenset(revisions - parents)
-    return heads or None
 
 
 def at_head(engine: Engine) -> bool:

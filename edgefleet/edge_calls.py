@@ -27,13 +27,12 @@ from pydantic import BaseModel, SecretStr, TypeAdapter
 
 from edgefleet import errors
 from edgefleet.errors import EdgefleetError, EdgeUnreachable
-from edgefleet.models.connections import EngineConnection, agent_edge
+from edgefleet.models.connections import DEFAULT_LOCAL_ENGINE, EngineConnection, agent_edge
 from edgefleet.workers import OPERATION_FLOW, PULL_POOL
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 AGENT_DOCKER_HOST_ENV = "EDGEFLEET_AGENT_DOCKER_HOST"  # its local engine
-DEFAULT_LOCAL_ENGINE = "unix:///var/run/docker.sock"
 RESULT_TYPE = "edgefleet-edge-result"
 AGENT_HEARTBEAT_SECONDS = 5  # an agent's worker heartbeats: the edge's, for the sweep
 # An agent polls every second; a call not taken this long after it was made means no agent.

@@ -14,11 +14,21 @@ from pydantic import BaseModel
 
 # Set in a pull edge's agent (and so in each step it runs): the edge it serves.
 AGENT_EDGE_ENV = "EDGEFLEET_AGENT_EDGE"
+# The engine a pull edge's agent talks to unless its record names another socket.
+DEFAULT_LOCAL_ENGINE = "unix:///var/run/docker.sock"
 
 
 def agent_edge() -> str | None:
     """The edge this process is the agent of (None on the control plane)."""
     return os.environ.get(AGENT_EDGE_ENV) or None
+
+
+def agent_command_line(edge: str, docker_host: str | None, api_url: str | None) -> str:
+    """What ``edge add --pull`` prints: the command to run on the edge."""
+    api = f"PREFECT_API_URL={api_url} " if api_url else ""
+    host = f" --docker-host {docker_host}" if docker_host and \
+        docker_host != DEFAULT_LOCAL_ENGINE else ""
+    return f"{api}edgefleet agent --edge {edge}{host}"
 
 
 class EngineConnection(BaseModel):

@@ -19,7 +19,7 @@ from prefect.client.orchestration import get_client
 from pydantic import SecretStr
 
 from edgefleet import parameters as P
-from edgefleet.crud import check_launch, containers_of, named_urls, ui_link
+from edgefleet.crud import check_launch, containers_of, ui_link
 from edgefleet.db import session_scope
 from edgefleet.errors import InvalidInput
 from edgefleet.models.inputs import DeploymentCreate
@@ -27,6 +27,7 @@ from edgefleet.models.launch import LaunchedDeployment, LaunchPlan, launch_run_n
 from edgefleet.models.parameters import MASK
 from edgefleet.models.policies import UpdatePolicy
 from edgefleet.models.records import ApplicationVersion, Deployment, Edge, new_id
+from edgefleet.record_views import named_urls
 from edgefleet.selectors import parse_selector
 from edgefleet.tasks.retry import unless_final
 from edgefleet.validation import validated

@@ -156,7 +156,7 @@ def wait_online(names: list[str], timeout: float = 60) -> None:
     import pytest
 
     import edgefleet
-    from edgefleet.api.edges import edge_status
+    from edgefleet.record_views import edge_status
 
     deadline = time.monotonic() + timeout
     status: dict[str, str] = {}

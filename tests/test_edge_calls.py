@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from edgefleet import errors
-from edgefleet.agent import WITHHELD, command, command_line, environment
+from edgefleet.agent import WITHHELD, command, environment
 from edgefleet.edge_calls import (
     AGENT_DOCKER_HOST_ENV,
     _error_of,
@@ -19,7 +19,7 @@ from edgefleet.edge_calls import (
 )
 from edgefleet.engine import make_client
 from edgefleet.engine_api import AsyncEngine
-from edgefleet.models.connections import AGENT_EDGE_ENV, EngineConnection
+from edgefleet.models.connections import AGENT_EDGE_ENV, EngineConnection, agent_command_line
 from edgefleet.models.plans import ObservedContainer
 
 KEY = f"{__name__}:"
@@ -124,7 +124,7 @@ def test_the_agent_gets_the_api_and_its_edge_but_never_the_records(
     assert args[args.index("--pool") + 1] == "edgefleet-pull"
     assert args[args.index("--work-queue") + 1] == "edge-kiosk-3"
     assert args[args.index("--name") + 1] == "agent-kiosk-3"
-    assert command_line("kiosk-3", "unix:///run/d.sock", "http://cp:4200/api") == (
+    assert agent_command_line("kiosk-3", "unix:///run/d.sock", "http://cp:4200/api") == (
         "PREFECT_API_URL=http://cp:4200/api edgefleet agent --edge kiosk-3 "
         "--docker-host unix:///run/d.sock")
     assert local_connection("kiosk-3", None).docker_host == "unix:///var/run/docker.sock"

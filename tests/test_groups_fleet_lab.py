@@ -31,8 +31,8 @@ from prefect.client.schemas.filters import (
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
-from edgefleet.api.edges import edge_status
 from edgefleet.lab import LabStatus, lab_shrink, lab_status, lab_up
+from edgefleet.record_views import edge_status
 from edgefleet.settings import get_settings
 from tests.lab_helpers import containers_of, unique
 

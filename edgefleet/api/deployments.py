@@ -16,7 +16,6 @@ from edgefleet.crud import (
     delete_deployment_rows,
     get_version,
     latest_published,
-    named_urls,
 )
 from edgefleet.db import session_scope
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
@@ -37,6 +36,7 @@ from edgefleet.models.states import (
     IllegalTransition,
     transition,
 )
+from edgefleet.record_views import deployment_view
 from edgefleet.validation import validated
 
 Progress = Callable[[str], None]
@@ -301,40 +301,8 @@ def _public(session: Session, dep: Deployment) -> dict[str, Any]:
     version = session.get(ApplicationVersion, dep.version_id)
     edge = session.get(Edge, dep.edge_id)
     assert app is not None and version is not None and edge is not None
-    rows = containers_of(session, deployment_id=dep.id)
-    containers = [
-        {"service": c.service, "container_id": c.container_id, "image": c.image,
-         "digest": c.digest, "state": c.state, "health": c.health,
-         "restart_count": c.restart_count, "ports": c.ports, "urls": c.urls,
-         "updated_at": c.updated_at.isoformat()}
-        for c in rows
-    ]
-    return {
-        "id": dep.id,
-        "state": dep.state,
-        "application": app.name,
-        "version": version.version,
-        "kind": version.kind,
-        "edge": edge.name,
-        "env": P.masked(dep.env),
-        "last_error": dep.last_error,
-        "degraded": dep.degraded,
-        "update_available": dep.update_available,
-        "policy": UpdatePolicy.model_validate(dep.policy).model_dump(mode="json"),
-        "flow_run_id": dep.flow_run_id,
-        "applied_spec": _applied(session, dep.spec_id),
-        "created_at": dep.created_at.isoformat(),
-        "updated_at": dep.updated_at.isoformat(),
-        "containers": containers,
-        "urls": [u for c in rows for u in c.urls],
-        "named_urls": named_urls(version, edge, rows),
-    }
+    applied = session.get(AppliedSpec, dep.spec_id) if dep.spec_id is not None else None
+    return deployment_view(dep, application=app, version=version, edge=edge,
+                           containers=containers_of(session, deployment_id=dep.id),
+                           applied=applied)
 
-
-def _applied(session: Session, spec_id: int | None) -> dict[str, Any] | None:
-    """The spec the records say the edge runs: which version, which digests, since when."""
-    row = session.get(AppliedSpec, spec_id) if spec_id is not None else None
-    if row is None:
-        return None
-    return {"id": row.id, "version": row.version, "digests": row.digests,
-            "previous_id": row.previous_id, "created_at": row.created_at.isoformat()}

@@ -14,9 +14,9 @@ from sqlmodel import col, delete, select
 from edgefleet.crud import get_edge, select_edges
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, InvalidInput
-from edgefleet.metrics import availability
-from edgefleet.models.records import Deployment, Edge, as_dict
+from edgefleet.models.records import Deployment, Edge
 from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
+from edgefleet.record_views import edge_view
 from edgefleet.selectors import Selector, parse_keys, parse_labels, parse_selector, relabel
 from edgefleet.url_templates import check_address
 from edgefleet.validation import validated
@@ -161,17 +161,5 @@ def remove_edge(name: str) -> None:
         session.delete(edge)
 
 
-def edge_status(edge: Edge, now: datetime | None = None) -> str:
-    """ONLINE or OFFLINE by the heartbeat rule now (so a stale record never says ONLINE)."""
-    return availability(edge.last_contact, edge.heartbeat_interval, now or datetime.now(UTC),
-                        edge.last_heartbeat_at).value
-
-
 def edge_public(edge: Edge) -> dict[str, Any]:
-    data = as_dict(edge)
-    data["status"] = edge_status(edge)
-    if edge.mode == "pull":
-        from edgefleet.agent import command_line
-
-        data["agent_command"] = command_line(edge.name, edge.docker_host, None)
-    return data
+    return edge_view(edge.model_dump())

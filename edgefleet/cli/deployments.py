@@ -138,9 +138,13 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
         """List deployments with their state and URLs."""
-        from edgefleet.api import deployments
+        from edgefleet.record_reads import deployment_views
 
-        rows = deployments.list_deployments()
+        rows = deployment_views()  # SQLite records at head: read without building the ORM
+        if rows is None:
+            from edgefleet.api import deployments
+
+            rows = deployments.list_deployments()
         if json_out:
             print_json(rows)
             return
@@ -153,9 +157,14 @@ def register(app: typer.Typer) -> None:
     def status(deployment: str = typer.Argument(..., help="deployment id (or unique prefix)"),
                json_out: bool = JSON) -> None:
         """State, containers, URLs, last error and last flow run of a deployment."""
-        from edgefleet.api import deployments
+        from edgefleet.record_reads import deployment_views
 
-        show_deployment(deployments.deployment_status(deployment), json_out)
+        found = deployment_views(deployment)  # without the ORM where it can (SQLite at head)
+        if found is None:
+            from edgefleet.api import deployments
+
+            found = [deployments.deployment_status(deployment)]  # or the error that says why
+        show_deployment(found[0], json_out)
 
     @app.command("stop")
     @handle_errors

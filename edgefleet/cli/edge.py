@@ -66,8 +66,8 @@ def add(
     PREFECT_API_URL=http://cp.example:4200/api edgefleet agent --edge kiosk-3)
     """
     from edgefleet.api import edges
-    from edgefleet.edge_calls import DEFAULT_LOCAL_ENGINE
     from edgefleet.errors import InvalidInput
+    from edgefleet.models.connections import DEFAULT_LOCAL_ENGINE
 
     if docker_host is None and not pull:
         raise InvalidInput("--docker-host is missing: give the engine's tcp://HOST:PORT "
@@ -82,12 +82,12 @@ def add(
         print_json(edges.edge_public(edge))
     elif edge.mode == "pull":
         from edgefleet import server
-        from edgefleet.agent import command_line
+        from edgefleet.models.connections import agent_command_line
 
         api_url = server.running_api_url() or server.user_api_url() or "http://CP:4200/api"
         console.print(f"pull edge [bold]{escape(edge.name)}[/] added; run its agent on it "
                       f"(it needs outbound access to the Prefect API only):\n  "
-                      f"{escape(command_line(edge.name, edge.docker_host, api_url))}",
+                      f"{escape(agent_command_line(edge.name, edge.docker_host, api_url))}",
                       highlight=False)
     else:
         reached = f", its users reach it as {edge.address}" if edge.address else ""
@@ -160,17 +160,21 @@ def list_(
 
     e.g. edgefleet edge list --selector 'site=plant-7,tier!=canary,!retired' --json
     """
-    from edgefleet.api import edges
+    from edgefleet.record_reads import edge_views
 
-    rows = edges.list_edges(selector=selector)
+    rows = edge_views(selector)  # SQLite records at head: read without building the ORM
+    if rows is None:
+        from edgefleet.api import edges
+
+        rows = [edges.edge_public(e) for e in edges.list_edges(selector=selector)]
     if json_out:
-        print_json([edges.edge_public(e) for e in rows])
+        print_json(rows)
         return
     title = "edges" if selector is None else f"edges matching {selector.strip()}"
     print_table(title, ["name", "mode", "docker host", "address", "status", "last contact",
                         "TLS", "labels"],
-                [(e.name, e.mode, e.docker_host, e.address or "", edges.edge_status(e),
-                  e.last_contact, "yes" if e.tls_ca else "no", _labels(e.labels))
+                [(e["name"], e["mode"], e["docker_host"], e["address"] or "", e["status"],
+                  e["last_contact"], "yes" if e["tls_ca"] else "no", _labels(e["labels"]))
                  for e in rows])
 
 
@@ -178,9 +182,14 @@ def list_(
 @handle_errors
 def show(name: str, json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Show one edge (its labels too)."""
-    from edgefleet.api import edges
+    from edgefleet.record_reads import edge_views
 
-    data = edges.edge_public(edges.show_edge(name))
+    found = edge_views(name=name)  # without the ORM where it can (SQLite records at head)
+    if found is None:
+        from edgefleet.api import edges
+
+        found = [edges.edge_public(edges.show_edge(name))]  # or the error that says why
+    data = found[0]
     if json_out:
         print_json(data)
         return
