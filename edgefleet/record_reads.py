@@ -21,7 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from edgefleet.record_views import deployment_view, edge_view
+from edgefleet.record_views import application_view, deployment_view, edge_view
 from edgefleet.schema_heads import script_heads
 
 
@@ -135,3 +135,21 @@ def deployment_views(ref: str | None = None) -> list[dict[str, Any]] | None:
                             version=versions[dep.version_id], edge=edges[dep.edge_id],
                             containers=containers[dep.id], applied=applied.get(dep.spec_id))
             for dep in deployments]
+
+
+def application_views(name: str | None = None) -> list[dict[str, Any]] | None:
+    """``app list``: every application by name with its versions, as ``list_applications``
+    shows it; with ``name`` that one only (None when there is none: the API names the error)."""
+    with _snapshot() as conn:
+        if conn is None:
+            return None
+        apps = [dict(row) for row in conn.execute(
+            "SELECT * FROM application WHERE ? IS NULL OR name = ? ORDER BY name", (name, name))]
+        versions: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for row in conn.execute("SELECT * FROM application_version WHERE application_id IN "
+                                "(SELECT id FROM application WHERE ? IS NULL OR name = ?)",
+                                (name, name)):
+            versions[row["application_id"]].append(dict(row))
+    if name is not None and not apps:
+        return None
+    return [application_view(app, versions[app["id"]]) for app in apps]

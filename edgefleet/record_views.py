@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import semver
+
+from edgefleet import bundled_files, url_templates
 from edgefleet import parameters as P
-from edgefleet import url_templates
 from edgefleet.metrics import availability
 from edgefleet.models.connections import agent_command_line, connection_of
 from edgefleet.models.policies import UpdatePolicy
@@ -84,3 +86,25 @@ def deployment_view(dep: Any, *, application: Any, version: Any, edge: Any,
         "named_urls": named_urls(version, edge, containers),
     }
 
+
+
+def version_view(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A version's columns, its parameters as a form shows them, its bundled files' names
+    and digests (their content stays in the records)."""
+    data = json_ready(fields)
+    data["parameters"] = [p.public() for p in P.of_version(
+        fields["parameters"], kind=fields["kind"], text=fields["compose"])]
+    data["files"] = bundled_files.summary(fields["files"] or {})
+    return data
+
+
+def application_view(fields: Mapping[str, Any], versions: Iterable[Mapping[str, Any]]
+                     ) -> dict[str, Any]:
+    """An application with its versions, oldest first by semantic version, and the newest
+    published one."""
+    ordered = sorted(versions, key=lambda v: semver.Version.parse(v["version"]))
+    published = [v["version"] for v in ordered if v["published"]]
+    data = json_ready(fields)
+    data["latest_published"] = published[-1] if published else None
+    data["versions"] = [version_view(v) for v in ordered]
+    return data

@@ -85,7 +85,8 @@ def test_list_show_and_status_do_not_build_the_orm(
         commands = [["edge", "list", "--json"], ["edge", "list"], ["deployments", "--json"],
                     ["deployments"], ["edge", "show", "fast-1", "--json"],
                     ["edge", "list", "--selector", "site=a", "--json"],
-                    ["status", dep.id, "--json"], ["status", dep.id[:8]]]
+                    ["status", dep.id, "--json"], ["status", dep.id[:8]],
+                    ["app", "list", "--json"], ["app", "list"], ["app", "show", "fast"]]
         report = probe(commands, heavy=("sqlmodel", "sqlalchemy", *HEAVY))
         # a name or id the records lack: the API (and so the ORM) says what is wrong
         missing = probe([["edge", "show", "nope"]], heavy=("sqlmodel",))

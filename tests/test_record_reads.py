@@ -18,6 +18,7 @@ from edgefleet.models.records import AppliedSpec, ContainerStatus, Deployment, E
 from edgefleet.settings import Settings
 
 COMPOSE = ("services:\n  web:\n    image: x:1\n    ports: ['80']\n"
+           "    environment:\n      GREETING: ${GREETING:-hello}\n"
            "  db:\n    image: y:1\n")
 
 
@@ -33,6 +34,9 @@ def _seed() -> list[str]:
     edgefleet.publish_version("hello", "1.0.0")
     edgefleet.create_application("web", "2.0.0", compose=COMPOSE)
     edgefleet.publish_version("web", "2.0.0")
+    edgefleet.add_version("hello", "1.0.0-rc.1", image="x:0")  # older by semver, newer row
+    edgefleet.add_version("hello", "1.10.0", image="x:3")  # 1.10 after 1.9, not after 1.1
+    edgefleet.add_version("hello", "1.9.0", image="x:2")
     ids = [edgefleet.create_deployment("hello", "e1", policy={"notify": "minor"}).id,
            edgefleet.create_deployment("web", "e2").id,
            edgefleet.create_deployment("hello", "p1").id]
@@ -99,6 +103,23 @@ def test_deployments_read_without_the_orm_are_the_apis(empty_records: str) -> No
     assert record_reads.deployment_views("f" * 32) is None
 
 
+def test_applications_read_without_the_orm_are_the_apis(empty_records: str) -> None:
+    _seed()
+    api = edgefleet.list_applications()
+    fast = record_reads.application_views()
+    if not empty_records.startswith("sqlite"):
+        assert fast is None
+        return
+    assert fast == api
+    hello = fast[0]
+    assert [v["version"] for v in hello["versions"]] == ["1.0.0-rc.1", "1.0.0", "1.9.0",
+                                                          "1.10.0"]
+    assert hello["latest_published"] == "1.0.0"
+    assert [p["name"] for p in fast[1]["versions"][0]["parameters"]] == ["GREETING"]
+    assert record_reads.application_views("web") == [edgefleet.show_application("web")]
+    assert record_reads.application_views("nope") is None  # the API says "no application"
+
+
 def test_records_not_at_head_are_left_to_the_api(empty_records: str) -> None:
     if not empty_records.startswith("sqlite"):
         pytest.skip("SQLite records only: others are always read by the API")
@@ -110,6 +131,7 @@ def test_records_not_at_head_are_left_to_the_api(empty_records: str) -> None:
         conn.execute("UPDATE alembic_version SET version_num = '0001'")
     try:
         assert record_reads.edge_views() is None and record_reads.deployment_views() is None
+        assert record_reads.application_views() is None
     finally:
         with sqlite3.connect(path) as conn:
             conn.execute("UPDATE alembic_version SET version_num = ?", (head,))

@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 
 from edgefleet import bundled_files, url_templates
 from edgefleet import parameters as P
-from edgefleet.crud import get_application, get_version, latest_published, versions_of
+from edgefleet.crud import get_application, get_version, versions_of
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, ComposeError, InvalidInput, NotFound
 from edgefleet.models.documents import load_yaml
@@ -23,7 +23,8 @@ from edgefleet.models.inputs import (
     parse_compose,
 )
 from edgefleet.models.parameters import Parameter, ParameterDeclaration
-from edgefleet.models.records import Application, ApplicationVersion, Deployment, as_dict
+from edgefleet.models.records import Application, ApplicationVersion, Deployment
+from edgefleet.record_views import application_view
 from edgefleet.validation import describe, validated
 
 
@@ -276,20 +277,8 @@ def show_application(name: str) -> dict[str, Any]:
 
 
 def _application_public(session: Session, app: Application) -> dict[str, Any]:
-    versions = versions_of(session, application=app)
-    latest = latest_published(session, application=app)
-    data = as_dict(app)
-    data["latest_published"] = latest.version if latest else None
-    data["versions"] = [_version_public(v) for v in versions]
-    return data
-
-
-def _version_public(row: ApplicationVersion) -> dict[str, Any]:
-    data = as_dict(row)
-    data["parameters"] = [p.public() for p in P.of_version(row.parameters, kind=row.kind,
-                                                            text=row.compose)]
-    data["files"] = bundled_files.summary(row.files or {})  # content: in the records only
-    return data
+    return application_view(app.model_dump(), [v.model_dump() for v in versions_of(
+        session, application=app)])
 
 
 def _semver_or_invalid(version: str) -> str:

@@ -227,9 +227,13 @@ def publish(name: str, version: str) -> None:
 @handle_errors
 def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List applications with their newest published version."""
-    from edgefleet.api import applications
+    from edgefleet.record_reads import application_views
 
-    rows = applications.list_applications()
+    rows = application_views()  # SQLite records at head: read without building the ORM
+    if rows is None:
+        from edgefleet.api import applications
+
+        rows = applications.list_applications()
     if json_out:
         print_json(rows)
         return
@@ -243,9 +247,14 @@ def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> 
 @handle_errors
 def show(name: str, json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Show an application and its versions."""
-    from edgefleet.api import applications
+    from edgefleet.record_reads import application_views
 
-    data = applications.show_application(name)
+    found = application_views(name)  # without the ORM where it can (SQLite records at head)
+    if found is None:
+        from edgefleet.api import applications
+
+        found = [applications.show_application(name)]  # or the error that says why
+    data = found[0]
     if json_out:
         print_json(data)
         return
