@@ -16,19 +16,25 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from edgefleet.record_views import application_view, deployment_view, edge_view
 from edgefleet.schema_heads import script_heads
+from edgefleet.telemetry_views import parse_since, telemetry_view
 
 
 def _utc(raw: bytes) -> datetime:
     """A stored time as the records' type gives it: UTC, aware (SQLite keeps no offset)."""
     value = datetime.fromisoformat(raw.decode())
     return value.replace(tzinfo=UTC) if value.utcoffset() is None else value.astimezone(UTC)
+
+
+def _stored(moment: datetime) -> str:
+    """A time as the records store it (UTC, SQLAlchemy's SQLite text form), to compare with."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 # Only connections opened here ask for them (detect_types): others in the process are untouched.
@@ -153,3 +159,46 @@ def application_views(name: str | None = None) -> list[dict[str, Any]] | None:
     if name is not None and not apps:
         return None
     return [application_view(app, versions[app["id"]]) for app in apps]
+
+
+def telemetry_views(edge: str | None = None, *, since: str | timedelta = "1h",
+                    now: datetime | None = None) -> list[dict[str, Any]] | None:
+    """``telemetry``: per edge (or ``edge`` only) what ``edge_telemetry`` shows (None when
+    the edge is unknown: the API names the error)."""
+    from edgefleet.metrics import hour_floor
+
+    window = parse_since(since)  # a bad --since is refused before anything is read
+    moment = now or datetime.now(UTC)
+    start = moment - window
+    views = []
+    with _snapshot() as conn:
+        if conn is None:
+            return None
+        edges = _rows(conn, "SELECT * FROM edge WHERE ? IS NULL OR name = ? ORDER BY name",
+                      edge, edge)
+        if edge is not None and not edges:
+            return None
+        since_text = _stored(start)
+        for row in edges:
+            latest = _rows(conn, "SELECT * FROM edge_sample WHERE edge_id = ? AND reachable "
+                                 "IS 1 ORDER BY time DESC LIMIT 1", row.id)
+            count, failed = conn.execute(
+                "SELECT count(*), sum(CASE WHEN reachable IS 0 THEN 1 ELSE 0 END) FROM "
+                "edge_sample WHERE edge_id = ? AND time >= ?", (row.id, since_text)).fetchone()
+            points = [(p.time, p.cpu_percent, p.memory_used, p.containers_running)
+                      for p in _rows(conn, "SELECT time, cpu_percent, memory_used, "
+                                           "containers_running FROM edge_sample WHERE "
+                                           "edge_id = ? AND time >= ? AND reachable IS 1",
+                                     row.id, since_text)]
+            oldest_raw = min((p[0] for p in points), default=moment)
+            points += [(h.hour, h.cpu_percent, h.memory_used, h.containers_running)
+                       for h in _rows(conn, "SELECT * FROM edge_sample_hourly WHERE edge_id = ? "
+                                            "AND hour >= ? AND hour < ?", row.id, since_text,
+                                      _stored(hour_floor(oldest_raw)))]
+            history = _rows(conn, "SELECT * FROM edge_availability WHERE edge_id = ? AND "
+                                  "time >= ? ORDER BY time", row.id, since_text)
+            views.append(telemetry_view(row, latest=latest[0] if latest else None,
+                                        samples=int(count or 0), unreachable=int(failed or 0),
+                                        points=points, history=history, start=start,
+                                        now=moment))
+    return views

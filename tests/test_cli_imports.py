@@ -86,7 +86,8 @@ def test_list_show_and_status_do_not_build_the_orm(
                     ["deployments"], ["edge", "show", "fast-1", "--json"],
                     ["edge", "list", "--selector", "site=a", "--json"],
                     ["status", dep.id, "--json"], ["status", dep.id[:8]],
-                    ["app", "list", "--json"], ["app", "list"], ["app", "show", "fast"]]
+                    ["app", "list", "--json"], ["app", "list"], ["app", "show", "fast"],
+                    ["telemetry", "--json"], ["telemetry", "fast-1", "--since", "2d"]]
         report = probe(commands, heavy=("sqlmodel", "sqlalchemy", *HEAVY))
         # a name or id the records lack: the API (and so the ORM) says what is wrong
         missing = probe([["edge", "show", "nope"]], heavy=("sqlmodel",))

@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from edgefleet import edge_readings, metrics
+from edgefleet import edge_readings, metrics, record_reads
 from edgefleet.api import telemetry
 from edgefleet.api.edges import add_edge, edge_public, list_edges
 from edgefleet.cli.main import app
@@ -33,6 +33,7 @@ from edgefleet.models.states import Availability
 from edgefleet.models.telemetry import EdgeAvailability, EdgeSample, EdgeSampleHourly
 from edgefleet.settings import get_settings
 from edgefleet.tasks import telemetry as T
+from edgefleet.telemetry_views import parse_since
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -209,12 +210,12 @@ def test_trend_buckets_and_sparkline() -> None:
 
 
 def test_since_parsing() -> None:
-    assert telemetry.parse_since("90s") == timedelta(seconds=90)
-    assert telemetry.parse_since("1h") == timedelta(hours=1)
-    assert telemetry.parse_since("1.5d") == timedelta(hours=36)
+    assert parse_since("90s") == timedelta(seconds=90)
+    assert parse_since("1h") == timedelta(hours=1)
+    assert parse_since("1.5d") == timedelta(hours=36)
     for bad in ("", "1", "h", "-1h", "0m", "1y"):
         with pytest.raises(InvalidInput, match="--since"):
-            telemetry.parse_since(bad)
+            parse_since(bad)
 
 
 # ---------------------------------------------------------------- records (no engine)
@@ -440,7 +441,7 @@ def test_retention_rolls_up_old_samples_and_deletes_past_the_window(records: Non
     assert T.apply_retention.fn(now)["rolled_up"] == 0  # nothing left to do
 
 
-def test_telemetry_json_per_edge(records: None) -> None:
+def test_telemetry_json_per_edge(records: str) -> None:
     edge = make_edge("e1", last_contact=datetime.now(UTC), status="ONLINE")
     make_edge("e2")
     now = datetime.now(UTC)
@@ -454,6 +455,10 @@ def test_telemetry_json_per_edge(records: None) -> None:
                                containers=containers))
         session.add(sample(edge, now - timedelta(minutes=1), reachable=False, error="refused"))
         session.add(sample(edge, now - timedelta(hours=3), cpu_percent=9.0))
+        session.add(EdgeSampleHourly(edge_id=edge, hour=now - timedelta(hours=30), samples=3,
+                                     cpu_percent=7.0, memory_used=500))
+        session.add(EdgeAvailability(edge_id=edge, time=now - timedelta(minutes=30),
+                                     status="ONLINE", reason="answered"))
     rows = telemetry.edge_telemetry(since="1h")
     assert [r["edge"] for r in rows] == ["e1", "e2"]
     first, second = rows
@@ -479,6 +484,17 @@ def test_telemetry_json_per_edge(records: None) -> None:
     assert table.exit_code == 0 and "containers on e1" in table.stdout
     bad = CliRunner().invoke(app, ["telemetry", "--since", "soon"])
     assert bad.exit_code == 1 and "--since" in bad.output
+    # the command's read without the ORM gives the API's answer (None: PostgreSQL, API reads)
+    later = now + timedelta(seconds=1)
+    for since in ("1h", "4h", "2d"):
+        fast = record_reads.telemetry_views(since=since, now=later)
+        api_rows = telemetry.edge_telemetry(since=since, now=later)
+        assert fast == api_rows or (fast is None and not records.startswith("sqlite"))
+    assert api_rows[0]["availability"][0]["reason"] == "answered"
+    assert 7.0 in api_rows[0]["trend"]["cpu_percent"]  # the hourly average 30 h back
+    assert record_reads.telemetry_views("e2", now=later) in (
+        None, telemetry.edge_telemetry("e2", now=later))
+    assert record_reads.telemetry_views("nope") is None  # the API says "no edge named"
 
 
 def test_fleet_rows_put_offline_and_degraded_first() -> None:

@@ -85,11 +85,17 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
         """Latest telemetry per edge (status, engine, CPU, memory, containers, disk) and trend."""
-        from edgefleet.api import telemetry
+        from edgefleet.record_reads import telemetry_views
 
         if collect:
+            from edgefleet.api import telemetry
+
             telemetry.collect([edge] if edge else None, force=True)
-        rows = telemetry.edge_telemetry(edge, since=since)
+        rows = telemetry_views(edge, since=since)  # SQLite records at head: without the ORM
+        if rows is None:
+            from edgefleet.api import telemetry
+
+            rows = telemetry.edge_telemetry(edge, since=since)  # or the error that says why
         if json_out:
             print_json(rows)
             return
