@@ -105,9 +105,19 @@ def failed_deliveries(since: datetime) -> list[FailedDelivery]:
 
 def send(block: Any, *, subject: str, text: str, kind: str, channel: str) -> None:
     """One message through a channel's block: a notification block's own ``notify``, or the
-    JSON a ``--webhook`` channel posts. Raises when it is not delivered."""
+    JSON a ``--webhook`` channel posts. Raises when it is not delivered: an Apprise block
+    (Slack, Teams, email, ...) only logs a failure unless asked to raise, as Prefect's own
+    send-notification action does."""
     if hasattr(block, "notify"):
-        block.notify(body=text, subject=subject)
+        from prefect.blocks.abstract import NotificationError
+
+        try:
+            with block.raise_on_failure():
+                block.notify(body=text, subject=subject)
+        except NotificationError as exc:  # its message is the block's log, kept as .log
+            log = " ".join(str(getattr(exc, "log", "") or exc).split())
+            raise EdgefleetError(f"{type(block).__name__} did not deliver: "
+                                 f"{log or 'no reason given'}") from exc
         return
     answer = asyncio.run(block.call(payload=json.dumps(
         {"subject": subject, "text": text, "kind": kind, "channel": channel})))
