@@ -1,4 +1,5 @@
-"""Which automation events are failed channel deliveries (events built as the server does)."""
+"""Channel deliveries: which automation events are failed ones (events built as the server
+does), and a block's send raising when it does not deliver."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from edgefleet.db import session_scope
 from edgefleet.deliveries import ACTION_EVENTS, MAX_PAGES, PAGE, PREFIX, failure_of, send
 from edgefleet.deliveries import prefect_client as _client
 from edgefleet.errors import EdgefleetError, InvalidInput, NotFound
-from edgefleet.models.inputs import check_name
+from edgefleet.models.inputs import check_block_name
 from edgefleet.models.records import Application, Edge
 from edgefleet.notice_events import KINDS, channel_filters, parse_kinds
 
@@ -41,7 +41,7 @@ CHUNK = 50  # notice event ids per query
 def _check(name: str, on: str | list[str], webhook: str | None, block: str | None,
            application: str | None, edge: str | None) -> list[str]:
     try:
-        check_name(name, "channel")
+        check_block_name(name, "channel")
         kinds = parse_kinds(on)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
