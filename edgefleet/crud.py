@@ -276,6 +276,16 @@ def redeliveries(session: Session, *, channel: str) -> list[Redelivery]:
                              .order_by(col(Redelivery.created_at).desc())).all())
 
 
+def sent_again(session: Session, *, event_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(notice event id, channel) of every failed delivery of these notices that edgefleet
+    sent again successfully: the automation's own events show only the failure."""
+    if not event_ids:
+        return []
+    rows = session.exec(select(Redelivery.event_id, Redelivery.channel).where(
+        col(Redelivery.event_id).in_(list(event_ids)), Redelivery.outcome == "sent")).all()
+    return [(event_id, channel) for event_id, channel in rows]
+
+
 # ------------------------------------------------------------------ deployment groups
 
 

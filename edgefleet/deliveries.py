@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,6 +59,27 @@ def _failed(event: Any) -> FailedDelivery | None:
     return FailedDelivery(invocation=str(invocation), channel=name[len(PREFIX):],
                           automation_id=event.resource.id.removeprefix("prefect.automation."),
                           event_id=notice, reason=reason)
+
+
+def delivered(events: Iterable[Any], sent_again: Iterable[tuple[str, str]],
+              event_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Per notice event id, the channels that delivered it, sorted: the channel automations'
+    actions that succeeded (each names the notice as a related ``prefect.event.<id>``) and the
+    failed ones edgefleet sent again (``sent_again``: (event id, channel)). Other
+    automations, failed actions and other notices are left out."""
+    wanted = {f"prefect.event.{i}": i for i in event_ids}
+    found: dict[str, set[str]] = {}
+    for event in events:
+        name = str(event.resource.get("prefect.resource.name", ""))
+        if not name.startswith(PREFIX) or failure_of(event) is not None:
+            continue
+        for resource in event.related:
+            if resource.id in wanted:
+                found.setdefault(wanted[resource.id], set()).add(name[len(PREFIX):])
+    for event_id, channel in sent_again:
+        if f"prefect.event.{event_id}" in wanted:
+            found.setdefault(event_id, set()).add(channel)
+    return {event_id: sorted(channels) for event_id, channels in found.items()}
 
 
 @contextmanager

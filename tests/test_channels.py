@@ -4,14 +4,17 @@ which channels delivered a notice (the automations' events and edgefleet's re-se
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
 import pytest
+from prefect.events import Event
 from prefect.types.names import BlockDocumentName
 from pydantic import TypeAdapter, ValidationError
 from typer.testing import CliRunner
 
+from edgefleet import server
 from edgefleet.api import channels
-from edgefleet.deliveries import PREFIX
+from edgefleet.deliveries import PREFIX, delivered
 from edgefleet.errors import InvalidInput
 from edgefleet.models.inputs import check_block_name
 
@@ -57,3 +60,36 @@ def test_every_channel_name_accepted_is_a_block_name_prefect_accepts(name: str) 
 def test_prefect_itself_refuses_what_is_refused(name: str) -> None:
     with pytest.raises(ValidationError):
         PREFECT_NAME.validate_python(PREFIX + name)
+
+
+NOTICE = "0b4f6c2a-0000-4000-8000-000000000002"
+OTHER = "0b4f6c2a-0000-4000-8000-000000000003"
+
+
+def action(channel: str, notice: str, **payload: Any) -> Event:
+    """An automation's action event as the server records it (see tests/test_deliveries)."""
+    return Event(event="prefect.automation.action.executed",
+                 resource={"prefect.resource.id": f"prefect.automation.{uuid4()}",
+                           "prefect.resource.name": channel},
+                 related=[{"prefect.resource.id": f"prefect.event.{notice}",
+                           "prefect.resource.role": "triggering-event"}],
+                 payload={"action_index": 0, "action_type": "call-webhook", **payload})
+
+
+def test_a_notice_is_delivered_by_its_channels_actions_and_by_a_send_again() -> None:
+    events = [action(PREFIX + "ops", NOTICE, status_code=204),
+              action(PREFIX + "ops", NOTICE, status_code=204),  # a second action: one channel
+              action(PREFIX + "pager", NOTICE, status_code=503),  # refused: not delivered
+              action("someone-elses", NOTICE, status_code=204),
+              action(PREFIX + "ops", OTHER, status_code=204)]
+    again = [(NOTICE, "pager"), ("1e9d0000-0000-4000-8000-000000000009", "ops")]
+    assert delivered(events, again, [NOTICE]) == {NOTICE: ["ops", "pager"]}
+    assert delivered(events, [], [NOTICE, OTHER]) == {NOTICE: ["ops"], OTHER: ["ops"]}
+    assert delivered([], [], [NOTICE]) == {}
+
+
+def test_without_a_prefect_server_who_delivered_is_unknown(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    monkeypatch.setattr(server, "running_api_url", lambda: None)
+    assert channels.delivered_to([NOTICE]) is None
+    assert channels.delivered_to([]) is None

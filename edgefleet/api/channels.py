@@ -18,9 +18,17 @@ from typing import Any
 from uuid import UUID
 
 from edgefleet import server
-from edgefleet.crud import redeliveries
+from edgefleet.crud import redeliveries, sent_again
 from edgefleet.db import session_scope
-from edgefleet.deliveries import ACTION_EVENTS, MAX_PAGES, PAGE, PREFIX, failure_of, send
+from edgefleet.deliveries import (
+    ACTION_EVENTS,
+    MAX_PAGES,
+    PAGE,
+    PREFIX,
+    delivered,
+    failure_of,
+    send,
+)
 from edgefleet.deliveries import prefect_client as _client
 from edgefleet.errors import EdgefleetError, InvalidInput, NotFound
 from edgefleet.models.inputs import check_block_name
@@ -153,12 +161,15 @@ def _deliveries(client: Any, automation_id: Any, name: str, limit: int = 20) -> 
     return {"sent": sent, "failed": len(failures),
             "last_failure": failures[0][:300] if failures else None,
             "sent_again": again.count("sent"),
-            "failed_again": sum(1 for o in again if o and o != "sent")}
+            "failed_again": sum(1 for o in again if o and o.startswith("failed"))}
 
 
-def delivered_to(event_ids: list[str]) -> dict[str, list[str]]:
-    """Per notice event id, the channels whose automation delivered it ({} without a server)."""
-    if not event_ids or server.running_api_url() is None:
+def delivered_to(event_ids: list[str]) -> dict[str, list[str]] | None:
+    """Per notice event id, the channels that delivered it (``deliveries.delivered``); None
+    without a running Prefect server: who delivered is unknown, not nobody."""
+    if server.running_api_url() is None:
+        return None
+    if not event_ids:
         return {}
     from prefect.events.filters import (
         EventFilter,
@@ -167,9 +178,8 @@ def delivered_to(event_ids: list[str]) -> dict[str, list[str]]:
         EventResourceFilter,
     )
 
-    wanted = {f"prefect.event.{i}": i for i in event_ids}
-    found: dict[str, list[str]] = {}
-    ids = list(wanted)
+    ids = [f"prefect.event.{i}" for i in event_ids]
+    actions: list[Any] = []
     with _client() as client:
         for start in range(0, len(ids), CHUNK):
             page = client.read_events(filter=EventFilter(
@@ -177,22 +187,13 @@ def delivered_to(event_ids: list[str]) -> dict[str, list[str]]:
                 resource=EventResourceFilter(id_prefix=["prefect.automation."]),
                 related=EventRelatedFilter(id=ids[start:start + CHUNK])), limit=PAGE)
             for _ in range(MAX_PAGES):
-                for event in page.events:
-                    _note_delivery(event, wanted, found)
+                actions.extend(page.events)
                 if not page.next_page:
                     break
                 page = client.read_events_page(page.next_page)
-    return found
-
-
-def _note_delivery(event: Any, wanted: dict[str, str], found: dict[str, list[str]]) -> None:
-    channel = str(event.resource.get("prefect.resource.name", ""))
-    if not channel.startswith(PREFIX) or failure_of(event) is not None:
-        return
-    for resource in event.related:
-        event_id = wanted.get(resource.id)
-        if event_id and channel[len(PREFIX):] not in found.get(event_id, []):
-            found.setdefault(event_id, []).append(channel[len(PREFIX):])
+    with session_scope() as session:
+        again = sent_again(session, event_ids=event_ids)
+    return delivered(actions, again, event_ids)
 
 
 def _find(client: Any, name: str) -> Any:
