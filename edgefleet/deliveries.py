@@ -96,6 +96,19 @@ def prefect_client() -> Iterator[Any]:
         yield client
 
 
+def read_all(client: Any, event_filter: Any) -> tuple[list[Any], bool]:
+    """The events a filter matches, newest first, page after page up to ``MAX_PAGES``; and
+    whether that was all of them (a bound: one query never reads the whole history)."""
+    page = client.read_events(filter=event_filter, limit=PAGE)
+    events = list(page.events)
+    for _ in range(MAX_PAGES - 1):
+        if not page.next_page:
+            return events, True
+        page = client.read_events_page(page.next_page)
+        events.extend(page.events)
+    return events, not page.next_page
+
+
 def failed_deliveries(since: datetime) -> list[FailedDelivery]:
     """Every channel delivery that failed since ``since`` ([] without a running server)."""
     if server.running_api_url() is None:
@@ -109,18 +122,14 @@ def failed_deliveries(since: datetime) -> list[FailedDelivery]:
 
     found: dict[str, FailedDelivery] = {}
     with prefect_client() as client:
-        page = client.read_events(filter=EventFilter(
+        events, _ = read_all(client, EventFilter(
             occurred=EventOccurredFilter(since=since),
             event=EventNameFilter(name=ACTION_EVENTS),
-            resource=EventResourceFilter(id_prefix=["prefect.automation."])), limit=PAGE)
-        for _ in range(MAX_PAGES):
-            for event in page.events:
-                failed = _failed(event)
-                if failed is not None:
-                    found.setdefault(failed.invocation, failed)
-            if not page.next_page:
-                break
-            page = client.read_events_page(page.next_page)
+            resource=EventResourceFilter(id_prefix=["prefect.automation."])))
+    for event in events:
+        failed = _failed(event)
+        if failed is not None:
+            found.setdefault(failed.invocation, failed)
     return list(found.values())
 
 

@@ -3,6 +3,7 @@ which channels delivered a notice (the automations' events and edgefleet's re-se
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from edgefleet import server
 from edgefleet.api import channels
-from edgefleet.deliveries import PREFIX, delivered
+from edgefleet.deliveries import MAX_PAGES, PAGE, PREFIX, delivered, read_all
 from edgefleet.errors import InvalidInput
 from edgefleet.models.inputs import check_block_name
 
@@ -93,3 +94,52 @@ def test_without_a_prefect_server_who_delivered_is_unknown(monkeypatch: pytest.M
     monkeypatch.setattr(server, "running_api_url", lambda: None)
     assert channels.delivered_to([NOTICE]) is None
     assert channels.delivered_to([]) is None
+
+
+class EventPages:
+    """A Prefect client's event pages over ``events``: ``PAGE`` a page, each pointing at the
+    next; the pages read are counted."""
+
+    def __init__(self, events: list[Any]) -> None:
+        self.events, self.read = events, 0
+
+    def read_events(self, filter: Any, limit: int) -> Any:  # noqa: A002 (the client's name)
+        assert limit == PAGE
+        return self._page(0)
+
+    def read_events_page(self, next_page: str) -> Any:
+        return self._page(int(next_page))
+
+    def _page(self, number: int) -> Any:
+        self.read += 1
+        end = (number + 1) * PAGE
+        return SimpleNamespace(events=self.events[number * PAGE:end],
+                               next_page=str(number + 1) if end < len(self.events) else None)
+
+
+def test_all_pages_are_read_up_to_the_bound_and_a_cut_is_said() -> None:
+    few = EventPages(list(range(2 * PAGE + 3)))
+    assert read_all(few, None) == (few.events, True) and few.read == 3
+    exact = EventPages(list(range(MAX_PAGES * PAGE)))
+    assert read_all(exact, None) == (exact.events, True) and exact.read == MAX_PAGES
+    many = EventPages(list(range(MAX_PAGES * PAGE + 1)))
+    assert read_all(many, None) == (many.events[:MAX_PAGES * PAGE], False)
+    assert many.read == MAX_PAGES
+
+
+def test_notify_list_labels_counts_that_are_not_totals(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgefleet.cli.main import app
+
+    counted = {"sent": 990, "failed": 10, "counted": 1000, "complete": False,
+               "last_failure": None, "sent_again": 0, "failed_again": 0}
+    monkeypatch.setattr(channels, "list_channels", lambda: [
+        {"name": "ops", "on": ["offline"], "webhook": "http://127.0.0.1:9/x",
+         "deliveries": counted},
+        {"name": "pager", "on": ["failed"], "block": "slack-webhook/p",
+         "deliveries": {**counted, "sent": 4, "failed": 0, "counted": 4, "complete": True}}])
+    result = CliRunner().invoke(app, ["notify", "list"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    ops, pager = (line for line in result.output.splitlines() if "offline" in line
+                  or "slack-webhook" in line)
+    assert "990 of the last 1000" in ops and "10 of the last 1000" in ops
+    assert " 4 " in pager and "of the last" not in pager

@@ -3,10 +3,16 @@ tier): each is claimed once, and a successful one counts as a delivery of its no
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
+from prefect.events import Event
+
+from edgefleet.api.channels import _deliveries
 from edgefleet.crud import claim_redelivery, end_redelivery, sent_again
 from edgefleet.db import session_scope
+from edgefleet.deliveries import MAX_PAGES, PAGE
+from tests.test_channels import EventPages
 
 NOTICE = "0b4f6c2a-0000-4000-8000-000000000002"
 OTHER = "0b4f6c2a-0000-4000-8000-000000000003"
@@ -39,3 +45,25 @@ def test_only_a_send_again_that_succeeded_delivered_its_notice() -> None:
         assert sorted(sent_again(session, event_ids=[NOTICE, OTHER])) == [
             (NOTICE, "ops"), (OTHER, "ops")]
         assert sent_again(session, event_ids=[]) == []
+
+
+def delivery(status: int) -> Event:
+    return Event(event="prefect.automation.action.executed",
+                 resource={"prefect.resource.id": "prefect.automation.a",
+                           "prefect.resource.name": "edgefleet-notify-ops"},
+                 payload={"status_code": status})
+
+
+def test_notify_list_counts_every_delivery_and_says_when_it_could_not() -> None:
+    assert claim("inv-1", "ops") and claim("inv-2", "ops") and claim("inv-3", "ops")
+    end("inv-1", "sent")
+    end("inv-2", "gone: no channel or notice to send")
+    end("inv-3", "failed: connection refused")
+    events = [delivery(503)] + [delivery(204)] * (2 * PAGE)  # newest first
+    counts: dict[str, Any] = _deliveries(EventPages(events), "a", "ops")
+    assert counts == {"sent": 2 * PAGE, "failed": 1, "counted": 2 * PAGE + 1, "complete": True,
+                      "last_failure": "the receiver answered HTTP 503", "sent_again": 1,
+                      "failed_again": 1}
+    beyond = _deliveries(EventPages([delivery(204)] * (MAX_PAGES * PAGE + 1)), "a", "ops")
+    assert (beyond["sent"], beyond["counted"], beyond["complete"]) == (
+        MAX_PAGES * PAGE, MAX_PAGES * PAGE, False)

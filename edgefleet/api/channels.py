@@ -22,11 +22,10 @@ from edgefleet.crud import redeliveries, sent_again
 from edgefleet.db import session_scope
 from edgefleet.deliveries import (
     ACTION_EVENTS,
-    MAX_PAGES,
-    PAGE,
     PREFIX,
     delivered,
     failure_of,
+    read_all,
     send,
 )
 from edgefleet.deliveries import prefect_client as _client
@@ -140,25 +139,20 @@ def list_channels() -> list[dict[str, Any]]:
         return sorted(found, key=lambda c: c["name"])
 
 
-def _deliveries(client: Any, automation_id: Any, name: str, limit: int = 20) -> dict[str, Any]:
-    """Counts of the automation's executed and failed actions, the last failure, and the
-    failed ones edgefleet sent again (``sent_again`` / ``failed_again``)."""
+def _deliveries(client: Any, automation_id: Any, name: str) -> dict[str, Any]:
+    """Counts of the automation's executed and failed actions (``counted`` of them, all of
+    them unless ``complete`` is false: ``deliveries.read_all`` is bounded), the last
+    failure, and the failed ones edgefleet sent again (``sent_again`` / ``failed_again``)."""
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-    page = client.read_events(filter=EventFilter(
+    events, complete = read_all(client, EventFilter(
         event=EventNameFilter(name=ACTION_EVENTS),
-        resource=EventResourceFilter(id=[f"prefect.automation.{automation_id}"])),
-        limit=min(limit, PAGE))
-    sent, failures = 0, []
-    for event in page.events:  # newest first
-        failure = failure_of(event)
-        if failure is None:
-            sent += 1
-        else:
-            failures.append(failure)
+        resource=EventResourceFilter(id=[f"prefect.automation.{automation_id}"])))
+    failures = [f for f in map(failure_of, events) if f is not None]  # newest first
     with session_scope() as session:
         again = [r.outcome for r in redeliveries(session, channel=name)]
-    return {"sent": sent, "failed": len(failures),
+    return {"sent": len(events) - len(failures), "failed": len(failures),
+            "counted": len(events), "complete": complete,
             "last_failure": failures[0][:300] if failures else None,
             "sent_again": again.count("sent"),
             "failed_again": sum(1 for o in again if o and o.startswith("failed"))}
@@ -182,15 +176,10 @@ def delivered_to(event_ids: list[str]) -> dict[str, list[str]] | None:
     actions: list[Any] = []
     with _client() as client:
         for start in range(0, len(ids), CHUNK):
-            page = client.read_events(filter=EventFilter(
+            actions += read_all(client, EventFilter(
                 event=EventNameFilter(name=["prefect.automation.action.executed"]),
                 resource=EventResourceFilter(id_prefix=["prefect.automation."]),
-                related=EventRelatedFilter(id=ids[start:start + CHUNK])), limit=PAGE)
-            for _ in range(MAX_PAGES):
-                actions.extend(page.events)
-                if not page.next_page:
-                    break
-                page = client.read_events_page(page.next_page)
+                related=EventRelatedFilter(id=ids[start:start + CHUNK])))[0]
     with session_scope() as session:
         again = sent_again(session, event_ids=event_ids)
     return delivered(actions, again, event_ids)
