@@ -250,10 +250,21 @@ def claim_announcement(session: Session, *, notification_id: int, at: datetime) 
 
 
 def claim_redelivery(session: Session, *, invocation: str, channel: str, event_id: str,
-                     reason: str) -> bool:
-    """Record that a failed delivery is sent again; False when another run claimed it."""
+                     reason: str, stale_before: datetime | None = None) -> bool:
+    """Record that a failed delivery is sent again; False when another run claimed it. A
+    claim made before ``stale_before`` that never ended (its run died mid-send) is taken
+    over, compare-and-set so one run wins: a crash must not drop the delivery for good."""
     if session.get(Redelivery, invocation) is not None:
-        return False
+        if stale_before is None:
+            return False
+        statement = (update(Redelivery)
+                     .where(col(Redelivery.invocation) == invocation,
+                            col(Redelivery.outcome).is_(None),
+                            col(Redelivery.created_at) < stale_before)
+                     .values(created_at=utcnow())
+                     .execution_options(synchronize_session=False))
+        result = cast(CursorResult[Any], session.exec(statement))  # type: ignore[call-overload]
+        return result.rowcount == 1
     try:
         with session.begin_nested():
             session.add(Redelivery(invocation=invocation, channel=channel, event_id=event_id,

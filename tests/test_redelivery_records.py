@@ -3,15 +3,18 @@ tier): each is claimed once, and a successful one counts as a delivery of its no
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from prefect.events import Event
+from sqlalchemy import update
 
 from edgefleet.api.channels import _deliveries
-from edgefleet.crud import claim_redelivery, end_redelivery, sent_again
+from edgefleet.crud import claim_redelivery, end_redelivery, redeliveries, sent_again
 from edgefleet.db import session_scope
 from edgefleet.deliveries import MAX_PAGES, PAGE
+from edgefleet.models.records import Redelivery, utcnow
 from tests.test_channels import EventPages
 
 NOTICE = "0b4f6c2a-0000-4000-8000-000000000002"
@@ -67,3 +70,27 @@ def test_notify_list_counts_every_delivery_and_says_when_it_could_not() -> None:
     beyond = _deliveries(EventPages([delivery(204)] * (MAX_PAGES * PAGE + 1)), "a", "ops")
     assert (beyond["sent"], beyond["counted"], beyond["complete"]) == (
         MAX_PAGES * PAGE, MAX_PAGES * PAGE, False)
+
+
+def test_a_claim_whose_run_died_is_taken_over_once_and_only_when_old() -> None:
+    assert claim("inv-1", "ops") and claim("inv-2", "ops")
+    end("inv-2", "failed: connection refused")
+
+    def again(invocation: str) -> bool:
+        with session_scope() as session:
+            return claim_redelivery(session, invocation=invocation, channel="ops",
+                                    event_id=NOTICE, reason="x",
+                                    stale_before=utcnow() - timedelta(minutes=30))
+
+    assert not again("inv-1")  # claimed just now: its send may still be under way
+    with session_scope() as session:  # both claimed an hour ago; inv-1's run died mid-send
+        session.exec(update(Redelivery).values(  # type: ignore[call-overload]
+            created_at=utcnow() - timedelta(hours=1)))
+    assert not claim("inv-1", "ops")  # no age rule given: never claimed twice
+    assert again("inv-1")  # orphaned: claimed anew,
+    assert not again("inv-1")  # once (the new claim is young)
+    assert not again("inv-2")  # ended (failed): not sent a third time
+    end("inv-1", "sent")
+    with session_scope() as session:
+        assert [r.outcome for r in redeliveries(session, channel="ops")] == [
+            "sent", "failed: connection refused"]  # the newest claim first
