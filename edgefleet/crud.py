@@ -250,10 +250,21 @@ def claim_announcement(session: Session, *, notification_id: int, at: datetime) 
 
 
 def claim_redelivery(session: Session, *, invocation: str, channel: str, event_id: str,
-                     reason: str) -> bool:
-    """Record that a failed delivery is sent again; False when another run claimed it."""
+                     reason: str, stale_before: datetime | None = None) -> bool:
+    """Record that a failed delivery is sent again; False when another run claimed it. A
+    claim made before ``stale_before`` that never ended (its run died mid-send) is taken
+    over, compare-and-set so one run wins: a crash must not drop the delivery for good."""
     if session.get(Redelivery, invocation) is not None:
-        return False
+        if stale_before is None:
+            return False
+        statement = (update(Redelivery)
+                     .where(col(Redelivery.invocation) == invocation,
+                            col(Redelivery.outcome).is_(None),
+                            col(Redelivery.created_at) < stale_before)
+                     .values(created_at=utcnow())
+                     .execution_options(synchronize_session=False))
+        result = cast(CursorResult[Any], session.exec(statement))  # type: ignore[call-overload]
+        return result.rowcount == 1
     try:
         with session.begin_nested():
             session.add(Redelivery(invocation=invocation, channel=channel, event_id=event_id,
@@ -274,6 +285,16 @@ def redeliveries(session: Session, *, channel: str) -> list[Redelivery]:
     """A channel's deliveries sent again, newest first."""
     return list(session.exec(select(Redelivery).where(Redelivery.channel == channel)
                              .order_by(col(Redelivery.created_at).desc())).all())
+
+
+def sent_again(session: Session, *, event_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(notice event id, channel) of every failed delivery of these notices that edgefleet
+    sent again successfully: the automation's own events show only the failure."""
+    if not event_ids:
+        return []
+    rows = session.exec(select(Redelivery.event_id, Redelivery.channel).where(
+        col(Redelivery.event_id).in_(list(event_ids)), Redelivery.outcome == "sent")).all()
+    return [(event_id, channel) for event_id, channel in rows]
 
 
 # ------------------------------------------------------------------ deployment groups

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,6 +61,27 @@ def _failed(event: Any) -> FailedDelivery | None:
                           event_id=notice, reason=reason)
 
 
+def delivered(events: Iterable[Any], sent_again: Iterable[tuple[str, str]],
+              event_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Per notice event id, the channels that delivered it, sorted: the channel automations'
+    actions that succeeded (each names the notice as a related ``prefect.event.<id>``) and the
+    failed ones edgefleet sent again (``sent_again``: (event id, channel)). Other
+    automations, failed actions and other notices are left out."""
+    wanted = {f"prefect.event.{i}": i for i in event_ids}
+    found: dict[str, set[str]] = {}
+    for event in events:
+        name = str(event.resource.get("prefect.resource.name", ""))
+        if not name.startswith(PREFIX) or failure_of(event) is not None:
+            continue
+        for resource in event.related:
+            if resource.id in wanted:
+                found.setdefault(wanted[resource.id], set()).add(name[len(PREFIX):])
+    for event_id, channel in sent_again:
+        if f"prefect.event.{event_id}" in wanted:
+            found.setdefault(event_id, set()).add(channel)
+    return {event_id: sorted(channels) for event_id, channels in found.items()}
+
+
 @contextmanager
 def prefect_client() -> Iterator[Any]:
     """A sync Prefect client on the running server (the channels live there)."""
@@ -73,6 +94,19 @@ def prefect_client() -> Iterator[Any]:
                              "`edgefleet up` first")
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
         yield client
+
+
+def read_all(client: Any, event_filter: Any) -> tuple[list[Any], bool]:
+    """The events a filter matches, newest first, page after page up to ``MAX_PAGES``; and
+    whether that was all of them (a bound: one query never reads the whole history)."""
+    page = client.read_events(filter=event_filter, limit=PAGE)
+    events = list(page.events)
+    for _ in range(MAX_PAGES - 1):
+        if not page.next_page:
+            return events, True
+        page = client.read_events_page(page.next_page)
+        events.extend(page.events)
+    return events, not page.next_page
 
 
 def failed_deliveries(since: datetime) -> list[FailedDelivery]:
@@ -88,26 +122,32 @@ def failed_deliveries(since: datetime) -> list[FailedDelivery]:
 
     found: dict[str, FailedDelivery] = {}
     with prefect_client() as client:
-        page = client.read_events(filter=EventFilter(
+        events, _ = read_all(client, EventFilter(
             occurred=EventOccurredFilter(since=since),
             event=EventNameFilter(name=ACTION_EVENTS),
-            resource=EventResourceFilter(id_prefix=["prefect.automation."])), limit=PAGE)
-        for _ in range(MAX_PAGES):
-            for event in page.events:
-                failed = _failed(event)
-                if failed is not None:
-                    found.setdefault(failed.invocation, failed)
-            if not page.next_page:
-                break
-            page = client.read_events_page(page.next_page)
+            resource=EventResourceFilter(id_prefix=["prefect.automation."])))
+    for event in events:
+        failed = _failed(event)
+        if failed is not None:
+            found.setdefault(failed.invocation, failed)
     return list(found.values())
 
 
 def send(block: Any, *, subject: str, text: str, kind: str, channel: str) -> None:
     """One message through a channel's block: a notification block's own ``notify``, or the
-    JSON a ``--webhook`` channel posts. Raises when it is not delivered."""
+    JSON a ``--webhook`` channel posts. Raises when it is not delivered: an Apprise block
+    (Slack, Teams, email, ...) only logs a failure unless asked to raise, as Prefect's own
+    send-notification action does."""
     if hasattr(block, "notify"):
-        block.notify(body=text, subject=subject)
+        from prefect.blocks.abstract import NotificationError
+
+        try:
+            with block.raise_on_failure():
+                block.notify(body=text, subject=subject)
+        except NotificationError as exc:  # its message is the block's log, kept as .log
+            log = " ".join(str(getattr(exc, "log", "") or exc).split())
+            raise EdgefleetError(f"{type(block).__name__} did not deliver: "
+                                 f"{log or 'no reason given'}") from exc
         return
     answer = asyncio.run(block.call(payload=json.dumps(
         {"subject": subject, "text": text, "kind": kind, "channel": channel})))

@@ -48,6 +48,9 @@ def reconcile_notifications() -> int:
     for delivery, future in zip(failed, sending, strict=True):
         future.wait()
         state = future.state
-        end_redelivery(delivery.invocation, "sent" if state.is_completed() else
-                       f"failed: {state.message or state.name}")
+        if not state.is_completed():
+            outcome = f"failed: {state.message or state.name}"
+        else:  # "sent" only when it was: the notices list the channels that delivered
+            outcome = "sent" if future.result() else "gone: no channel or notice to send"
+        end_redelivery(delivery.invocation, outcome)
     return added

@@ -32,6 +32,8 @@ IMAGE_RE = re.compile(
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?\Z"
 )
 PORT_RE = re.compile(r"^(?:(?P<host>\d{1,5}):)?(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp))?\Z")
+# a Prefect block document name: lowercase letters, digits and dashes only (Prefect's own
+# rule, prefect.types.names.BlockDocumentName); secret and channel names become one
 SECRET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -47,6 +49,18 @@ def check_name(value: str, what: str) -> str:
         raise ValueError(
             f"{what} name {shown(value)} is not valid: use 1-63 lowercase letters, digits, '.', "
             "'_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def check_block_name(value: str, what: str) -> str:
+    """A name that ends up in a Prefect block document's name, which takes no '.' or '_':
+    refused here, with the rule, rather than by Prefect's validation halfway through."""
+    if not isinstance(value, str) or not SECRET_RE.match(value):
+        raise ValueError(
+            f"{what} name {shown(value)} is not valid: use 1-63 lowercase letters, digits or "
+            "'-', starting with a letter or digit (it names a Prefect block, which allows no "
+            "'.' or '_')"
         )
     return value
 

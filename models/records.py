@@ -258,7 +258,8 @@ class Notification(SQLModel, table=True):
 class Redelivery(SQLModel, table=True):
     """A notify channel's failed delivery that edgefleet sends again, once: Prefect's
     automations do not retry a failed action. Keyed by the action's invocation id, so
-    concurrent reconciles claim it once; ``outcome`` is None until the send ends."""
+    concurrent reconciles claim it once; ``outcome`` is None until the send ends, and
+    ``created_at`` is when it was last claimed (a claim whose run died is taken over)."""
 
     __tablename__ = "redelivery"
 

@@ -19,6 +19,10 @@ from edgefleet.models.records import utcnow
 ANNOUNCE_AGAIN_WITHIN = timedelta(hours=1)
 ANNOUNCE_AGAIN_AFTER = timedelta(seconds=15)
 ANNOUNCE_AGAIN_AT_MOST = 500
+# A failed delivery claimed this long ago and never ended was orphaned (its run died): it is
+# claimed again. Far beyond a send's retries, queued behind the batch's others; well within
+# ANNOUNCE_AGAIN_WITHIN, since the failure is found (and claimed) a reconcile after it.
+REDELIVERY_ORPHANED_AFTER = timedelta(minutes=30)
 
 
 @task(name="find-older-deployments", retries=2, retry_delay_seconds=1, cache_policy=NONE,
@@ -88,13 +92,16 @@ def announce_unreceived_notices() -> int:
 @task(name="claim-failed-deliveries", retries=2, retry_delay_seconds=1, cache_policy=NONE)
 def claim_failed_deliveries() -> list[deliveries.FailedDelivery]:
     """The channel deliveries that failed within the last hour and were never sent again,
-    each claimed on its record first (so each is sent again once, whoever reconciles)."""
+    each claimed on its record first (so each is sent again once, whoever reconciles), or
+    whose claim was orphaned (``REDELIVERY_ORPHANED_AFTER``)."""
     claimed = []
-    for delivery in deliveries.failed_deliveries(since=utcnow() - ANNOUNCE_AGAIN_WITHIN):
+    now = utcnow()
+    for delivery in deliveries.failed_deliveries(since=now - ANNOUNCE_AGAIN_WITHIN):
         with session_scope() as session:
             if claim_redelivery(session, invocation=delivery.invocation,
                                 channel=delivery.channel, event_id=delivery.event_id,
-                                reason=delivery.reason):
+                                reason=delivery.reason,
+                                stale_before=now - REDELIVERY_ORPHANED_AFTER):
                 claimed.append(delivery)
     if claimed:
         get_run_logger().info("%d failed channel deliveries: sending them again", len(claimed))

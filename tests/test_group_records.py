@@ -20,6 +20,7 @@ from edgefleet.errors import (
     NotFound,
 )
 from edgefleet.models.records import DeploymentGroup
+from edgefleet.notice_events import group_event_id
 from edgefleet.tasks.groups import load_group_plan
 
 IMAGE = "127.0.0.1:5000/edgefleet/hello"
@@ -164,8 +165,23 @@ def test_the_cli_creates_shows_lists_and_refuses_in_one_line() -> None:
     assert [g["name"] for g in edgefleet.list_groups()] == ["g"]
 
 
+@pytest.fixture
+def announced(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The group events emitted (no Prefect server here: kept instead of sent)."""
+    from edgefleet.tasks import groups as group_tasks
+
+    found: list[dict[str, Any]] = []
+
+    def keep(fields: dict[str, Any]) -> bool:
+        found.append(fields)
+        return True
+
+    monkeypatch.setattr(group_tasks, "emit_fields", keep)
+    return found
+
+
 def test_a_rollout_that_cannot_start_leaves_its_group_halted(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, announced: list[dict[str, Any]]) -> None:
     from edgefleet import jobs
 
     def refuse(*_args: object, **_kwargs: object) -> None:
@@ -178,6 +194,29 @@ def test_a_rollout_that_cannot_start_leaves_its_group_halted(
     status = edgefleet.group_status("g")
     assert status["state"] == "HALTED"
     assert "did not start" in status["reason"] and "not running" in status["reason"]
+    [halt] = announced  # the channels hear of it, as of a halt by the rollout's run
+    assert halt["event"] == "edgefleet.group.halted"
+    assert halt["resource"]["prefect.resource.id"] == "edgefleet.group.g"
+    assert halt["payload"]["edges"] == ["e1"] and "did not start" in halt["payload"]["text"]
     with pytest.raises(EdgefleetError, match="not running"):  # not refused as "under way"
         edgefleet.update_group("g", force=True)
     assert edgefleet.group_status("g")["state"] == "HALTED"
+    assert len(announced) == 2  # halted again, by another attempt: told again
+
+
+def test_a_group_whose_rollout_run_is_gone_is_halted_and_announced(
+        monkeypatch: pytest.MonkeyPatch, announced: list[dict[str, Any]]) -> None:
+    edgefleet.create_group("g", "hello", selector="site=a")
+    run_id = "5f0c9a8e-0000-4000-8000-000000000001"
+    with session_scope() as session:  # paused, and its run since deleted from Prefect
+        session.exec(update(DeploymentGroup).where(  # type: ignore[call-overload]
+            col(DeploymentGroup.name) == "g").values(state="PAUSED", flow_run_id=run_id,
+                                                     reason="paused while DEPLOYING"))
+    monkeypatch.setattr(api_groups, "_rollout_run", lambda _name, _run: (None, "http://x"))
+    with pytest.raises(InvalidTransition, match="is gone: it is HALTED now"):
+        edgefleet.resume_group("g")
+    assert edgefleet.group_status("g")["state"] == "HALTED"
+    [halt] = announced
+    assert halt["event"] == "edgefleet.group.halted"
+    assert f"its rollout run {run_id} is gone" in halt["payload"]["reason"]
+    assert halt["id"] == group_event_id("g", "halted", run_id)  # as the run itself would

@@ -44,6 +44,7 @@ def test_a_notice_is_announced_again_at_most_once(notice_row: str) -> None:
     assert found() == []
     shown = edgefleet.list_notifications(include_acknowledged=True)
     assert [n["announced_again_at"] is not None for n in shown] == [True]
+    assert [n["delivered_to"] for n in shown] == [None]  # no Prefect server: unknown
 
 
 def test_a_young_notice_is_left_for_a_later_reconcile(notice_row: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from edgefleet.notice_events import (
@@ -10,6 +12,7 @@ from edgefleet.notice_events import (
     channel_filters,
     event_of,
     notice_event_id,
+    notice_of,
     parse_kinds,
 )
 
@@ -71,3 +74,27 @@ def test_a_notice_event_id_is_fixed_by_what_the_notice_is_never_by_its_row_id() 
     assert notice_event_id(first) != notice_event_id(reused)
     assert notice_event_id({**first, "key": "1.2.0"}) != notice_event_id(first)
     assert notice_event_id({**first, "id": None}) is None  # not recorded: no fixed id
+
+
+def test_a_failed_update_notice_is_an_update_failed_event_with_its_resources() -> None:
+    row = SimpleNamespace(id=7, deployment_id="abcdef0123456789", reason="failed",
+                          key="run-1", application="hello", from_version="1.0.0",
+                          to_version="1.1.0", message="the update failed and was not rolled "
+                          "back: container web exited", command="edgefleet status "
+                          "abcdef0123456789", link=None)
+    notice = notice_of(row, "plant-7")
+    assert notice.kind == "failed" and notice.event_id == notice_event_id(row)
+    fields = event_of(notice)
+    assert fields["event"] == "edgefleet.update.failed"
+    assert fields["id"] == notice.event_id
+    assert fields["resource"]["prefect.resource.id"] == "edgefleet.deployment.abcdef0123456789"
+    roles = {r["prefect.resource.role"]: r["prefect.resource.id"] for r in fields["related"]}
+    assert roles == {"edge": "edgefleet.edge.plant-7", "application": "edgefleet.application.hello",
+                     "deployment": "edgefleet.deployment.abcdef0123456789"}
+    assert fields["payload"]["kind"] == "failed"
+    assert fields["payload"]["text"].splitlines() == [
+        "the update failed and was not rolled back: container web exited",
+        "where: deployment abcdef012345 of hello on edge plant-7",
+        "version: 1.0.0 → 1.1.0",
+        "command: edgefleet status abcdef0123456789",
+    ]

@@ -15,6 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.api.channels import add_channel, list_channels, remove_channel
@@ -27,6 +30,9 @@ from tests.conftest import RECONCILE_SECONDS
 from tests.lab_helpers import TcpRelay, unique
 
 pytestmark = pytest.mark.lab
+# After a wait ends on a count reached, how long a late duplicate (a POST, or the
+# automation's action event) has to show before the exact totals are checked.
+SETTLE_SECONDS = 10
 
 
 class Receiver:
@@ -113,21 +119,27 @@ def test_webhook_channel_gets_each_notice_once(lab: Any, edges: dict[str, Any], 
                    for b in available)
 
         edgefleet.publish_version(app, "1.1.0")  # again: the notices exist, nothing is sent
-        time.sleep(10)
-        assert len(receiver.matching(published)) == 2
+        run = f"notify {app} 1.1.0"  # the publish trigger's run (flow_run_name)
+        wait_until(lambda: completed_runs(prefect_api, run) >= 2, 60,
+                   f"the second run {run!r} completed")
+        assert len(receiver.matching(published)) == 2  # a late one: the exact totals below
 
         edgefleet.publish_version(app, "1.2.0")
-        assert len(receiver.wait_for(published, 4)) == 4
+        assert len(receiver.wait_for(published, 4)) >= 4
         after = edgefleet.update_deployment(deployments[0], to="1.2.0")
         assert after["state"] == "STARTED" and "rolled back" in (after["last_error"] or "")
         rolled = receiver.wait_for(kind("rolled-back"), 1)
-        assert len(rolled) == 1 and deployments[0][:12] in rolled[0]["text"]
+        assert rolled and deployments[0][:12] in rolled[0]["text"], rolled
         deadline = time.monotonic() + 60  # the automation records its actions as events
         while time.monotonic() < deadline:
             sent = {c["name"]: c["deliveries"] for c in list_channels()}[channel]
             if sent["sent"] >= 5:
                 break
             time.sleep(1)
+        time.sleep(SETTLE_SECONDS)  # a duplicate sent late would have arrived by now
+        assert len(receiver.matching(published)) == 4
+        assert len(receiver.matching(kind("rolled-back"))) == 1
+        sent = {c["name"]: c["deliveries"] for c in list_channels()}[channel]
         assert sent["sent"] == 5 and sent["failed"] == 0, sent
         deadline = time.monotonic() + 60  # each notice names the channel that delivered it
         while time.monotonic() < deadline:
@@ -245,6 +257,14 @@ def test_offline_edge_test_message_and_a_refusing_receiver(
             with contextlib.suppress(NotFound):
                 remove_channel(name)
         edgefleet.remove_edge(gone)
+
+
+def completed_runs(api_url: str, name: str) -> int:
+    """How many flow runs of that name the Prefect server has Completed."""
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=[name])))
+    return sum(1 for run in runs if run.state is not None and run.state.is_completed())
 
 
 def edge_status(name: str) -> str:

@@ -18,12 +18,19 @@ from typing import Any
 from uuid import UUID
 
 from edgefleet import server
-from edgefleet.crud import redeliveries
+from edgefleet.crud import redeliveries, sent_again
 from edgefleet.db import session_scope
-from edgefleet.deliveries import ACTION_EVENTS, MAX_PAGES, PAGE, PREFIX, failure_of, send
+from edgefleet.deliveries import (
+    ACTION_EVENTS,
+    PREFIX,
+    delivered,
+    failure_of,
+    read_all,
+    send,
+)
 from edgefleet.deliveries import prefect_client as _client
 from edgefleet.errors import EdgefleetError, InvalidInput, NotFound
-from edgefleet.models.inputs import check_name
+from edgefleet.models.inputs import check_block_name
 from edgefleet.models.records import Application, Edge
 from edgefleet.notice_events import KINDS, channel_filters, parse_kinds
 
@@ -41,7 +48,7 @@ CHUNK = 50  # notice event ids per query
 def _check(name: str, on: str | list[str], webhook: str | None, block: str | None,
            application: str | None, edge: str | None) -> list[str]:
     try:
-        check_name(name, "channel")
+        check_block_name(name, "channel")
         kinds = parse_kinds(on)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
@@ -132,33 +139,31 @@ def list_channels() -> list[dict[str, Any]]:
         return sorted(found, key=lambda c: c["name"])
 
 
-def _deliveries(client: Any, automation_id: Any, name: str, limit: int = 20) -> dict[str, Any]:
-    """Counts of the automation's executed and failed actions, the last failure, and the
-    failed ones edgefleet sent again (``sent_again`` / ``failed_again``)."""
+def _deliveries(client: Any, automation_id: Any, name: str) -> dict[str, Any]:
+    """Counts of the automation's executed and failed actions (``counted`` of them, all of
+    them unless ``complete`` is false: ``deliveries.read_all`` is bounded), the last
+    failure, and the failed ones edgefleet sent again (``sent_again`` / ``failed_again``)."""
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-    page = client.read_events(filter=EventFilter(
+    events, complete = read_all(client, EventFilter(
         event=EventNameFilter(name=ACTION_EVENTS),
-        resource=EventResourceFilter(id=[f"prefect.automation.{automation_id}"])),
-        limit=min(limit, PAGE))
-    sent, failures = 0, []
-    for event in page.events:  # newest first
-        failure = failure_of(event)
-        if failure is None:
-            sent += 1
-        else:
-            failures.append(failure)
+        resource=EventResourceFilter(id=[f"prefect.automation.{automation_id}"])))
+    failures = [f for f in map(failure_of, events) if f is not None]  # newest first
     with session_scope() as session:
         again = [r.outcome for r in redeliveries(session, channel=name)]
-    return {"sent": sent, "failed": len(failures),
+    return {"sent": len(events) - len(failures), "failed": len(failures),
+            "counted": len(events), "complete": complete,
             "last_failure": failures[0][:300] if failures else None,
             "sent_again": again.count("sent"),
-            "failed_again": sum(1 for o in again if o and o != "sent")}
+            "failed_again": sum(1 for o in again if o and o.startswith("failed"))}
 
 
-def delivered_to(event_ids: list[str]) -> dict[str, list[str]]:
-    """Per notice event id, the channels whose automation delivered it ({} without a server)."""
-    if not event_ids or server.running_api_url() is None:
+def delivered_to(event_ids: list[str]) -> dict[str, list[str]] | None:
+    """Per notice event id, the channels that delivered it (``deliveries.delivered``); None
+    without a running Prefect server: who delivered is unknown, not nobody."""
+    if server.running_api_url() is None:
+        return None
+    if not event_ids:
         return {}
     from prefect.events.filters import (
         EventFilter,
@@ -167,32 +172,17 @@ def delivered_to(event_ids: list[str]) -> dict[str, list[str]]:
         EventResourceFilter,
     )
 
-    wanted = {f"prefect.event.{i}": i for i in event_ids}
-    found: dict[str, list[str]] = {}
-    ids = list(wanted)
+    ids = [f"prefect.event.{i}" for i in event_ids]
+    actions: list[Any] = []
     with _client() as client:
         for start in range(0, len(ids), CHUNK):
-            page = client.read_events(filter=EventFilter(
+            actions += read_all(client, EventFilter(
                 event=EventNameFilter(name=["prefect.automation.action.executed"]),
                 resource=EventResourceFilter(id_prefix=["prefect.automation."]),
-                related=EventRelatedFilter(id=ids[start:start + CHUNK])), limit=PAGE)
-            for _ in range(MAX_PAGES):
-                for event in page.events:
-                    _note_delivery(event, wanted, found)
-                if not page.next_page:
-                    break
-                page = client.read_events_page(page.next_page)
-    return found
-
-
-def _note_delivery(event: Any, wanted: dict[str, str], found: dict[str, list[str]]) -> None:
-    channel = str(event.resource.get("prefect.resource.name", ""))
-    if not channel.startswith(PREFIX) or failure_of(event) is not None:
-        return
-    for resource in event.related:
-        event_id = wanted.get(resource.id)
-        if event_id and channel[len(PREFIX):] not in found.get(event_id, []):
-            found.setdefault(event_id, []).append(channel[len(PREFIX):])
+                related=EventRelatedFilter(id=ids[start:start + CHUNK])))[0]
+    with session_scope() as session:
+        again = sent_again(session, event_ids=event_ids)
+    return delivered(actions, again, event_ids)
 
 
 def _find(client: Any, name: str) -> Any:

@@ -10,6 +10,7 @@ Every bad request is refused before anything is recorded.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -332,9 +333,22 @@ def _not_started(name: str, exc: Exception) -> None:
     never DEPLOYING or UPDATING with no run behind it (which would refuse every update)."""
     with session_scope() as session:
         group = get_group(session, name=name)
-        if group.state in {s.value for s in ROLLING} and group.flow_run_id is None:
+        halted = group.state in {s.value for s in ROLLING} and group.flow_run_id is None
+        if halted:
             move_group_record(session, name=name, move=GroupMove.HALT,
                               reason=f"the rollout did not start: {exc}")
+    if halted:
+        _announce_halt(name, f"not-started-{new_id()}")
+
+
+def _announce_halt(name: str, occasion: str) -> None:
+    """``edgefleet.group.halted`` for a halt made here rather than by the rollout's run (which
+    announces its own): a halted group waits for an operator, so the channels tell one.
+    Best effort, as in the flows: the halt is recorded and reported either way."""
+    from edgefleet.tasks.groups import announce_group_halt  # Prefect: only on a halt
+
+    with contextlib.suppress(Exception):
+        announce_group_halt.fn(name, occasion)
 
 
 def delete_group(name: str, *, force: bool = False) -> list[str]:
@@ -467,6 +481,7 @@ def _halt_orphan(name: str, state: GroupState, flow_run_id: str | None, seen: st
     with session_scope() as session:
         move_group_record(session, name=name, move=GroupMove.HALT, expect=state,
                           reason=f"halted while {state.value}: {why}")
+    _announce_halt(name, flow_run_id or f"orphan-{new_id()}")  # the run's id, as its flow would
     return InvalidTransition(f"group {name!r} was {state.value} but {why}: it is HALTED now; "
                              f"start over with `edgefleet group update {name}`")
 

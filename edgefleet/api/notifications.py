@@ -19,7 +19,8 @@ from edgefleet.notice_events import notice_event_id
 
 def list_notifications(*, include_acknowledged: bool = False) -> list[dict[str, Any]]:
     """The notices (unacknowledged unless asked), each with the channels that delivered it
-    (``delivered_to``, read from the automations' events while a Prefect server runs)."""
+    (``delivered_to``: from the automations' events and edgefleet's re-sends; None when no
+    Prefect server answers, as who delivered is then unknown)."""
     with session_scope() as session:
         query = select(Notification).order_by(col(Notification.created_at))
         if not include_acknowledged:
@@ -31,12 +32,12 @@ def list_notifications(*, include_acknowledged: bool = False) -> list[dict[str, 
 
     ids = {row["id"]: notice_event_id(row) for row in rows}
     try:
-        delivered: dict[str, list[str]] | None = delivered_to([i for i in ids.values() if i])
+        delivered = delivered_to([i for i in ids.values() if i])
     except httpx.HTTPError:  # the server did not answer: who delivered is unknown (None)
         delivered = None
     for row in rows:
         row["delivered_to"] = (None if delivered is None
-                               else sorted(delivered.get(ids[row["id"]] or "", [])))
+                               else delivered.get(ids[row["id"]] or "", []))
     return rows
 
 

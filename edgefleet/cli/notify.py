@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.markup import escape
 
@@ -59,8 +61,14 @@ def list_(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> 
                 [[escape(c["name"]), ", ".join(c.get("on", [])),
                   escape(c.get("webhook") or c.get("block") or ""),
                   escape(", ".join(f"{k}={c[k]}" for k in ("application", "edge") if c.get(k))),
-                  c["deliveries"]["sent"], c["deliveries"]["failed"],
+                  *_counts(c["deliveries"]),
                   escape(c["deliveries"]["last_failure"] or "")] for c in rows])
+
+
+def _counts(deliveries: dict[str, Any]) -> list[str]:
+    """Sent and failed, said to be of the last N deliveries when not all were counted."""
+    of = "" if deliveries["complete"] else f" of the last {deliveries['counted']}"
+    return [f"{deliveries['sent']}{of}", f"{deliveries['failed']}{of}"]
 
 
 @notify_app.command("test")
