@@ -63,7 +63,9 @@ def served() -> list[Any]:
 
 
 def test_every_served_flow_parameter_has_a_title_and_a_description() -> None:
-    flows = served()
+    from edgefleet.flows.edge_operation import edge_operation
+
+    flows = [*served(), edge_operation]  # edge-operation: served on the pull pool
     assert "launch-application" in [f.name for f in flows]
     for flow in flows:
         schema = flow.parameters.model_dump()
