@@ -17,16 +17,17 @@ from pydantic import Field, SecretStr, create_model
 
 from edgefleet.flows.deploy import deploy_application
 from edgefleet.models.forms import form
-from edgefleet.models.launch import LaunchPlan, deploy_run_name, launch_run_name
+from edgefleet.models.launch import LaunchPlan
 from edgefleet.models.policies import UpdatePolicy
+from edgefleet.models.run_names import deploy_run_name, launch_run_name
 from edgefleet.tasks.launch import (
     check_launch_request,
     create_launch_deployments,
     forget_run_input,
-    mask_run_parameters,
     publish_launch_report,
     read_launched,
 )
+from edgefleet.tasks.runs import rename_run
 
 INPUT_TIMEOUT = 3600  # seconds a launch waits for its missing parameters, then fails
 INPUT_POLL = 2  # seconds between looks for the answer
@@ -76,7 +77,7 @@ def launch_application(
     finally:  # refused or not, no sensitive value stays in the run's parameters (refused,
         # which of env's are sensitive may be unknown: none of its values stays)
         if run_id and (given_secrets or plan or env):
-            mask_run_parameters(
+            rename_run(
                 run_id, masked={"secrets": list(given_secrets),
                                 "env": plan.sensitive if plan else list(env)},
                 name=(launch_run_name(plan.application, plan.version, plan.edges, None)

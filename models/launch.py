@@ -1,13 +1,11 @@
-"""A launch from the Prefect UI (flow `launch-application`): what was checked, how its runs
-are named, and the report it leaves. Pure: no records, no Prefect."""
+"""A launch from the Prefect UI (flow `launch-application`): what was checked and the report
+it leaves (its runs' names: ``models.run_names``). Pure: no records, no Prefect."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
 from edgefleet.models.parameters import Parameter
-
-MAX_NAMED_EDGES = 5  # a run name lists this many edges, then says how many more
 
 
 class LaunchPlan(BaseModel):
@@ -34,24 +32,6 @@ class LaunchedDeployment(BaseModel):
     urls: list[str] = []
     last_error: str | None = None
     run_url: str | None = None
-
-
-def edge_list(edges: list[str]) -> str:
-    shown = ", ".join(edges[:MAX_NAMED_EDGES])
-    more = len(edges) - MAX_NAMED_EDGES
-    return f"{shown} (+{more} more)" if more > 0 else shown
-
-
-def launch_run_name(application: str, version: str | None, edges: list[str] | None,
-                    selector: str | None) -> str:
-    """``launch hello 1.1.0 → lab-1, lab-2``; before the check resolved them, ``newest``
-    for the version and the selector for its edges."""
-    where = edge_list(edges) if edges else (f"edges {selector}" if selector else "?")
-    return f"launch {application} {version or 'newest'} → {where}"
-
-
-def deploy_run_name(application: str, version: str, edge: str) -> str:
-    return f"deploy {application} {version} → {edge}"
 
 
 def report(plan: LaunchPlan, rows: list[LaunchedDeployment]) -> str:

@@ -4,6 +4,7 @@ records alone, which refuse in `edgefleet deploy`'s own words."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -11,14 +12,14 @@ from pydantic import SecretStr
 
 import edgefleet
 from edgefleet.errors import InvalidInput, NotFound
-from edgefleet.models.launch import (
-    LaunchedDeployment,
-    LaunchPlan,
+from edgefleet.models.launch import LaunchedDeployment, LaunchPlan, report
+from edgefleet.models.parameters import Parameter
+from edgefleet.models.run_names import (
     deploy_run_name,
     launch_run_name,
-    report,
+    stop_run_name,
+    update_run_name,
 )
-from edgefleet.models.parameters import Parameter
 
 GREETING = """
 services:
@@ -40,6 +41,25 @@ def test_run_names_say_what_and_where() -> None:
     assert launch_run_name("hello", "2.0.0", many, None) == \
         "launch hello 2.0.0 → e0, e1, e2, e3, e4 (+3 more)"
     assert deploy_run_name("hello", "1.1.0", "lab-1") == "deploy hello 1.1.0 → lab-1"
+    assert update_run_name("hello", "1.1.0", "lab-3") == "update hello 1.1.0 → lab-3"
+    assert stop_run_name("hello", "1.0.0", "lab-1") == "stop hello 1.0.0 on lab-1"
+
+
+def test_a_run_takes_its_readable_name_unless_its_caller_named_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``edgefleet update`` or the UI form start ``update <id>``: renamed; a group
+    rollout's subflow (``roll back …``, or already ``update …``) keeps its name."""
+    from edgefleet.tasks import runs
+
+    renamed: list[tuple[str, str]] = []
+    monkeypatch.setattr(runs, "rename_run",
+                        lambda run_id, *, name: renamed.append((run_id, name)))
+    readable = update_run_name("hello", "1.1.0", "lab-3")
+    for current in ("update d-1", readable, "roll back hello 1.0.0 → lab-3"):
+        monkeypatch.setattr(runs, "runtime", SimpleNamespace(
+            flow_run=SimpleNamespace(id="run-1", name=current)))
+        runs.name_run(readable, placeholder="update d-1")
+    assert renamed == [("run-1", "update hello 1.1.0 → lab-3")]
 
 
 def test_the_report_lists_each_deployment_with_state_and_urls() -> None:

@@ -104,7 +104,8 @@ def test_ui_shows_deployments_a_completed_deploy_and_the_fleet_artifact(
         for name in ("deploy-application", "launch-application", "collect-telemetry"):
             assert name in page, name
         page = render(f"{ui}/runs/flow-run/{run_id}", "deploy-run")
-        assert f"deploy {status['id']}" in page and "Completed" in page
+        # the run renamed itself once it had read the records: what and where
+        assert f"deploy {app} 1.0.0 → lab-1" in page and "Completed" in page
         page = render(f"{ui}/runs/flow-run/{sweep_id}", "telemetry-run")
         assert "sweep-" in page and "Completed" in page
         page = render(f"{ui}/artifacts/artifact/{artifact}", "fleet-status")
