@@ -9,14 +9,14 @@ from prefect import runtime, task
 from prefect.cache_policies import NONE
 from prefect.client.orchestration import get_client
 
-from edgefleet.models.parameters import MASK
+from edgefleet.models.launch import masked as masked_values
 
 
 @task(name="rename-run", retries=2, retry_delay_seconds=1, cache_policy=NONE)
 def rename_run(flow_run_id: str, *, name: str, masked: dict[str, list[str]] | None = None
                ) -> None:
-    """Rename the run and mask, in its recorded parameters, the keys ``masked`` names under
-    each parameter (a mapping)."""
+    """Rename the run and mask, in its recorded parameters, the entries ``masked`` names
+    under each parameter: a mapping's keys, or a list of name/value entries' values."""
     with get_client(sync_client=True) as client:
         if not masked:
             client.update_flow_run(UUID(flow_run_id), name=name)
@@ -24,9 +24,8 @@ def rename_run(flow_run_id: str, *, name: str, masked: dict[str, list[str]] | No
         run = client.read_flow_run(UUID(flow_run_id))
         params = dict(run.parameters)
         for parameter, keys in masked.items():
-            value = params.get(parameter)
-            if isinstance(value, dict):
-                params[parameter] = {k: MASK if k in keys else v for k, v in value.items()}
+            if parameter in params:
+                params[parameter] = masked_values(params[parameter], set(keys))
         client.update_flow_run(run.id, name=name, parameters=params)
 
 

@@ -193,12 +193,12 @@ def test_a_refused_launch_fails_in_deploys_words_with_its_secrets_masked(
     with pytest.raises(InvalidInput) as caught:
         edgefleet.create_deployment(app, "lab-1", env={**env, "TOKEN": "t"})
     run_id = launch(prefect_api, {"application": app, "edges": ["lab-1"], "env": env,
-                                  "secrets": {"TOKEN": SENSITIVE}})
+                                  "secrets": [{"name": "TOKEN", "value": SENSITIVE}]})
     run = wait_run(prefect_api, run_id, ENDED)
     assert run.state_type.value == "FAILED"
     assert run.state is not None and str(caught.value) in str(run.state.message)
     assert "did you mean MOOD" in str(caught.value)
-    assert run.parameters["secrets"] == {"TOKEN": MASK}
+    assert run.parameters["secrets"] == [{"name": "TOKEN", "value": MASK}]
     assert run.parameters["env"] == {"GREETING": MASK, "MODE": MASK}  # refused: all masked
     assert SENSITIVE not in json.dumps(run.parameters)
     assert launched(app) == []

@@ -12,8 +12,15 @@ from pydantic import SecretStr
 
 import edgefleet
 from edgefleet.errors import InvalidInput, NotFound
-from edgefleet.models.launch import LaunchedDeployment, LaunchPlan, report
-from edgefleet.models.parameters import Parameter
+from edgefleet.models.launch import (
+    LaunchedDeployment,
+    LaunchPlan,
+    SecretEntry,
+    masked,
+    report,
+    secret_values,
+)
+from edgefleet.models.parameters import MASK, Parameter
 from edgefleet.models.run_names import (
     deploy_run_name,
     launch_run_name,
@@ -107,12 +114,34 @@ def test_the_launch_form() -> None:
                                         "secrets")] == [
         "Application", "Version", "Edges", "Edge selector", "Parameters",
         "Sensitive parameters"]
-    assert props["secrets"]["additionalProperties"]["format"] == "password"
+    # a list of named entries: the UI draws a password field for each value (it draws a
+    # map of values as raw JSON)
+    assert props["secrets"]["type"] == "array"
+    entry = schema["definitions"][props["secrets"]["items"]["$ref"].rsplit("/", 1)[1]]
+    assert entry["title"] == "Sensitive parameter" and entry["required"] == ["name", "value"]
+    assert entry["properties"]["value"]["format"] == "password"
+    assert all(p.get("title") and p.get("description") for p in entry["properties"].values())
     assert [props[k]["type"] for k in ("version", "edges", "selector", "env")] == [
         "string", "array", "string", "object"]  # plain fields, no None switch on the form
     policy = schema["definitions"]["UpdatePolicy"]["properties"]
     assert policy["notify"]["title"] == "Notify of"
     assert schema["definitions"]["Change"]["enum"] == ["patch", "minor", "major"]
+
+
+def test_sensitive_entries_by_name_and_masked_in_the_recorded_parameters() -> None:
+    entries = [SecretEntry(name="TOKEN", value=SecretStr("t")),
+               SecretEntry.model_validate({"name": "KEY", "value": "k"})]
+    assert {k: v.get_secret_value() for k, v in secret_values(entries).items()} == {
+        "TOKEN": "t", "KEY": "k"}
+    assert "'t'" not in repr(entries)
+    assert "TOKEN given twice in secrets" in refusal(lambda: secret_values(
+        [*entries, SecretEntry(name="TOKEN", value=SecretStr("u"))]))
+    recorded = [{"name": "TOKEN", "value": "t"}, {"name": "KEY", "value": "k"}, "junk"]
+    assert masked(recorded, {"TOKEN", "KEY"}) == [
+        {"name": "TOKEN", "value": MASK}, {"name": "KEY", "value": MASK}, "junk"]
+    assert masked({"GREETING": "hi", "TOKEN": "t"}, {"TOKEN"}) == {
+        "GREETING": "hi", "TOKEN": MASK}
+    assert masked(None, {"TOKEN"}) is None
 
 
 def test_the_second_step_asks_for_the_missing_names_only() -> None:
