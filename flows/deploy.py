@@ -15,6 +15,7 @@ from edgefleet import labels as L
 from edgefleet.models.forms import form
 from edgefleet.models.inputs import AppKind
 from edgefleet.models.plans import DeployPlan, ObservedContainer
+from edgefleet.models.run_names import deploy_run_name
 from edgefleet.models.states import Action, DeploymentState
 from edgefleet.settings import get_settings
 from edgefleet.tasks.compose import (
@@ -44,12 +45,14 @@ from edgefleet.tasks.records import (
     record_containers,
     record_spec,
 )
+from edgefleet.tasks.runs import name_run
 
 # Seconds to confirm that compose's services really run once `up --wait` returned.
 COMPOSE_RECHECK = 15.0
+RUN_NAME = "deploy {deployment_id}"  # until the records say what and where
 
 
-@flow(name="deploy-application", flow_run_name="deploy {deployment_id}", log_prints=True)
+@flow(name="deploy-application", flow_run_name=RUN_NAME, log_prints=True)
 def deploy_application(
     deployment_id: Annotated[str, form(
         "Deployment", "the deployment's id (`edgefleet deployments`)")],
@@ -57,6 +60,8 @@ def deploy_application(
     """Deploy one Deployment record to its edge; returns the final state."""
     logger = get_run_logger()
     plan = load_plan(deployment_id)
+    name_run(deploy_run_name(plan.application, plan.version, plan.edge.name),
+             placeholder=RUN_NAME.format(deployment_id=deployment_id))
     log_allowance(plan)
     fresh = move_state(deployment_id, Action.START, flow_run_id=_flow_run_id()) == "STARTING"
     ensure_limit(update_limit_name(deployment_id))  # two updates of it can never run at once

@@ -8,12 +8,13 @@ too, so the Prefect UI shows it where it happened.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, runtime
 
 from edgefleet.edge_calls import RESULT_TYPE, run_here
 from edgefleet.errors import EdgefleetError
+from edgefleet.models.forms import form
 
 
 def _run_name() -> str:
@@ -23,8 +24,18 @@ def _run_name() -> str:
 
 
 @flow(name="edge-operation", flow_run_name=_run_name, retries=0)
-def edge_operation(edge: str, operation: str, arguments: dict[str, Any],
-                   address: str | None = None) -> None:
+def edge_operation(
+    edge: Annotated[str, form(
+        "Edge", "the pull edge whose agent runs the step (its queue: edge-NAME)")],
+    operation: Annotated[str, form(
+        "Operation", "the step: an `@on_edge` function as `module:name`, one the control "
+                     "plane submits")],
+    arguments: Annotated[dict[str, Any], form(
+        "Arguments", "the step's arguments but the engine connection, as JSON")],
+    address: Annotated[str | None, form(
+        "Edge address", "the host in the URLs of the edge's published ports; "
+                        "empty: the engine's host")] = None,
+) -> None:
     """Run ``operation`` (an ``@on_edge`` function) with ``arguments`` on this agent's edge."""
     outcome = run_here(operation, edge, address, arguments)
     _hand_back(outcome, operation)

@@ -46,6 +46,7 @@ from edgefleet.group_plan import EdgeAction, MemberStop
 from edgefleet.models.forms import form
 from edgefleet.models.groups import ROLLING, GateInput, GroupMove, GroupState, paused_from
 from edgefleet.models.inputs import AppKind
+from edgefleet.models.run_names import deploy_run_name, update_run_name
 from edgefleet.models.states import DeploymentState
 from edgefleet.rollouts import (
     Decision,
@@ -108,15 +109,15 @@ def roll_out_edge(group: str, application: str, version: str, action: EdgeAction
         if dep_id is None:  # add: a member of the group on this edge, then deploy it
             dep_id = add_group_member(group, action.edge)
             deploy_application.with_options(
-                flow_run_name=f"deploy {application} {version} → {action.edge}")(dep_id)
+                flow_run_name=deploy_run_name(application, version, action.edge))(dep_id)
         elif action.state_before in NOT_STARTED:
             if action.version_before != version:
                 set_version(dep_id, version)
             deploy_application.with_options(
-                flow_run_name=f"deploy {application} {version} → {action.edge}")(dep_id)
+                flow_run_name=deploy_run_name(application, version, action.edge))(dep_id)
         else:
             update_application.with_options(
-                flow_run_name=f"update {application} {version} → {action.edge}")(
+                flow_run_name=update_run_name(application, version, action.edge))(
                     dep_id, version, force or action.version_before == version)
     except Exception as exc:
         reason = (member_error(dep_id) if dep_id else None) or str(exc) or type(exc).__name__

@@ -17,16 +17,17 @@ from pydantic import Field, SecretStr, create_model
 
 from edgefleet.flows.deploy import deploy_application
 from edgefleet.models.forms import form
-from edgefleet.models.launch import LaunchPlan, deploy_run_name, launch_run_name
+from edgefleet.models.launch import LaunchPlan, SecretEntry, secret_values
 from edgefleet.models.policies import UpdatePolicy
+from edgefleet.models.run_names import deploy_run_name, launch_run_name
 from edgefleet.tasks.launch import (
     check_launch_request,
     create_launch_deployments,
     forget_run_input,
-    mask_run_parameters,
     publish_launch_report,
     read_launched,
 )
+from edgefleet.tasks.runs import rename_run
 
 INPUT_TIMEOUT = 3600  # seconds a launch waits for its missing parameters, then fails
 INPUT_POLL = 2  # seconds between looks for the answer
@@ -54,9 +55,10 @@ def launch_application(
         "Parameters", "the version's parameter values by name (`edgefleet app show`); "
                       "a required one left out is asked for once the run starts")
     ] = {},  # noqa: B006 - copied below, never changed
-    secrets: Annotated[dict[str, SecretStr], form(
-        "Sensitive parameters", "values kept in Prefect Secret blocks, never shown: "
-                                "API keys, passwords")] = {},  # noqa: B006 - copied
+    secrets: Annotated[list[SecretEntry], form(
+        "Sensitive parameters", "one entry per parameter whose value is kept in a Prefect "
+                                "Secret block, never shown: API keys, passwords")
+    ] = [],  # noqa: B006 - copied below, never changed
     policy: Annotated[UpdatePolicy, form(
         "Update policy", "which newer published versions the operator is told of")
     ] = UpdatePolicy(),  # noqa: B008 - frozen: one shared default is safe
@@ -65,19 +67,21 @@ def launch_application(
 ) -> list[dict[str, Any]]:
     """Launch ``application`` on a list of edges or those a selector matches; returns each
     deployment with its state and URLs. The run fails if any deployment did not start."""
-    env, given_secrets = dict(env or {}), dict(secrets or {})
+    env, entries = dict(env or {}), list(secrets or [])
+    given_secrets: dict[str, SecretStr] = {}
     run_id = _flow_run_id()
     plan: LaunchPlan | None = None
     try:
+        given_secrets = secret_values(entries)
         plan = check_launch_request(application, version=version or None,
                                     edges=list(edges or []) or None, selector=selector or None,
                                     env=env, secrets=given_secrets,
                                     allow_unpublished=allow_unpublished)
     finally:  # refused or not, no sensitive value stays in the run's parameters (refused,
         # which of env's are sensitive may be unknown: none of its values stays)
-        if run_id and (given_secrets or plan or env):
-            mask_run_parameters(
-                run_id, masked={"secrets": list(given_secrets),
+        if run_id and (entries or plan or env):
+            rename_run(
+                run_id, masked={"secrets": [e.name for e in entries],
                                 "env": plan.sensitive if plan else list(env)},
                 name=(launch_run_name(plan.application, plan.version, plan.edges, None)
                       if plan else _run_name()))

@@ -8,6 +8,7 @@ from prefect import flow, runtime
 
 from edgefleet.models.forms import form
 from edgefleet.models.inputs import AppKind
+from edgefleet.models.run_names import stop_run_name
 from edgefleet.models.states import Action, DeploymentState
 from edgefleet.tasks.compose import compose_down, stack_remove
 from edgefleet.tasks.containers import remove_containers
@@ -17,9 +18,12 @@ from edgefleet.tasks.records import (
     move_state,
     record_containers,
 )
+from edgefleet.tasks.runs import name_run
+
+RUN_NAME = "stop {deployment_id}"  # until the records say what and where
 
 
-@flow(name="stop-application", flow_run_name="stop {deployment_id}")
+@flow(name="stop-application", flow_run_name=RUN_NAME)
 def stop_application(
     deployment_id: Annotated[str, form(
         "Deployment", "the deployment's id (`edgefleet deployments`)")],
@@ -28,6 +32,8 @@ def stop_application(
     ] = False,
 ) -> str:
     plan = load_plan(deployment_id)
+    name_run(stop_run_name(plan.application, plan.version, plan.edge.name),
+             placeholder=RUN_NAME.format(deployment_id=deployment_id))
     run_id = runtime.flow_run.id
     move_state(deployment_id, Action.STOP, flow_run_id=str(run_id) if run_id else None)
     try:

@@ -18,6 +18,7 @@ from edgefleet.flows.deploy import log_allowance
 from edgefleet.models.forms import form
 from edgefleet.models.inputs import AppKind
 from edgefleet.models.plans import DeployPlan, ObservedContainer, RenderedSpec
+from edgefleet.models.run_names import update_run_name
 from edgefleet.models.states import Action, DeploymentState
 from edgefleet.settings import get_settings
 from edgefleet.tasks.compose import (
@@ -43,6 +44,7 @@ from edgefleet.tasks.records import (
     restore_spec,
     set_version,
 )
+from edgefleet.tasks.runs import name_run
 from edgefleet.tasks.updates import (
     confirm_replacement,
     publish_update_report,
@@ -59,8 +61,10 @@ from edgefleet.update_plan import (
     running_services,
 )
 
+RUN_NAME = "update {deployment_id}"  # until the records say what and where
 
-@flow(name="update-application", flow_run_name="update {deployment_id}")
+
+@flow(name="update-application", flow_run_name=RUN_NAME)
 def update_application(
     deployment_id: Annotated[str, form(
         "Deployment", "the deployment's id (`edgefleet deployments`)")],
@@ -83,6 +87,8 @@ def _update(deployment_id: str, version: str | None, force: bool) -> str:
     settings = get_settings()
     current = load_plan(deployment_id)
     target = load_plan(deployment_id, version=version)
+    name_run(update_run_name(target.application, target.version, target.edge.name),
+             placeholder=RUN_NAME.format(deployment_id=deployment_id))
     log_allowance(target)
     run_id = str(runtime.flow_run.id) if runtime.flow_run.id else None
     was = DeploymentState(current_state(deployment_id))

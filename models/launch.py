@@ -1,13 +1,46 @@
-"""A launch from the Prefect UI (flow `launch-application`): what was checked, how its runs
-are named, and the report it leaves. Pure: no records, no Prefect."""
+"""A launch from the Prefect UI (flow `launch-application`): the form's sensitive entries,
+what was checked and the report it leaves (its runs' names: ``models.run_names``). Pure: no
+records, no Prefect."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from edgefleet.models.parameters import Parameter
+from edgefleet.errors import InvalidInput
+from edgefleet.models.parameters import MASK, Parameter
 
-MAX_NAMED_EDGES = 5  # a run name lists this many edges, then says how many more
+
+class SecretEntry(BaseModel):
+    """A sensitive parameter on the launch form. An entry with a named ``value`` field, not a
+    map's value: the Prefect UI draws a password field only for a named property."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Sensitive parameter")
+
+    name: str = Field(title="Name", description="the parameter's name (`edgefleet app show`)")
+    value: SecretStr = Field(title="Value",
+                             description="kept in a Prefect Secret block, never shown")
+
+
+def secret_values(entries: list[SecretEntry]) -> dict[str, SecretStr]:
+    """The entries by name; a name given twice is refused (which of its values was meant?)."""
+    names = [e.name for e in entries]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidInput(f"{', '.join(twice)} given twice in secrets: give each parameter "
+                           "once")
+    return {e.name: e.value for e in entries}
+
+
+def masked(value: object, names: set[str]) -> object:
+    """A run's recorded parameter with the values of ``names`` masked: a mapping's (``env``)
+    or a list of name/value entries' (``secrets``); anything else as it was."""
+    if isinstance(value, dict):
+        return {k: MASK if k in names else v for k, v in value.items()}
+    if isinstance(value, list):
+        return [{**item, "value": MASK}
+                if isinstance(item, dict) and item.get("name") in names and "value" in item
+                else item for item in value]
+    return value
 
 
 class LaunchPlan(BaseModel):
@@ -34,24 +67,6 @@ class LaunchedDeployment(BaseModel):
     urls: list[str] = []
     last_error: str | None = None
     run_url: str | None = None
-
-
-def edge_list(edges: list[str]) -> str:
-    shown = ", ".join(edges[:MAX_NAMED_EDGES])
-    more = len(edges) - MAX_NAMED_EDGES
-    return f"{shown} (+{more} more)" if more > 0 else shown
-
-
-def launch_run_name(application: str, version: str | None, edges: list[str] | None,
-                    selector: str | None) -> str:
-    """``launch hello 1.1.0 → lab-1, lab-2``; before the check resolved them, ``newest``
-    for the version and the selector for its edges."""
-    where = edge_list(edges) if edges else (f"edges {selector}" if selector else "?")
-    return f"launch {application} {version or 'newest'} → {where}"
-
-
-def deploy_run_name(application: str, version: str, edge: str) -> str:
-    return f"deploy {application} {version} → {edge}"
 
 
 def report(plan: LaunchPlan, rows: list[LaunchedDeployment]) -> str:

@@ -3,8 +3,8 @@ deployments, keep sensitive values out of the run's parameters, and report.
 
 Sensitive values arrive as ``SecretStr`` (the run form's password fields, or a value of a
 sensitive parameter typed in ``env``): they go to Prefect Secret blocks, one per deployment
-and parameter, exactly as `edgefleet deploy --env` does; the run's own parameters and the
-input it asked for are then rewritten with the mask.
+and parameter, exactly as `edgefleet deploy --env` does; the run's own parameters
+(``tasks.runs.rename_run``) and the input it asked for are then rewritten with the mask.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from edgefleet.crud import check_launch, containers_of, ui_link
 from edgefleet.db import session_scope
 from edgefleet.errors import InvalidInput
 from edgefleet.models.inputs import DeploymentCreate
-from edgefleet.models.launch import LaunchedDeployment, LaunchPlan, launch_run_name, report
-from edgefleet.models.parameters import MASK
+from edgefleet.models.launch import LaunchedDeployment, LaunchPlan, report
 from edgefleet.models.policies import UpdatePolicy
 from edgefleet.models.records import ApplicationVersion, Deployment, Edge, new_id
+from edgefleet.models.run_names import launch_run_name
 from edgefleet.record_views import named_urls
 from edgefleet.selectors import parse_selector
 from edgefleet.tasks.retry import unless_final
@@ -111,20 +111,6 @@ def create_launch_deployments(plan: LaunchPlan, *, env: dict[str, str],
                 parameter_secrets.delete_values(refs_of_one, dep_id)
         raise
     return [ids[edge] for edge in plan.edges]
-
-
-@task(name="mask-run-parameters", retries=2, retry_delay_seconds=1, cache_policy=NONE)
-def mask_run_parameters(flow_run_id: str, *, name: str, masked: dict[str, list[str]]) -> None:
-    """Rename the run (what and where, once resolved) and mask, in its recorded
-    parameters, the keys ``masked`` names under each parameter (a mapping)."""
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(UUID(flow_run_id))
-        params = dict(run.parameters)
-        for parameter, keys in masked.items():
-            value = params.get(parameter)
-            if isinstance(value, dict):
-                params[parameter] = {k: MASK if k in keys else v for k, v in value.items()}
-        client.update_flow_run(run.id, name=name, parameters=params)
 
 
 @task(name="forget-run-input", retries=2, retry_delay_seconds=1, cache_policy=NONE)

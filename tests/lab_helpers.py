@@ -1,14 +1,20 @@
-"""Helpers shared by the lab tests: unique names, HTTP checks, cleanup by label."""
+"""Helpers shared by the lab tests: unique names, HTTP checks, cleanup by label, pages of
+the Prefect UI rendered by headless chromium."""
 
 from __future__ import annotations
 
 import contextlib
+import html
 import os
+import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +22,8 @@ import httpx
 from edgefleet import labels as L
 from edgefleet.engine import engine_client
 from edgefleet.models.connections import EngineConnection
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"  # kept after the run
 
 
 def unique(prefix: str) -> str:
@@ -215,3 +223,26 @@ def define_hello_versions(app: str, kind: str, registry: str) -> None:
                               env=["HELLO_CRASH=1"])
     for version in ("1.0.0", "1.1.0", "2.0.0"):
         edgefleet.publish_version(app, version)
+
+
+def render_dom(url: str, name: str, height: int = 1000) -> str:
+    """The page's DOM once its scripts ran; its screenshot kept as
+    ``test-artifacts/prefect-ui-<name>.png`` for a person to look at."""
+    binary = shutil.which("chromium")
+    assert binary
+    flags = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--virtual-time-budget=15000", f"--window-size=1400,{height}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"prefect-ui-{name}.png"
+    shot.unlink(missing_ok=True)
+    subprocess.run([binary, *flags, f"--screenshot={shot}", url], capture_output=True,
+                   timeout=120, check=True)
+    assert shot.stat().st_size > 10_000, f"empty screenshot of {url}"
+    return subprocess.run([binary, *flags, "--dump-dom", url], capture_output=True, text=True,
+                          timeout=120, check=True).stdout
+
+
+def page_text(dom: str) -> str:
+    """What a person reads on the page: no scripts, styles or tags."""
+    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)))

@@ -4,6 +4,7 @@ records alone, which refuse in `edgefleet deploy`'s own words."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,11 +15,18 @@ from edgefleet.errors import InvalidInput, NotFound
 from edgefleet.models.launch import (
     LaunchedDeployment,
     LaunchPlan,
+    SecretEntry,
+    masked,
+    report,
+    secret_values,
+)
+from edgefleet.models.parameters import MASK, Parameter
+from edgefleet.models.run_names import (
     deploy_run_name,
     launch_run_name,
-    report,
+    stop_run_name,
+    update_run_name,
 )
-from edgefleet.models.parameters import Parameter
 
 GREETING = """
 services:
@@ -40,6 +48,25 @@ def test_run_names_say_what_and_where() -> None:
     assert launch_run_name("hello", "2.0.0", many, None) == \
         "launch hello 2.0.0 → e0, e1, e2, e3, e4 (+3 more)"
     assert deploy_run_name("hello", "1.1.0", "lab-1") == "deploy hello 1.1.0 → lab-1"
+    assert update_run_name("hello", "1.1.0", "lab-3") == "update hello 1.1.0 → lab-3"
+    assert stop_run_name("hello", "1.0.0", "lab-1") == "stop hello 1.0.0 on lab-1"
+
+
+def test_a_run_takes_its_readable_name_unless_its_caller_named_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``edgefleet update`` or the UI form start ``update <id>``: renamed; a group
+    rollout's subflow (``roll back …``, or already ``update …``) keeps its name."""
+    from edgefleet.tasks import runs
+
+    renamed: list[tuple[str, str]] = []
+    monkeypatch.setattr(runs, "rename_run",
+                        lambda run_id, *, name: renamed.append((run_id, name)))
+    readable = update_run_name("hello", "1.1.0", "lab-3")
+    for current in ("update d-1", readable, "roll back hello 1.0.0 → lab-3"):
+        monkeypatch.setattr(runs, "runtime", SimpleNamespace(
+            flow_run=SimpleNamespace(id="run-1", name=current)))
+        runs.name_run(readable, placeholder="update d-1")
+    assert renamed == [("run-1", "update hello 1.1.0 → lab-3")]
 
 
 def test_the_report_lists_each_deployment_with_state_and_urls() -> None:
@@ -63,7 +90,9 @@ def served() -> list[Any]:
 
 
 def test_every_served_flow_parameter_has_a_title_and_a_description() -> None:
-    flows = served()
+    from edgefleet.flows.edge_operation import edge_operation
+
+    flows = [*served(), edge_operation]  # edge-operation: served on the pull pool
     assert "launch-application" in [f.name for f in flows]
     for flow in flows:
         schema = flow.parameters.model_dump()
@@ -85,12 +114,34 @@ def test_the_launch_form() -> None:
                                         "secrets")] == [
         "Application", "Version", "Edges", "Edge selector", "Parameters",
         "Sensitive parameters"]
-    assert props["secrets"]["additionalProperties"]["format"] == "password"
+    # a list of named entries: the UI draws a password field for each value (it draws a
+    # map of values as raw JSON)
+    assert props["secrets"]["type"] == "array"
+    entry = schema["definitions"][props["secrets"]["items"]["$ref"].rsplit("/", 1)[1]]
+    assert entry["title"] == "Sensitive parameter" and entry["required"] == ["name", "value"]
+    assert entry["properties"]["value"]["format"] == "password"
+    assert all(p.get("title") and p.get("description") for p in entry["properties"].values())
     assert [props[k]["type"] for k in ("version", "edges", "selector", "env")] == [
         "string", "array", "string", "object"]  # plain fields, no None switch on the form
     policy = schema["definitions"]["UpdatePolicy"]["properties"]
     assert policy["notify"]["title"] == "Notify of"
     assert schema["definitions"]["Change"]["enum"] == ["patch", "minor", "major"]
+
+
+def test_sensitive_entries_by_name_and_masked_in_the_recorded_parameters() -> None:
+    entries = [SecretEntry(name="TOKEN", value=SecretStr("t")),
+               SecretEntry.model_validate({"name": "KEY", "value": "k"})]
+    assert {k: v.get_secret_value() for k, v in secret_values(entries).items()} == {
+        "TOKEN": "t", "KEY": "k"}
+    assert "'t'" not in repr(entries)
+    assert "TOKEN given twice in secrets" in refusal(lambda: secret_values(
+        [*entries, SecretEntry(name="TOKEN", value=SecretStr("u"))]))
+    recorded = [{"name": "TOKEN", "value": "t"}, {"name": "KEY", "value": "k"}, "junk"]
+    assert masked(recorded, {"TOKEN", "KEY"}) == [
+        {"name": "TOKEN", "value": MASK}, {"name": "KEY", "value": MASK}, "junk"]
+    assert masked({"GREETING": "hi", "TOKEN": "t"}, {"TOKEN"}) == {
+        "GREETING": "hi", "TOKEN": MASK}
+    assert masked(None, {"TOKEN"}) is None
 
 
 def test_the_second_step_asks_for_the_missing_names_only() -> None:

@@ -5,13 +5,9 @@ chromium renders the UI pages (screenshots saved under ``test-artifacts/``).
 
 from __future__ import annotations
 
-import html
-import re
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,12 +15,9 @@ import pytest
 
 import edgefleet
 from edgefleet import server
-from tests.lab_helpers import unique
+from tests.lab_helpers import page_text, render_dom, unique
 
 pytestmark = pytest.mark.lab
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--virtual-time-budget=15000", "--window-size=1400,1000")
 
 
 def api(api_url: str, path: str, body: dict[str, Any]) -> Any:
@@ -45,18 +38,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def render(url: str, name: str) -> str:
     """The page's text once its scripts ran; a screenshot of it under test-artifacts/."""
-    binary = shutil.which("chromium")
-    assert binary
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / f"prefect-ui-{name}.png"
-    shot.unlink(missing_ok=True)
-    subprocess.run([binary, *CHROMIUM, f"--screenshot={shot}", url], capture_output=True,
-                   timeout=120, check=True)
-    assert shot.stat().st_size > 10_000, f"empty screenshot of {url}"
-    dom = subprocess.run([binary, *CHROMIUM, "--dump-dom", url], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
-    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)))
+    return page_text(render_dom(url, name))
 
 
 def completed_sweep(api_url: str) -> str | None:
@@ -104,7 +86,8 @@ def test_ui_shows_deployments_a_completed_deploy_and_the_fleet_artifact(
         for name in ("deploy-application", "launch-application", "collect-telemetry"):
             assert name in page, name
         page = render(f"{ui}/runs/flow-run/{run_id}", "deploy-run")
-        assert f"deploy {status['id']}" in page and "Completed" in page
+        # the run renamed itself once it had read the records: what and where
+        assert f"deploy {app} 1.0.0 → lab-1" in page and "Completed" in page
         page = render(f"{ui}/runs/flow-run/{sweep_id}", "telemetry-run")
         assert "sweep-" in page and "Completed" in page
         page = render(f"{ui}/artifacts/artifact/{artifact}", "fleet-status")
