@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from prefect import runtime, task
+from prefect import get_run_logger, runtime, task
 from prefect.cache_policies import NONE
 from prefect.client.orchestration import get_client
 
@@ -35,4 +35,7 @@ def name_run(name: str, *, placeholder: str) -> None:
     ``placeholder``, its flow's name before the records were read, is renamed."""
     run_id, current = runtime.flow_run.id, runtime.flow_run.name
     if run_id and current == placeholder and name != placeholder:
-        rename_run(str(run_id), name=name)
+        try:
+            rename_run(str(run_id), name=name)
+        except Exception as exc:  # a name is for people: never the reason a change fails
+            get_run_logger().warning("the run keeps its name %r: %s", current, exc)

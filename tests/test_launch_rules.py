@@ -4,6 +4,7 @@ records alone, which refuse in `edgefleet deploy`'s own words."""
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -67,6 +68,22 @@ def test_a_run_takes_its_readable_name_unless_its_caller_named_it(
             flow_run=SimpleNamespace(id="run-1", name=current)))
         runs.name_run(readable, placeholder="update d-1")
     assert renamed == [("run-1", "update hello 1.1.0 → lab-3")]
+
+
+def test_a_rename_that_fails_never_fails_the_change(monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from edgefleet.tasks import runs
+
+    def refused(run_id: str, *, name: str) -> None:
+        raise RuntimeError("the API said 503")
+
+    monkeypatch.setattr(runs, "rename_run", refused)
+    monkeypatch.setattr(runs, "runtime", SimpleNamespace(
+        flow_run=SimpleNamespace(id="run-1", name="update d-1")))
+    monkeypatch.setattr(runs, "get_run_logger", lambda: logging.getLogger("edgefleet-test"))
+    with caplog.at_level(logging.WARNING, logger="edgefleet-test"):
+        runs.name_run("update hello 1.1.0 → lab-3", placeholder="update d-1")
+    assert "keeps its name 'update d-1': the API said 503" in caplog.text
 
 
 def test_the_report_lists_each_deployment_with_state_and_urls() -> None:
