@@ -35,6 +35,7 @@ from edgefleet.observed import to_observed
 
 T = TypeVar("T")
 DISK_KEYS = ("disk_images", "disk_containers", "disk_volumes")
+ENGINE_KEYS = ("engine_version", "cpus", "memory_total")
 DF_BUSY = "disk usage operation is already running"
 DF_FIRST_PAUSE, DF_LONGEST_PAUSE = 0.1, 1.0  # seconds between asks while df is busy
 
@@ -162,8 +163,10 @@ def _reading(target: EdgeTarget, started: datetime, **fields: Any) -> EdgeReadin
 
 async def read_sample(engine: AsyncEngine, target: EdgeTarget, started: datetime
                       ) -> EdgeReading:
-    """Engine figures, disk use (read now, or the previous sample's) and every container."""
-    info = await engine.info()
+    """Engine figures and disk use (read now, or the previous sample's) and every container."""
+    carried = all(target.previous_engine.get(k) is not None for k in ENGINE_KEYS)
+    about = (await _engine_figures(engine)) if target.read_disk or not carried else {
+        k: target.previous_engine[k] for k in ENGINE_KEYS}
     disk: dict[str, int | None] = {k: target.previous_disk.get(k) for k in DISK_KEYS}
     disk_error = None
     disk_read = False
@@ -171,6 +174,8 @@ async def read_sample(engine: AsyncEngine, target: EdgeTarget, started: datetime
     # containers came or went since the previous sample: disk use moved with them
     moved = listed is not None and {c["Id"][:12] for c in listed} != set(
         target.previous_containers)
+    if moved and not target.read_disk and carried:  # an engine restarted moves them too
+        about = await _engine_figures(engine)
     if target.read_disk or moved:
         try:
             figures, with_sizes = disk_usage(await system_df(engine))
@@ -179,7 +184,7 @@ async def read_sample(engine: AsyncEngine, target: EdgeTarget, started: datetime
             disk_error = f"disk usage not read: {exc}"
     if listed is None:
         listed = await engine.containers(all=True)
-    cpus = info.get("NCPU")
+    cpus = about["cpus"]
     containers: list[ContainerReading] = []
     observed: list[ObservedContainer] = []
     for summary in listed:
@@ -199,10 +204,15 @@ async def read_sample(engine: AsyncEngine, target: EdgeTarget, started: datetime
     running_count = sum(1 for c in containers if c.state == "running")
     return _reading(
         target, started, reachable=True, error=disk_error, disk_read=disk_read,
-        engine_version=info.get("ServerVersion"), cpus=cpus, memory_total=info.get("MemTotal"),
         containers_running=running_count, containers_stopped=len(containers) - running_count,
-        containers=containers, observed=observed, **disk,
+        containers=containers, observed=observed, **about, **disk,
     )
+
+
+async def _engine_figures(engine: AsyncEngine) -> dict[str, Any]:
+    info = await engine.info()
+    return {"engine_version": info.get("ServerVersion"), "cpus": info.get("NCPU"),
+            "memory_total": info.get("MemTotal")}
 
 
 async def system_df(engine: AsyncEngine) -> dict[str, Any]:

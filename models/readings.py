@@ -6,6 +6,7 @@ Plain pydantic data, so task inputs stay serialisable and nothing holds a live c
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -27,6 +28,10 @@ class EdgeTarget(BaseModel):
     read_disk: bool = True  # `system df` is due (else the previous figures carry over...)
     previous_disk: dict[str, int | None] = Field(default_factory=dict)
     previous_containers: list[str] = Field(default_factory=list)  # (...unless these changed)
+    # the engine's version, CPUs and memory as the previous sample read them: `/info` is the
+    # costliest answer to parse and they change only with the engine, so they are read with
+    # disk use (and when containers came or went), else carried over
+    previous_engine: dict[str, Any] = Field(default_factory=dict)
 
 
 class ContainerReading(BaseModel):

@@ -27,7 +27,7 @@ from sqlmodel import Session, col, delete, select
 from edgefleet import labels as L
 from edgefleet import metrics
 from edgefleet.db import session_scope
-from edgefleet.edge_readings import DISK_KEYS, read_many
+from edgefleet.edge_readings import DISK_KEYS, ENGINE_KEYS, read_many
 from edgefleet.errors import NotFound
 from edgefleet.metrics import human_size
 from edgefleet.models.connections import connection_of
@@ -85,13 +85,13 @@ def plan_sweep(now: datetime, edges: list[str] | None = None, force: bool = Fals
     assert all(edge.id is not None for edge, _ in due)
     targets = []
     for edge, work in due:
-        cpu, disk, ids = previous.get(edge.last_sample_id or 0, ({}, {}, []))
+        cpu, disk, ids, engine = previous.get(edge.last_sample_id or 0, ({}, {}, [], {}))
         targets.append(EdgeTarget(
             edge_id=int(edge.id or 0), conn=connection_of(edge), work=work, previous_cpu=cpu,
             previous_containers=ids,
             read_disk=force or not disk
             or metrics.is_due(edge.last_disk_at, settings.telemetry_disk_seconds, now),
-            previous_disk=disk))
+            previous_disk=disk, previous_engine=engine))
     return metrics.batches(targets, settings.telemetry_batch_size,
                            settings.telemetry_max_batches)
 
@@ -136,25 +136,29 @@ def seconds_until_due(edges: list[str] | None = None, now: datetime | None = Non
     return metrics.seconds_until_due(rows, now or utcnow())  # type: ignore[arg-type]
 
 
-Previous = tuple[dict[str, tuple[int, int]], dict[str, int | None], list[str]]
+Previous = tuple[dict[str, tuple[int, int]], dict[str, int | None], list[str], dict[str, Any]]
 
 
 def _previous_samples(session: Session, sample_ids: list[int]) -> dict[int, Previous]:
     """Per stored sample: container id → (CPU total, system total), for the next CPU %; its
-    disk figures, repeated while disk use is not due; its container ids."""
+    disk figures, repeated while disk use is not due; its container ids; its engine figures
+    (repeated as the disk figures are)."""
     found: dict[int, Previous] = {}
-    columns = [getattr(EdgeSample, key) for key in DISK_KEYS]
+    columns = [getattr(EdgeSample, key) for key in (*DISK_KEYS, *ENGINE_KEYS)]
     for start in range(0, len(sample_ids), CHUNK):
         chunk = sample_ids[start:start + CHUNK]
-        for sample_id, containers, *disk in session.exec(
+        for sample_id, containers, *figures in session.exec(
                 select(EdgeSample.id, EdgeSample.containers, *columns).where(
                     col(EdgeSample.id).in_(chunk))).all():
+            disk, engine = figures[:len(DISK_KEYS)], figures[len(DISK_KEYS):]
             found[int(sample_id or 0)] = ({
                 c["id"]: (int(c["cpu_total"]), int(c["cpu_system"]))
                 for c in containers
                 if c.get("cpu_total") is not None and c.get("cpu_system") is not None
             }, {key: value for key, value in zip(DISK_KEYS, disk, strict=True)
-                if value is not None}, [c["id"] for c in containers])
+                if value is not None}, [c["id"] for c in containers],
+                {key: value for key, value in zip(ENGINE_KEYS, engine, strict=True)
+                 if value is not None})
     return found
 
 

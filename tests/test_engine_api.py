@@ -120,18 +120,25 @@ def test_disk_use_is_read_only_when_due(ticker: tuple[EngineConnection, str]) ->
     with engine_client(conn, timeout=30) as client:
         present = [c["Id"][:12] for c in client.api.containers(all=True)]
     carried = {"disk_images": 1, "disk_containers": 2, "disk_volumes": 3}
+    engine = {"engine_version": "carried", "cpus": 99, "memory_total": 1}
     fresh, skipped, moved = read_many([
-        EdgeTarget(edge_id=1, conn=conn, work=Work.SAMPLE, read_disk=True),
+        EdgeTarget(edge_id=1, conn=conn, work=Work.SAMPLE, read_disk=True,
+                   previous_engine=engine),
         EdgeTarget(edge_id=2, conn=conn, work=Work.SAMPLE, read_disk=False,
-                   previous_disk=carried, previous_containers=present),
+                   previous_disk=carried, previous_containers=present, previous_engine=engine),
         EdgeTarget(edge_id=3, conn=conn, work=Work.SAMPLE, read_disk=False,
                    previous_disk=carried,  # the ticker is new since this "previous sample"
-                   previous_containers=[c for c in present if c != cid[:12]])],
+                   previous_containers=[c for c in present if c != cid[:12]],
+                   previous_engine=engine)],
         timeout=30, in_flight=3)
     assert fresh.reachable and fresh.disk_read and (fresh.disk_images or 0) > 1
     assert skipped.reachable and not skipped.disk_read
     assert (skipped.disk_images, skipped.disk_containers, skipped.disk_volumes) == (1, 2, 3)
     assert moved.reachable and moved.disk_read and moved.disk_images == fresh.disk_images
+    # `/info` is read with disk use (and when containers came or went), else carried over
+    assert (skipped.engine_version, skipped.cpus, skipped.memory_total) == ("carried", 99, 1)
+    for reading in (fresh, moved):
+        assert reading.engine_version not in (None, "carried") and reading.cpus != 99
     for reading in (fresh, skipped, moved):  # the container list is complete either way
         assert cid[:12] in {c.id for c in reading.containers}
 

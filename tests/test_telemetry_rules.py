@@ -291,9 +291,13 @@ def test_disk_use_is_read_on_its_own_slower_cadence(records: None,
     first = T.plan_sweep.fn(T0)[0][0]
     assert first.read_disk and first.previous_disk == {}  # never read: read it now
     disk = {"disk_images": 7_000, "disk_containers": 30, "disk_volumes": 0}
-    T.record_readings.fn([reading(one, "e1", T0, disk_read=True, **disk)], T0)
+    T.record_readings.fn([reading(one, "e1", T0, disk_read=True, cpus=4,
+                                  memory_total=2**30, **disk)], T0)
     later = T.plan_sweep.fn(at(60))[0][0]
     assert not later.read_disk and later.previous_disk == disk  # carried over, not read
+    # the engine's figures (`/info`) are carried over with the disk figures
+    assert later.previous_engine == {"engine_version": "20.10", "cpus": 4,
+                                     "memory_total": 2**30}
     assert later.previous_containers == []  # (read all the same if containers come or go)
     T.record_readings.fn([reading(one, "e1", at(60), **disk)], at(60))  # carried, not read
     assert not T.plan_sweep.fn(at(540))[0][0].read_disk
@@ -305,7 +309,8 @@ def test_disk_use_is_read_on_its_own_slower_cadence(records: None,
     assert T.plan_sweep.fn(at(660))[0][0].previous_containers == ["c1"]
     T.record_readings.fn([reading(one, "e1", at(660), reachable=False, error="gone")],
                          at(660))
-    assert T.plan_sweep.fn(at(720))[0][0].read_disk  # no figures to carry over: read them
+    gone = T.plan_sweep.fn(at(720))[0][0]
+    assert gone.read_disk and gone.previous_engine == {}  # no figures to carry over: read them
     monkeypatch.setenv("EDGEFLEET_TELEMETRY_DISK_SECONDS", "0")
     get_settings.cache_clear()
     T.record_readings.fn([reading(one, "e1", at(700), disk_read=True, **disk)], at(700))
