@@ -34,6 +34,10 @@ IMAGE_RE = re.compile(
 PORT_RE = re.compile(r"^(?:(?P<host>\d{1,5}):)?(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp))?\Z")
 SECRET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+# Shortest heartbeat interval accepted: the one the served sweep is tested to honour under
+# load (a reachable edge is never OFFLINE); below it a busy machine could not keep up.
+MIN_HEARTBEAT_SECONDS = 2
+MAX_INTERVAL_SECONDS = 86400
 
 
 class AppKind(StrEnum):
@@ -48,6 +52,19 @@ def check_name(value: str, what: str) -> str:
             f"{what} name {shown(value)} is not valid: use 1-63 lowercase letters, digits, '.', "
             "'_' or '-', starting with a letter or digit"
         )
+    return value
+
+
+def check_interval(value: object, what: str, minimum: int = 1) -> int:
+    """Seconds between ``minimum`` and a day; the refusal says the range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} {shown(value)} is not a whole number of seconds")
+    if not minimum <= value <= MAX_INTERVAL_SECONDS:
+        why = (f": {MIN_HEARTBEAT_SECONDS} s is the shortest heartbeat a busy control plane "
+               "keeps without calling a reachable edge OFFLINE"
+               if what == "heartbeat interval" and value < minimum else "")
+        raise ValueError(f"{what} {value} is outside {minimum}-{MAX_INTERVAL_SECONDS} "
+                         f"seconds{why}")
     return value
 
 
@@ -162,14 +179,21 @@ class EdgeCreate(BaseModel):
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
-    telemetry_interval: int = Field(default=60, ge=1, le=86400)
-    heartbeat_interval: int = Field(default=20, ge=1, le=86400)
+    telemetry_interval: int = 60
+    heartbeat_interval: int = 20
     mode: Literal["push", "pull"] = "push"
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return check_name(v, "edge")
+
+    @field_validator("telemetry_interval", "heartbeat_interval")
+    @classmethod
+    def _interval(cls, v: int, info: ValidationInfo) -> int:
+        if info.field_name == "heartbeat_interval":
+            return check_interval(v, "heartbeat interval", MIN_HEARTBEAT_SECONDS)
+        return check_interval(v, "telemetry interval")
 
     @field_validator("docker_host")
     @classmethod
