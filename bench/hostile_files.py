@@ -62,11 +62,11 @@ def big_file(size: int) -> str:
     return head + "".join(line.format(i=i) for i in range(count))
 
 
-def int_list(tail: str, size: int = 1024 * 1024) -> str:
-    """A flow list of single-digit ints filling ``size`` bytes (about 500,000 nodes), then
-    ``tail``: the most nodes a file under the size limit can hold."""
+def int_list(tail: str, size: int = 1024 * 1024, count: int | None = None) -> str:
+    """A flow list of single-digit ints filling ``size`` bytes (about 500,000 nodes: the
+    most a file under the size limit can hold) or of ``count`` ints, then ``tail``."""
     head = "x-junk: ["
-    count = (size - len(head) - len(tail) - 2) // 2
+    count = count or (size - len(head) - len(tail) - 2) // 2
     return head + ",".join(["1"] * count) + "]\n" + tail
 
 
@@ -105,6 +105,9 @@ def compose_cases() -> dict[str, bytes]:
         "1 MiB list of ints, invalid image": int_list(
             "services:\n  web: {image: 'not an image'}\n").encode(),
         "1 MiB list of ints, otherwise valid": int_list(BIG_LIST_TAIL).encode(),
+        # just under EDGEFLEET_MAX_YAML_NODES: the slowest refusal the node limit allows
+        "99,990 ints, invalid image": int_list(
+            "services:\n  web: {image: 'not an image'}\n", count=99_990).encode(),
     }
 
 

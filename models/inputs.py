@@ -37,6 +37,7 @@ ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 # Shortest heartbeat interval accepted: the one the served sweep is tested to honour under
 # load (a reachable edge is never OFFLINE); below it a busy machine could not keep up.
 MIN_HEARTBEAT_SECONDS = 2
+PARSED = "parsed_compose"  # VersionCreate's validation context: the file's loaded YAML
 MAX_INTERVAL_SECONDS = 86400
 
 
@@ -144,7 +145,13 @@ def parse_compose(text: str | bytes, *, what: str = "compose file",
     Full validation and interpolation stay the compose binary's job.
     """
     limits = limits or Limits.from_settings()
-    data = load_yaml(text, what=what, limits=limits)
+    return checked_compose(load_yaml(text, what=what, limits=limits), what=what, limits=limits)
+
+
+def checked_compose(data: Any, *, what: str = "compose file",
+                    limits: Limits | None = None) -> dict[str, Any]:
+    """``parse_compose`` of a file already loaded (``load_yaml``): a file is parsed once."""
+    limits = limits or Limits.from_settings()
     if not isinstance(data, dict):
         raise ValueError(f"{what} must be a mapping with a 'services' key")
     services = data.get("services")
@@ -220,7 +227,11 @@ class EdgeCreate(BaseModel):
 
 
 class VersionCreate(BaseModel):
-    """A new application version; exactly one of image / compose text, per kind."""
+    """A new application version; exactly one of image / compose text, per kind.
+
+    Validated with ``context={PARSED: load_yaml(compose)}`` (what the API does), the file
+    already loaded is checked instead of being parsed again.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -272,7 +283,7 @@ class VersionCreate(BaseModel):
         return [check_port(p) for p in v]
 
     @model_validator(mode="after")
-    def _spec_matches_kind(self) -> VersionCreate:
+    def _spec_matches_kind(self, info: ValidationInfo) -> VersionCreate:
         self.privileges = []  # found below, never taken from the caller
         if self.kind is AppKind.IMAGE:
             if not self.image or self.compose:
@@ -285,7 +296,10 @@ class VersionCreate(BaseModel):
             if self.ports:
                 raise ValueError("--port is for image applications; put ports in the compose file")
             what = "compose file" if self.kind is AppKind.COMPOSE else "stack file"
-            found = host_privileges(parse_compose(self.compose, what=what), bundled=self.files)
+            context = info.context or {}
+            doc = (checked_compose(context[PARSED], what=what) if PARSED in context
+                   else parse_compose(self.compose, what=what))
+            found = host_privileges(doc, bundled=self.files)
             if found and not self.allow_privileged:
                 raise ValueError(
                     f"{what} asks for host-level privileges ({described(found)}): its "
