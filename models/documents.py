@@ -162,6 +162,62 @@ def parse_env_file(data: str | bytes, *, what: str = "env file",
     return env
 
 
+_ENV_LINE = re.compile(r"\s*(?:export\s+)?(?P<key>[^=:\s#][^=:\s]*)\s*(?P<sep>[=:]?)\s*"
+                       r"(?P<value>.*)", re.DOTALL)
+
+
+def env_file_keys(data: str | bytes, *, what: str = "env file",
+                  limits: Limits | None = None) -> list[str]:
+    """The variable names of an env file read the way compose reads it (``KEY=VALUE`` or
+    ``KEY: VALUE``, ``export``, a bare ``KEY``, a quoted value over several lines), refused
+    over the limits: size, UTF-8, a NUL, a name set twice (compose keeps the last silently),
+    more than ``max_env_entries``. Its syntax is compose's to judge (``compose config``)."""
+    limits = limits or Limits.from_settings()
+    text = text_of(data, what=what, limits=limits)
+    if "\x00" in text:
+        raise refuse(what, "contains a NUL character")
+    lines = [line.removesuffix("\r") for line in text.split("\n")]  # compose's line ends
+    keys: dict[str, int] = {}
+    number = 0
+    while number < len(lines):
+        line = lines[number]
+        number += 1
+        match = _ENV_LINE.match(line)
+        if not match or not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key = match["key"]
+        if key in keys:
+            raise refuse(what, f"line {number}: {shown(key, 40)} is set twice (first on line "
+                               f"{keys[key]})")
+        keys[key] = number
+        if len(keys) > limits.max_env_entries:
+            raise refuse(what, f"more than {limits.max_env_entries} variables "
+                               "(setting EDGEFLEET_MAX_ENV_ENTRIES)")
+        value = match["value"]
+        quote = value[:1]
+        if match["sep"] and quote in ("'", '"'):  # the lines up to its closing quote
+            rest = value[1:]
+            while not _closes(rest, quote) and number < len(lines):
+                rest = lines[number]
+                number += 1
+    return list(keys)
+
+
+def _closes(text: str, quote: str) -> bool:
+    """``text`` holds the closing ``quote`` (in double quotes, ``\\"`` is no close)."""
+    if quote == "'":
+        return "'" in text
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            return True
+    return False
+
+
 def _size(count: int) -> str:
     shown = f"{count:,} bytes"
     return f"{humanize.naturalsize(count, binary=True)} ({shown})" if count >= MIB else shown

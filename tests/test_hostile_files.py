@@ -24,7 +24,13 @@ import edgefleet
 from bench.hostile_files import GOOD, billion_laughs, compose_cases, env_cases, many_services
 from edgefleet.cli.main import app
 from edgefleet.errors import InvalidInput, RefusedFile
-from edgefleet.models.documents import Limits, load_yaml, parse_env_file, text_of
+from edgefleet.models.documents import (
+    Limits,
+    env_file_keys,
+    load_yaml,
+    parse_env_file,
+    text_of,
+)
 from edgefleet.models.inputs import (
     DeploymentCreate,
     EdgeCreate,
@@ -162,6 +168,44 @@ def test_env_files_have_the_same_limits() -> None:
         parse_env_file("A=1\nB=2\nC=3\n", limits=Limits(max_env_entries=2))
     with pytest.raises(InvalidInput, match="NUL"):
         parse_env_file("A=\x00")
+
+
+ENV_APP = """\
+services:
+  web:
+    image: 127.0.0.1:5000/edgefleet/hello:1.0.0
+    env_file: [app.env, {path: ./opt.env, required: false}]
+    volumes: [./conf.txt:/etc/conf.txt:ro]
+"""
+
+
+@pytest.mark.parametrize(("name", "data", "message"), [
+    ("app.env", b"A=1\nB=2\nA=3\n", "env file app.env (services.web.env_file) refused: "
+                                     "line 3: 'A' is set twice (first on line 1)"),
+    ("opt.env", "A=1\nB=\x00\n", "env file opt.env (services.web.env_file) refused: "
+                                   "contains a NUL character"),
+    ("app.env", "".join(f"K{i}=v\n" for i in range(20_000)),
+     "env file app.env (services.web.env_file) refused: more than 10000 variables"),
+])
+def test_bundled_env_files_are_held_to_the_env_file_limits(name: str, data: str | bytes,
+                                                          message: str) -> None:
+    files: dict[str, str | bytes] = {"app.env": "A=1\n", "conf.txt": "x\n", name: data}
+    with pytest.raises(InvalidInput) as refused:
+        edgefleet.create_application("hostile-env", "1.0.0", compose=ENV_APP, files=files)
+    assert str(refused.value).startswith(message), str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert "hostile-env" not in [a["name"] for a in edgefleet.list_applications()]
+
+
+def test_a_bundled_env_file_is_read_the_way_compose_reads_it() -> None:
+    # what compose accepts stays accepted: a value over lines, KEY: VALUE, a bare KEY;
+    # a file used only as a bind mount is no env file (its lines may repeat)
+    env = 'A="one\nA=still the value of A"\nB: 2\nexport C=3\nD\n# A=4\n'
+    assert env_file_keys(env) == ["A", "B", "C", "D"]
+    row = edgefleet.create_application("env-syntax", "1.0.0", compose=ENV_APP,
+                                       files={"app.env": env, "conf.txt": "X=1\nX=2\n"})
+    assert row.files["app.env"] == env
+    edgefleet.delete_application("env-syntax")
 
 
 def test_env_entries_of_any_type_are_checked() -> None:

@@ -59,6 +59,7 @@ def _version_spec(
         if kind is AppKind.COMPOSE:  # a missing file is named before anything else is said
             bundled_files.check_references(doc, bundled, what=what,
                                            host_paths_allowed=allow_privileged)
+            bundled_files.check_env_files(doc, bundled, limits=limits)
     spec = validated(
         lambda **fields: VersionCreate.model_validate(
             fields, context=None if doc is None else {PARSED: doc}),
