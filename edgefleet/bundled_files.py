@@ -143,6 +143,12 @@ def _env_files(service: Mapping[str, Any], *, optional: bool = True
                 yield i, path
 
 
+def _items(value: Any) -> list[Any]:
+    """A list as written, else nothing: another shape is the model's to refuse (the
+    references are read before the file is validated)."""
+    return value if isinstance(value, list) else []
+
+
 def _short_volume(spec: str) -> tuple[str, str | None]:
     source, _, rest = spec.partition(":")
     return source, (rest.split(":", 1)[0] or None) if rest else None
@@ -160,7 +166,7 @@ def references(doc: Any) -> list[Reference]:
         for _i, path in _env_files(service, optional=False):
             if _relative(path, bind=False):
                 found.append(Reference(path, f"services.{sname}.env_file"))
-        for volume in service.get("volumes") or []:
+        for volume in _items(service.get("volumes")):
             source: Any = None
             if isinstance(volume, str):
                 source = _short_volume(volume)[0]
@@ -282,7 +288,7 @@ def override(doc: dict[str, Any], files: Mapping[str, str], *, folder: str) -> s
             changes["env_file"] = _OverrideList(rewritten)
         kept_volumes: list[Any] = []
         added: list[dict[str, str]] = []
-        for volume in service.get("volumes") or []:
+        for volume in _items(service.get("volumes")):
             source: Any = None
             target: Any = None
             if isinstance(volume, str):

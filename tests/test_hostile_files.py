@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 from typer.testing import CliRunner
@@ -208,6 +209,16 @@ def test_a_bundled_env_file_is_read_the_way_compose_reads_it() -> None:
     edgefleet.delete_application("env-syntax")
 
 
+@pytest.mark.parametrize("shape", ["5", "{a: b}", "./x:/y", "true", "[5, [1], {type: 3}]"])
+def test_a_volumes_key_of_any_shape_gets_one_line(shape: str) -> None:
+    """The bundled-file references are read before the file is validated: a shape they do
+    not expect is left to the validation, which names the key."""
+    compose = f"services:\n  web:\n    image: 127.0.0.1:5000/x:1\n    volumes: {shape}\n"
+    with pytest.raises(InvalidInput, match=r"services\.web\.volumes"):
+        edgefleet.create_application("odd-volumes", "1.0.0", compose=compose,
+                                     files={"a.env": "A=1\n"})
+
+
 def test_env_entries_of_any_type_are_checked() -> None:
     for junk in ([1, 2], {"A": ["x"]}, "A=1", {"A": "\x00"}):
         with pytest.raises(ValueError, match="environment"):
@@ -279,6 +290,62 @@ def test_generated_compose_models_give_only_our_error(model: dict[str, Any], all
     control_plane_files(model)
     _only_our_error(VersionCreate, version="1.0.0", kind="compose",
                     compose=yaml.safe_dump(model), allow_privileged=allow)
+
+
+VOLUME_SPECS = ["./conf.txt:/c:ro", "conf.txt:/c", "${HOST:-/}:/h", "${A:-./conf.txt}:/c",
+                "data:/d", "/:/h", "$${x}:/y", "${A:/x", ":", "::::"]
+ENV_FILE_SPECS = ["app.env", "./app.env", "missing.env", "/etc/x", "${E}.env",
+                  {"path": "app.env", "required": False}, {"path": 5}, {"required": "x"}]
+# values a service key may have: a flat mix of types (a scalar where a list is expected is
+# the common mistake), junk, and values close to what the checks look for
+scalar = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+near = st.sampled_from(VOLUME_SPECS + ENV_FILE_SPECS)
+service_value = st.one_of(
+    scalar, scalar, near, anything, st.lists(near | scalar, max_size=3),
+    st.dictionaries(st.sampled_from(["source", "target", "type", "path", "file", "required"]),
+                    scalar | near, max_size=3))
+api_service = st.fixed_dictionaries(
+    {"image": st.sampled_from(["a", "127.0.0.1:5000/x:1", "Not An Image", 5, None])},
+    optional={key: service_value for key in (
+        "volumes", "env_file", "configs", "privileged", "pid", "cap_add", "environment",
+        "networks", "extends", "ports")})
+api_model = st.fixed_dictionaries(
+    {"services": st.dictionaries(st.text(max_size=4) | st.integers(), api_service,
+                                 min_size=1, max_size=3)},
+    optional={key: scalar | anything | st.dictionaries(st.text(max_size=4), st.fixed_dictionaries(
+        {"file": st.sampled_from(["./conf.txt", "conf.txt", "/etc/x", "app.env"])}),
+        max_size=2) for key in ("volumes", "configs", "secrets", "networks")})
+bundled = st.dictionaries(
+    st.sampled_from(["app.env", "conf.txt", "other.env"]),
+    st.text(max_size=40) | st.binary(max_size=20) | st.sampled_from(
+        ["A=1\n", "A=1\nA=2\n", "A=\x00", 'A="open\nB=1\n', "K: v\nK\n"]),
+    max_size=3)
+_names = itertools.count()
+# fewer examples than JUNK: an input that passes every check costs a `compose config` run
+THROUGH_THE_API = settings(max_examples=60, deadline=None,
+                           suppress_health_check=[HealthCheck.too_slow])
+
+
+@THROUGH_THE_API
+@given(compose=yaml_junk | api_model.map(yaml.safe_dump), files=bundled, allow=st.booleans())
+@example(compose="services: {web: {image: a, volumes: 5}}", files={}, allow=False)
+@example(compose="services: {web: {image: a, volumes: true, env_file: 5}}",
+         files={"app.env": "A=1\n"}, allow=True)
+@example(compose="services: {web: {image: a, env_file: [{path: app.env}, 7]}}\nconfigs: [1]",
+         files={"app.env": "A=1\nA=2\n"}, allow=False)
+def test_generated_files_given_to_create_application_give_only_our_error(
+        compose: str, files: dict[str, Any], allow: bool) -> None:
+    """The public entry, as a user or a script calls it: whatever the file and the bundled
+    files, the answer is a version or one line of InvalidInput, and a refusal stores nothing."""
+    name = f"junk-{next(_names)}"
+    try:
+        edgefleet.create_application(name, "1.0.0", compose=compose, files=files,
+                                     allow_privileged=allow)
+    except InvalidInput as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 2000, str(exc)
+        assert name not in [a["name"] for a in edgefleet.list_applications()]
+    else:
+        edgefleet.delete_application(name)
 
 
 @JUNK
