@@ -29,7 +29,7 @@ import yaml
 
 from edgefleet.errors import InvalidInput
 from edgefleet.models.documents import Limits, env_file_keys
-from edgefleet.models.privileges import bundled_name
+from edgefleet.models.privileges import bundled_name, split_volume
 
 KIB = 1024
 MAX_FILE_BYTES = 256 * KIB
@@ -150,8 +150,8 @@ def _items(value: Any) -> list[Any]:
 
 
 def _short_volume(spec: str) -> tuple[str, str | None]:
-    source, _, rest = spec.partition(":")
-    return source, (rest.split(":", 1)[0] or None) if rest else None
+    fields = split_volume(spec)
+    return fields[0], (fields[1] or None) if len(fields) > 1 else None
 
 
 def references(doc: Any) -> list[Reference]:

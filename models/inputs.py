@@ -152,6 +152,8 @@ def checked_compose(data: Any, *, what: str = "compose file",
                     limits: Limits | None = None) -> dict[str, Any]:
     """``parse_compose`` of a file already loaded (``load_yaml``): a file is parsed once."""
     limits = limits or Limits.from_settings()
+    if data is None:  # no YAML at all: blank, or comments only
+        raise ValueError(f"{what} is empty: give a mapping with a 'services' key")
     if not isinstance(data, dict):
         raise ValueError(f"{what} must be a mapping with a 'services' key")
     services = data.get("services")

@@ -209,6 +209,17 @@ def test_a_bundled_env_file_is_read_the_way_compose_reads_it() -> None:
     edgefleet.delete_application("env-syntax")
 
 
+def test_an_empty_compose_file_says_so(tmp_path: Path) -> None:
+    for text in ("", "\n", "# only a comment\n"):
+        with pytest.raises(InvalidInput, match="^compose file is empty"):
+            edgefleet.create_application("empty", "1.0.0", compose=text)
+    (tmp_path / "c.yaml").write_text("")
+    result = CliRunner().invoke(app, ["app", "create", "empty", "--version", "1.0.0",
+                                      "--compose", str(tmp_path / "c.yaml")])
+    assert result.output.strip() == f"error: compose file {tmp_path / 'c.yaml'} is empty"
+    assert "empty" not in [a["name"] for a in edgefleet.list_applications()]
+
+
 @pytest.mark.parametrize("shape", ["5", "{a: b}", "./x:/y", "true", "[5, [1], {type: 3}]"])
 def test_a_volumes_key_of_any_shape_gets_one_line(shape: str) -> None:
     """The bundled-file references are read before the file is validated: a shape they do

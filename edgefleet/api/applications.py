@@ -42,7 +42,8 @@ def _version_spec(
     urls: list[str] | dict[str, str] | None = None,
     files: FilesArg = None,
 ) -> tuple[VersionCreate, list[Parameter]]:
-    given = [k for k, v in (("image", image), ("compose", compose), ("stack", stack)) if v]
+    given = [k for k, v in (("image", image), ("compose", compose), ("stack", stack))
+             if v is not None]
     if len(given) != 1:
         raise InvalidInput("give exactly one of --image REF, --compose FILE or --stack FILE")
     kind = {"image": AppKind.IMAGE, "compose": AppKind.COMPOSE, "stack": AppKind.SWARM}[given[0]]
@@ -50,12 +51,14 @@ def _version_spec(
     bundled = bundled_files.checked(files, bundled_files.FileLimits.from_settings())
     text: str | None = None
     doc: Any = None
-    raw = compose or stack
-    if raw:  # parsed once: the checks below and the model read ``doc``
+    raw = compose if compose is not None else stack
+    if raw is not None:  # parsed once: the checks below and the model read ``doc``
         what = "compose file" if kind is AppKind.COMPOSE else "stack file"
         limits = Limits.from_settings()
         text = text_of(raw, what=what, limits=limits)
         doc = load_yaml(text, what=what, limits=limits)
+        if doc is None:
+            raise InvalidInput(f"{what} is empty: give a mapping with a 'services' key")
         if kind is AppKind.COMPOSE:  # a missing file is named before anything else is said
             bundled_files.check_references(doc, bundled, what=what,
                                            host_paths_allowed=allow_privileged)
