@@ -4,7 +4,8 @@ Each file is written to disk and given to ``edgefleet app create --compose FILE`
 this process, in a throw-away home: ``bench/home.py``), the way a new user would; the env-file
 cases go through ``parse_env_file``, the function that reads env files. A refusal must come
 in one line, before anything is stored, within a second. Times are medians of a few runs in
-one process (this machine is shared: compare rows, not absolute times across runs).
+one process; each row's ratio is to accepting the normal compose file in the same run (this
+machine is shared: compare ratios, not absolute times across runs).
 
     python bench/hostile_files.py [--runs 5]
 """
@@ -61,6 +62,17 @@ def big_file(size: int) -> str:
     return head + "".join(line.format(i=i) for i in range(count))
 
 
+def int_list(tail: str, size: int = 1024 * 1024, count: int | None = None) -> str:
+    """A flow list of single-digit ints filling ``size`` bytes (about 500,000 nodes: the
+    most a file under the size limit can hold) or of ``count`` ints, then ``tail``."""
+    head = "x-junk: ["
+    count = count or (size - len(head) - len(tail) - 2) // 2
+    return head + ",".join(["1"] * count) + "]\n" + tail
+
+
+BIG_LIST_TAIL = "services:\n  web: {image: 127.0.0.1:5000/edgefleet/hello:1.0.0}\n"
+
+
 PRIVILEGED = """\
 services:
   web:
@@ -88,6 +100,14 @@ def compose_cases() -> dict[str, bytes]:
         "privileged without --allow-privileged": PRIVILEGED.encode(),
         "env_file of the control plane": (
             b"services:\n  web: {image: a, env_file: /etc/shadow}\n"),
+        "1 MiB list of ints, duplicate key at the end": int_list(
+            BIG_LIST_TAIL + "x-junk: 1\n").encode(),
+        "1 MiB list of ints, invalid image": int_list(
+            "services:\n  web: {image: 'not an image'}\n").encode(),
+        "1 MiB list of ints, otherwise valid": int_list(BIG_LIST_TAIL).encode(),
+        # just under EDGEFLEET_MAX_YAML_NODES: the slowest refusal the node limit allows
+        "99,990 ints, invalid image": int_list(
+            "services:\n  web: {image: 'not an image'}\n", count=99_990).encode(),
     }
 
 
@@ -180,11 +200,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     rows = run_benchmark(args.runs)
-    print(f"{'file':48} {'bytes':>10} {'seconds':>8}  answer")
+    baseline = float(rows[0]["seconds"])  # type: ignore[arg-type]  # the normal file
+    print(f"{'file':48} {'bytes':>10} {'seconds':>8} {'ratio':>7}  answer")
     for row in rows:
         outcome = str(row["outcome"])
-        outcome = outcome if len(outcome) <= 110 else outcome[:107] + "..."
-        print(f"{row['file']:48} {row['bytes']:>10} {row['seconds']:>8.4f}  {outcome}")
+        outcome = outcome if len(outcome) <= 100 else outcome[:97] + "..."
+        ratio = float(row["seconds"]) / baseline  # type: ignore[arg-type]
+        print(f"{row['file']:48} {row['bytes']:>10} {row['seconds']:>8.4f} {ratio:>7.2f}  "
+              f"{outcome}")
+    print(f"ratio: seconds / those of accepting the normal compose file ({baseline:.4f} s)")
 
 
 if __name__ == "__main__":

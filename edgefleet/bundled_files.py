@@ -12,7 +12,8 @@ resolved model carries the content of the files each service uses, and a changed
 changes only the config hash of those services (``labels.hashed_spec``).
 
 Files are UTF-8 text (env files and configs are text; compose's ``content:`` is a string):
-anything else is refused when the version is created.
+anything else is refused when the version is created, and a file used as an ``env_file`` is
+held to the limits of any env file (``check_env_files``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from typing import Any
 import yaml
 
 from edgefleet.errors import InvalidInput
-from edgefleet.models.privileges import bundled_name
+from edgefleet.models.documents import Limits, env_file_keys
+from edgefleet.models.privileges import bundled_name, split_volume
 
 KIB = 1024
 MAX_FILE_BYTES = 256 * KIB
@@ -141,9 +143,15 @@ def _env_files(service: Mapping[str, Any], *, optional: bool = True
                 yield i, path
 
 
+def _items(value: Any) -> list[Any]:
+    """A list as written, else nothing: another shape is the model's to refuse (the
+    references are read before the file is validated)."""
+    return value if isinstance(value, list) else []
+
+
 def _short_volume(spec: str) -> tuple[str, str | None]:
-    source, _, rest = spec.partition(":")
-    return source, (rest.split(":", 1)[0] or None) if rest else None
+    fields = split_volume(spec)
+    return fields[0], (fields[1] or None) if len(fields) > 1 else None
 
 
 def references(doc: Any) -> list[Reference]:
@@ -158,7 +166,7 @@ def references(doc: Any) -> list[Reference]:
         for _i, path in _env_files(service, optional=False):
             if _relative(path, bind=False):
                 found.append(Reference(path, f"services.{sname}.env_file"))
-        for volume in service.get("volumes") or []:
+        for volume in _items(service.get("volumes")):
             source: Any = None
             if isinstance(volume, str):
                 source = _short_volume(volume)[0]
@@ -192,6 +200,24 @@ def check_references(doc: Any, files: Mapping[str, str], *, what: str,
         raise InvalidInput(
             f"{what} names files that are not bundled: {shown}{more}; bundle each with "
             "--file PATH[=NAME] (NAME: the plain file name the compose file uses)")
+
+
+def check_env_files(doc: Any, files: Mapping[str, str], *,
+                    limits: Limits | None = None) -> None:
+    """Refuse a bundled file that a service reads as its ``env_file`` if it is over the
+    limits of any env file (``documents.env_file_keys``: a NUL, a name set twice, too many
+    variables); the refusal names the file and where it is used."""
+    services = doc.get("services") if isinstance(doc, dict) else None
+    checked_names: set[str] = set()
+    for sname, service in _mapping(services).items():
+        if not isinstance(service, dict):
+            continue
+        for _i, path in _env_files(service):
+            name = _named(path, files, bind=False)
+            if name is not None and name not in checked_names:
+                checked_names.add(name)
+                env_file_keys(files[name], what=f"env file {name} (services.{sname}.env_file)",
+                              limits=limits)
 
 
 def escaped(text: str) -> str:
@@ -262,7 +288,7 @@ def override(doc: dict[str, Any], files: Mapping[str, str], *, folder: str) -> s
             changes["env_file"] = _OverrideList(rewritten)
         kept_volumes: list[Any] = []
         added: list[dict[str, str]] = []
-        for volume in service.get("volumes") or []:
+        for volume in _items(service.get("volumes")):
             source: Any = None
             target: Any = None
             if isinstance(volume, str):

@@ -113,6 +113,9 @@ def compose_words(output: str, *, project: str | None = None) -> str:
     compose's own error; the service comes from ``services.NAME.`` or a container
     ``PROJECT-NAME-1`` in the output.
     """
+    panic = next((line for line in output.splitlines() if line.startswith("panic: ")), None)
+    if panic:  # a Go stack trace follows: its first line says what went wrong
+        output = f"compose crashed on this file ({panic})"
     lines: list[str] = []
     for raw in output.splitlines():
         line = raw.strip()

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=1024 * 1024, gt=0,
                                 description="largest compose, stack or env file accepted")
     max_yaml_depth: int = Field(default=32, gt=0, description="deepest nesting in a YAML file")
+    max_yaml_nodes: int = Field(
+        default=100_000, gt=0, description="nodes (scalars, lists, mappings) in a YAML file: "
+        "a 1 MiB compose file of long lines has about 20,000, one of '1,' half a million, "
+        "seconds of work to build")
     yaml_alias_budget: int = Field(
         default=10_000, ge=0, description="nodes that YAML aliases may add once expanded "
         "(a 'billion laughs' file expands to 10^9)")

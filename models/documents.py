@@ -4,8 +4,10 @@ A vendor's file is parsed on the control plane before anything is stored, so a h
 must be refused there, fast and in one line: too large, not UTF-8, nested too deep, a
 "billion laughs" of nested aliases (a few hundred bytes that expand to 10^9 nodes, or a
 cycle that never ends), duplicate keys (YAML keeps the last silently), more services than
-any edge should run. Sizes are checked before parsing; depth, aliases and the services count
-while the YAML is composed, so a refusal never waits for the whole file.
+any edge should run, more nodes than any compose file needs (a megabyte of ``1,`` is half a
+million nodes: seconds of Python to build). Sizes are checked before parsing; depth, aliases,
+nodes and the services count while the YAML is composed, so a refusal never waits for the
+whole file.
 
 Every refusal is a ``RefusedFile``: an ``InvalidInput`` (the CLI prints it as one line) and a
 ``ValueError`` (pydantic validators turn it into a validation error).
@@ -22,7 +24,7 @@ import humanize
 import yaml
 from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
-from yaml.events import AliasEvent
+from yaml.events import AliasEvent, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode
 from yaml.resolver import Resolver
 
@@ -41,6 +43,7 @@ class Limits:
     max_bytes: int = MIB
     max_depth: int = 32  # compose files nest about 6 deep; deep nesting only costs
     alias_budget: int = 10_000  # nodes that aliases may add once expanded
+    max_nodes: int = 100_000  # a 1 MiB compose file of long lines has about 20,000
     max_services: int = 200
     max_env_entries: int = 10_000
 
@@ -50,8 +53,8 @@ class Limits:
 
         s = get_settings()
         return cls(max_bytes=s.max_file_bytes, max_depth=s.max_yaml_depth,
-                   alias_budget=s.yaml_alias_budget, max_services=s.max_services,
-                   max_env_entries=s.max_env_entries)
+                   alias_budget=s.yaml_alias_budget, max_nodes=s.max_yaml_nodes,
+                   max_services=s.max_services, max_env_entries=s.max_env_entries)
 
 
 def shown(value: object, width: int = 60) -> str:
@@ -159,6 +162,62 @@ def parse_env_file(data: str | bytes, *, what: str = "env file",
     return env
 
 
+_ENV_LINE = re.compile(r"\s*(?:export\s+)?(?P<key>[^=:\s#][^=:\s]*)\s*(?P<sep>[=:]?)\s*"
+                       r"(?P<value>.*)", re.DOTALL)
+
+
+def env_file_keys(data: str | bytes, *, what: str = "env file",
+                  limits: Limits | None = None) -> list[str]:
+    """The variable names of an env file read the way compose reads it (``KEY=VALUE`` or
+    ``KEY: VALUE``, ``export``, a bare ``KEY``, a quoted value over several lines), refused
+    over the limits: size, UTF-8, a NUL, a name set twice (compose keeps the last silently),
+    more than ``max_env_entries``. Its syntax is compose's to judge (``compose config``)."""
+    limits = limits or Limits.from_settings()
+    text = text_of(data, what=what, limits=limits)
+    if "\x00" in text:
+        raise refuse(what, "contains a NUL character")
+    lines = [line.removesuffix("\r") for line in text.split("\n")]  # compose's line ends
+    keys: dict[str, int] = {}
+    number = 0
+    while number < len(lines):
+        line = lines[number]
+        number += 1
+        match = _ENV_LINE.match(line)
+        if not match or not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key = match["key"]
+        if key in keys:
+            raise refuse(what, f"line {number}: {shown(key, 40)} is set twice (first on line "
+                               f"{keys[key]})")
+        keys[key] = number
+        if len(keys) > limits.max_env_entries:
+            raise refuse(what, f"more than {limits.max_env_entries} variables "
+                               "(setting EDGEFLEET_MAX_ENV_ENTRIES)")
+        value = match["value"]
+        quote = value[:1]
+        if match["sep"] and quote in ("'", '"'):  # the lines up to its closing quote
+            rest = value[1:]
+            while not _closes(rest, quote) and number < len(lines):
+                rest = lines[number]
+                number += 1
+    return list(keys)
+
+
+def _closes(text: str, quote: str) -> bool:
+    """``text`` holds the closing ``quote`` (in double quotes, ``\\"`` is no close)."""
+    if quote == "'":
+        return "'" in text
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            return True
+    return False
+
+
 def _size(count: int) -> str:
     shown = f"{count:,} bytes"
     return f"{humanize.naturalsize(count, binary=True)} ({shown})" if count >= MIB else shown
@@ -192,10 +251,10 @@ except ImportError:  # pragma: no cover - PyYAML without libyaml
 class _LimitedLoader(_PARSER, Composer, SafeConstructor, Resolver):  # type: ignore[misc,valid-type]
     """SafeLoader's composer and constructor, counting as it composes.
 
-    Depth, the nodes that aliases add once expanded (an alias costs its anchor's full size,
-    so nested aliases cannot hide their product) and the top-level ``services`` entries are
-    checked as each node is composed; an alias to an anchor still being composed (a cycle)
-    and a key given twice in one mapping are refused.
+    Depth, the nodes written, the nodes that aliases add once expanded (an alias costs its
+    anchor's full size, so nested aliases cannot hide their product) and the top-level
+    ``services`` entries are checked as each node is composed; an alias to an anchor still
+    being composed (a cycle) and a key given twice in one mapping are refused.
     """
 
     # the composer's entry points, not libyaml's own composer
@@ -240,12 +299,25 @@ class _LimitedLoader(_PARSER, Composer, SafeConstructor, Resolver):  # type: ign
             self._deeper(depth + height)
             return super().compose_node(parent, index)
         self._deeper(depth)
-        anchor = self.peek_event().anchor
+        self.nodes += 1
+        if self.nodes > self.limits.max_nodes:
+            raise self._refusal(f"more than {self.limits.max_nodes} YAML nodes "
+                                "(setting EDGEFLEET_MAX_YAML_NODES)")
+        event = self.peek_event()
+        anchor = event.anchor
+        if anchor is None and self.check_event(ScalarEvent):
+            # a plain leaf, the bulk of any file: built here as the composer would (SafeLoader
+            # has no path resolvers) in about half the time its dispatch takes
+            self.get_event()
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = self.resolve(ScalarNode, event.value, event.implicit)
+            return ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                              style=event.style)
         if anchor is not None:
             self.open_anchors.add(anchor)
-        nodes_before, deepest_before = self.nodes + self.expanded, self.deepest
+        nodes_before, deepest_before = self.nodes - 1 + self.expanded, self.deepest
         self.deepest = depth
-        self.nodes += 1
         self.path.append(index.value if isinstance(index, ScalarNode) else None)
         try:
             node = super().compose_node(parent, index)

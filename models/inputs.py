@@ -36,6 +36,11 @@ PORT_RE = re.compile(r"^(?:(?P<host>\d{1,5}):)?(?P<container>\d{1,5})(?:/(?P<pro
 # rule, prefect.types.names.BlockDocumentName); secret and channel names become one
 SECRET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+# Shortest heartbeat interval accepted: the one the served sweep is tested to honour under
+# load (a reachable edge is never OFFLINE); below it a busy machine could not keep up.
+MIN_HEARTBEAT_SECONDS = 2
+PARSED = "parsed_compose"  # VersionCreate's validation context: the file's loaded YAML
+MAX_INTERVAL_SECONDS = 86400
 
 
 class AppKind(StrEnum):
@@ -62,6 +67,19 @@ def check_block_name(value: str, what: str) -> str:
             "'-', starting with a letter or digit (it names a Prefect block, which allows no "
             "'.' or '_')"
         )
+    return value
+
+
+def check_interval(value: object, what: str, minimum: int = 1) -> int:
+    """Seconds between ``minimum`` and a day; the refusal says the range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} {shown(value)} is not a whole number of seconds")
+    if not minimum <= value <= MAX_INTERVAL_SECONDS:
+        why = (f": {MIN_HEARTBEAT_SECONDS} s is the shortest heartbeat a busy control plane "
+               "keeps without calling a reachable edge OFFLINE"
+               if what == "heartbeat interval" and value < minimum else "")
+        raise ValueError(f"{what} {value} is outside {minimum}-{MAX_INTERVAL_SECONDS} "
+                         f"seconds{why}")
     return value
 
 
@@ -141,7 +159,15 @@ def parse_compose(text: str | bytes, *, what: str = "compose file",
     Full validation and interpolation stay the compose binary's job.
     """
     limits = limits or Limits.from_settings()
-    data = load_yaml(text, what=what, limits=limits)
+    return checked_compose(load_yaml(text, what=what, limits=limits), what=what, limits=limits)
+
+
+def checked_compose(data: Any, *, what: str = "compose file",
+                    limits: Limits | None = None) -> dict[str, Any]:
+    """``parse_compose`` of a file already loaded (``load_yaml``): a file is parsed once."""
+    limits = limits or Limits.from_settings()
+    if data is None:  # no YAML at all: blank, or comments only
+        raise ValueError(f"{what} is empty: give a mapping with a 'services' key")
     if not isinstance(data, dict):
         raise ValueError(f"{what} must be a mapping with a 'services' key")
     services = data.get("services")
@@ -176,14 +202,21 @@ class EdgeCreate(BaseModel):
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
-    telemetry_interval: int = Field(default=60, ge=1, le=86400)
-    heartbeat_interval: int = Field(default=20, ge=1, le=86400)
+    telemetry_interval: int = 60
+    heartbeat_interval: int = 20
     mode: Literal["push", "pull"] = "push"
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return check_name(v, "edge")
+
+    @field_validator("telemetry_interval", "heartbeat_interval")
+    @classmethod
+    def _interval(cls, v: int, info: ValidationInfo) -> int:
+        if info.field_name == "heartbeat_interval":
+            return check_interval(v, "heartbeat interval", MIN_HEARTBEAT_SECONDS)
+        return check_interval(v, "telemetry interval")
 
     @field_validator("docker_host")
     @classmethod
@@ -210,7 +243,11 @@ class EdgeCreate(BaseModel):
 
 
 class VersionCreate(BaseModel):
-    """A new application version; exactly one of image / compose text, per kind."""
+    """A new application version; exactly one of image / compose text, per kind.
+
+    Validated with ``context={PARSED: load_yaml(compose)}`` (what the API does), the file
+    already loaded is checked instead of being parsed again.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -262,7 +299,7 @@ class VersionCreate(BaseModel):
         return [check_port(p) for p in v]
 
     @model_validator(mode="after")
-    def _spec_matches_kind(self) -> VersionCreate:
+    def _spec_matches_kind(self, info: ValidationInfo) -> VersionCreate:
         self.privileges = []  # found below, never taken from the caller
         if self.kind is AppKind.IMAGE:
             if not self.image or self.compose:
@@ -275,7 +312,10 @@ class VersionCreate(BaseModel):
             if self.ports:
                 raise ValueError("--port is for image applications; put ports in the compose file")
             what = "compose file" if self.kind is AppKind.COMPOSE else "stack file"
-            found = host_privileges(parse_compose(self.compose, what=what), bundled=self.files)
+            context = info.context or {}
+            doc = (checked_compose(context[PARSED], what=what) if PARSED in context
+                   else parse_compose(self.compose, what=what))
+            found = host_privileges(doc, bundled=self.files)
             if found and not self.allow_privileged:
                 raise ValueError(
                     f"{what} asks for host-level privileges ({described(found)}): its "

@@ -23,6 +23,7 @@ HOST_NAMESPACES = ("pid", "ipc", "uts", "userns_mode", "cgroup", "network_mode")
 LISTS = ("cap_add", "devices", "device_cgroup_rules")
 PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,40}\Z")
 NAMED_VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
+DEFAULTED_RE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:?-(?P<default>[^}]*)\}\Z")
 FALSE = ("false", "no", "off", "0", "")
 # security_opt entries that only take privileges away
 HARMLESS_SECURITY = ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
@@ -101,8 +102,7 @@ def _service(where: str, spec: dict[str, Any], host_networks: set[str],
         for i, volume in enumerate(volumes):
             source = _bind_source(volume)
             if source is not None and not _is_bundled(source, bundled):
-                shown = _value(source, width=PATH_WIDTH)
-                yield f"{where}.volumes[{i}]: bind mount of host path {shown}"
+                yield f"{where}.volumes[{i}]: bind mount of host path {_host_path(source)}"
     networks = spec.get("networks")
     names = list(networks) if isinstance(networks, dict | list) else []
     for net in names:
@@ -141,11 +141,44 @@ def _bind_source(volume: Any) -> str | None:
         return None
     if not isinstance(volume, str):
         return None
-    parts = volume.split(":")
+    parts = split_volume(volume)
     if len(parts) < 2:
         return None  # an anonymous volume: only a container path
     source = parts[0]
     return None if NAMED_VOLUME_RE.match(source) else source
+
+
+def split_volume(spec: str) -> list[str]:
+    """A short volume's fields (``SOURCE:TARGET[:MODE]``); a ``:`` inside ``${...}``
+    (``${DATA:-/srv}``) stays in its field."""
+    fields: list[str] = []
+    start = depth = i = 0
+    while i < len(spec):
+        if spec.startswith("$$", i):  # an escaped dollar, never an interpolation
+            i += 2
+            continue
+        if spec.startswith("${", i):
+            depth += 1
+            i += 2
+            continue
+        if spec[i] == "}" and depth:
+            depth -= 1
+        elif spec[i] == ":" and not depth:
+            fields.append(spec[start:i])
+            start = i + 1
+        i += 1
+    if depth:  # an unclosed ${: not interpolation (compose refuses it), split as written
+        return spec.split(":")
+    fields.append(spec[start:])
+    return fields
+
+
+def _host_path(source: str) -> str:
+    """A bind's source as shown: ``${VAR:-/}`` is the host path ``/`` unless VAR is set."""
+    match = DEFAULTED_RE.match(source)
+    if match and match["default"].startswith(("/", ".", "~")):
+        return f"{_value(match['default'], width=PATH_WIDTH)} (the default of {source})"
+    return _value(source, width=PATH_WIDTH)
 
 
 def _host_networks(networks: Any) -> set[str]:

@@ -9,6 +9,7 @@ rest with ``pytest -m "not lab"``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -28,6 +29,9 @@ RECONCILE_SECONDS = 20
 # edges end within a test's wait.
 SERVED_SOAK_SECONDS = 12
 SERVE_LOG_LINES = 150  # of each worker's log, shown with a failed lab test
+# The figures tests measured (the issues' acceptance asks for them), for CI to keep.
+FIGURES_FILE = Path(__file__).resolve().parent.parent / "test-artifacts" / "figures.json"
+_figures: list[dict[str, Any]] = []
 # Variables that would point a test at real state outside its temp home.
 HOME_VARS = ("EDGEFLEET_HOME", "EDGEFLEET_LAB_DIR", "EDGEFLEET_DATABASE_URL")
 
@@ -212,3 +216,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                      if not ("Task run" in line and "Completed" in line)]
             report.sections.append((f"{log.name} (end)", "\n".join(lines[-SERVE_LOG_LINES:])))
     return report
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """``figure(name, value, unit="s", note="")``: a measured figure, shown in the terminal
+    summary (CI runs pytest without ``-s``, so prints are lost) and written to
+    ``test-artifacts/figures.json``. Record it before asserting on it: a failed test shows
+    its figure too."""
+
+    def record(name: str, value: float, unit: str = "s", note: str = "") -> None:
+        _figures.append({"test": request.node.nodeid, "figure": name,
+                         "value": round(value, 3), "unit": unit, "note": note})
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _figures:
+        return
+    terminalreporter.section("figures")
+    for item in _figures:
+        note = f"  ({item['note']})" if item["note"] else ""
+        terminalreporter.write_line(f"{item['figure']}: {item['value']:g} {item['unit']}{note}"
+                                    f"  [{item['test']}]")
+    FIGURES_FILE.parent.mkdir(exist_ok=True)
+    FIGURES_FILE.write_text(json.dumps(_figures, indent=2, ensure_ascii=False) + "\n",
+                            encoding="utf-8")

@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +246,54 @@ def page_text(dom: str) -> str:
     """What a person reads on the page: no scripts, styles or tags."""
     text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
     return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)))
+
+
+def assert_no_secret_stored(secrets: Mapping[str, str], *, home: Path, api_url: str,
+                            flow_runs: Sequence[str] = (), flows: Sequence[str] = ()) -> None:
+    """None of ``secrets`` (what → value) is in our records, rendered files or Prefect's
+    database (``home``; the lab's own key files excepted), nor in the logs of the given flow
+    runs (ids) and of the newest finished runs of ``flows`` (names), nor in any flow run's
+    parameters, artifact or the newest events. Run it again after each new path a secret
+    takes.
+
+    Files are scanned by another process: opening and closing a SQLite file here would drop
+    this process's POSIX locks on it.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.client.schemas.objects import TERMINAL_STATES
+    from prefect.client.schemas.sorting import FlowRunSort, LogSort
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    for what, secret in secrets.items():
+        scan = subprocess.run(["grep", "-r", "-l", "-a", "-F", "--exclude-dir=lab", secret,
+                               str(home)], capture_output=True, text=True, timeout=120)
+        assert scan.returncode == 1, f"{what} found in: {scan.stdout}{scan.stderr}"
+    APILogWorker.drain_all(timeout=10)  # this process's run logs reach the API first
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        run_ids = list(flow_runs)
+        if flows:  # their newest finished runs (a served flow has many scheduled ahead)
+            run_ids += [str(run.id) for run in client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=list(flows))),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=list(TERMINAL_STATES)))),
+                sort=FlowRunSort.END_TIME_DESC, limit=20)]
+        logs = [log.message for log in client.read_logs(log_filter=LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=run_ids)), sort=LogSort.TIMESTAMP_DESC,
+        )] if run_ids else []  # the newest: a page holds at most 200
+        assert logs or not run_ids, f"no logs of the flow runs {run_ids} to scan"
+        texts = logs + [str(run.parameters) for run in client.read_flow_runs(limit=200)]
+        texts += [f"{a.data} {a.description}" for a in client.read_artifacts(limit=200)]
+        page = client.read_events(limit=50)  # the newest; the database scan covers the rest
+        texts += [event.model_dump_json() for event in page.events]
+    for what, secret in secrets.items():
+        assert not [t for t in texts if secret in t], f"{what} in Prefect's logs/runs/events"

@@ -69,7 +69,8 @@ def flow_logs(api_url: str, flow: str, contains: str, level: int = 20) -> list[s
 
 def test_an_engine_killed_mid_deploy_ends_error_and_its_leftovers_go_when_back_online(
         lab: LabStatus, prefect_api: str, tmp_path: Path,
-        switch_home: Callable[[Path], AbstractContextManager[Path]]) -> None:
+        switch_home: Callable[[Path], AbstractContextManager[Path]],
+        figure: Callable[..., None]) -> None:
     home = tmp_path / "home"
     with switch_home(home):
         small = lab_up(edges=1)
@@ -102,7 +103,7 @@ def test_an_engine_killed_mid_deploy_ends_error_and_its_leftovers_go_when_back_o
         final = wait_for(lambda: (s := state_of(dep_id))["state"] not in TRANSIENT and s,
                          150, "the deployment to leave STARTING")
         took = time.monotonic() - killed
-        print(f"\nengine death → {final['state']}: {took:.1f}s; reason: {final['last_error']}")
+        figure(f"engine death → {final['state']}", took, note=final["last_error"] or "")
         assert final["state"] == "ERROR"
         assert "faults-edge" in final["last_error"], final["last_error"]
         assert took < 120, took  # within the deploy timeout
@@ -143,7 +144,7 @@ def next_container(conn: EngineConnection, dep_id: str) -> Any:
 
 
 def test_a_control_plane_killed_mid_update_is_reconciled_after_up(
-        lab: LabStatus, prefect_api: str) -> None:
+        lab: LabStatus, prefect_api: str, figure: Callable[..., None]) -> None:
     name = unique("crash")
     image = f"{lab.registry}/edgefleet/hello"
     edgefleet.create_application(name, "1.0.0", image=f"{image}:1.0.0", ports=["8080"])
@@ -182,8 +183,8 @@ def test_a_control_plane_killed_mid_update_is_reconciled_after_up(
         final = wait_for(lambda: (s := state_of(dep_id))["state"] not in TRANSIENT and s,
                          300, "the deployment to leave UPDATING")
         took = time.monotonic() - killed
-        print(f"\ncontrol plane killed → {final['state']} on {final['version']}: {took:.1f}s; "
-              f"reason: {final['last_error']}")
+        figure(f"control plane killed mid-update → {final['state']} on {final['version']}",
+               took, note=final["last_error"] or "")
         assert final["state"] == "STARTED", final["last_error"]
         assert "stopped without a result" in final["last_error"]
         assert final["version"] == "1.1.0"  # the version its healthy container runs

@@ -8,13 +8,15 @@ own validation error, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 from typer.testing import CliRunner
@@ -23,7 +25,13 @@ import edgefleet
 from bench.hostile_files import GOOD, billion_laughs, compose_cases, env_cases, many_services
 from edgefleet.cli.main import app
 from edgefleet.errors import InvalidInput, RefusedFile
-from edgefleet.models.documents import Limits, load_yaml, parse_env_file, text_of
+from edgefleet.models.documents import (
+    Limits,
+    env_file_keys,
+    load_yaml,
+    parse_env_file,
+    text_of,
+)
 from edgefleet.models.inputs import (
     DeploymentCreate,
     EdgeCreate,
@@ -46,13 +54,23 @@ REFUSALS = {
     "duplicate keys": "key 'web' appears twice in one mapping (line 3)",
     "privileged without --allow-privileged": "services.web.privileged: true; services.web.pid",
     "env_file of the control plane": "services.web.env_file[0]: /etc/shadow",
+    "1 MiB list of ints, duplicate key at the end": "more than 100000 YAML nodes",
+    "1 MiB list of ints, invalid image": "more than 100000 YAML nodes",
+    "1 MiB list of ints, otherwise valid": "more than 100000 YAML nodes",
+    "99,990 ints, invalid image": "image reference 'not an image' is not valid",
 }
+
+
+@functools.cache
+def hostile_files() -> dict[str, bytes]:
+    """Built once per session (the 13 MB one takes a moment)."""
+    return compose_cases()
 
 
 @pytest.mark.parametrize("name", sorted(REFUSALS))
 def test_hostile_compose_file_is_refused_in_one_line(name: str) -> None:
     """(How fast: `python bench/hostile_files.py`, never a timed assertion here.)"""
-    data = compose_cases()[name]
+    data = hostile_files()[name]
     with pytest.raises(InvalidInput) as refused:
         edgefleet.create_application("hostile", "1.0.0", compose=data)
     message = str(refused.value)
@@ -62,7 +80,7 @@ def test_hostile_compose_file_is_refused_in_one_line(name: str) -> None:
 
 
 def test_hostile_files_on_the_command_line_store_nothing(tmp_path: Path) -> None:
-    for i, (name, data) in enumerate(compose_cases().items()):
+    for i, (name, data) in enumerate(hostile_files().items()):
         path = tmp_path / f"case{i}.yaml"
         path.write_bytes(data)
         result = CliRunner().invoke(app, ["app", "create", "cli-hostile", "--version", "1.0.0",
@@ -153,6 +171,65 @@ def test_env_files_have_the_same_limits() -> None:
         parse_env_file("A=\x00")
 
 
+ENV_APP = """\
+services:
+  web:
+    image: 127.0.0.1:5000/edgefleet/hello:1.0.0
+    env_file: [app.env, {path: ./opt.env, required: false}]
+    volumes: [./conf.txt:/etc/conf.txt:ro]
+"""
+
+
+@pytest.mark.parametrize(("name", "data", "message"), [
+    ("app.env", b"A=1\nB=2\nA=3\n", "env file app.env (services.web.env_file) refused: "
+                                     "line 3: 'A' is set twice (first on line 1)"),
+    ("opt.env", "A=1\nB=\x00\n", "env file opt.env (services.web.env_file) refused: "
+                                   "contains a NUL character"),
+    ("app.env", "".join(f"K{i}=v\n" for i in range(20_000)),
+     "env file app.env (services.web.env_file) refused: more than 10000 variables"),
+])
+def test_bundled_env_files_are_held_to_the_env_file_limits(name: str, data: str | bytes,
+                                                          message: str) -> None:
+    files: dict[str, str | bytes] = {"app.env": "A=1\n", "conf.txt": "x\n", name: data}
+    with pytest.raises(InvalidInput) as refused:
+        edgefleet.create_application("hostile-env", "1.0.0", compose=ENV_APP, files=files)
+    assert str(refused.value).startswith(message), str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert "hostile-env" not in [a["name"] for a in edgefleet.list_applications()]
+
+
+def test_a_bundled_env_file_is_read_the_way_compose_reads_it() -> None:
+    # what compose accepts stays accepted: a value over lines, KEY: VALUE, a bare KEY;
+    # a file used only as a bind mount is no env file (its lines may repeat)
+    env = 'A="one\nA=still the value of A"\nB: 2\nexport C=3\nD\n# A=4\n'
+    assert env_file_keys(env) == ["A", "B", "C", "D"]
+    row = edgefleet.create_application("env-syntax", "1.0.0", compose=ENV_APP,
+                                       files={"app.env": env, "conf.txt": "X=1\nX=2\n"})
+    assert row.files["app.env"] == env
+    edgefleet.delete_application("env-syntax")
+
+
+def test_an_empty_compose_file_says_so(tmp_path: Path) -> None:
+    for text in ("", "\n", "# only a comment\n"):
+        with pytest.raises(InvalidInput, match="^compose file is empty"):
+            edgefleet.create_application("empty", "1.0.0", compose=text)
+    (tmp_path / "c.yaml").write_text("")
+    result = CliRunner().invoke(app, ["app", "create", "empty", "--version", "1.0.0",
+                                      "--compose", str(tmp_path / "c.yaml")])
+    assert result.output.strip() == f"error: compose file {tmp_path / 'c.yaml'} is empty"
+    assert "empty" not in [a["name"] for a in edgefleet.list_applications()]
+
+
+@pytest.mark.parametrize("shape", ["5", "{a: b}", "./x:/y", "true", "[5, [1], {type: 3}]"])
+def test_a_volumes_key_of_any_shape_gets_one_line(shape: str) -> None:
+    """The bundled-file references are read before the file is validated: a shape they do
+    not expect is left to the validation, which names the key."""
+    compose = f"services:\n  web:\n    image: 127.0.0.1:5000/x:1\n    volumes: {shape}\n"
+    with pytest.raises(InvalidInput, match=r"services\.web\.volumes"):
+        edgefleet.create_application("odd-volumes", "1.0.0", compose=compose,
+                                     files={"a.env": "A=1\n"})
+
+
 def test_env_entries_of_any_type_are_checked() -> None:
     for junk in ([1, 2], {"A": ["x"]}, "A=1", {"A": "\x00"}):
         with pytest.raises(ValueError, match="environment"):
@@ -224,6 +301,62 @@ def test_generated_compose_models_give_only_our_error(model: dict[str, Any], all
     control_plane_files(model)
     _only_our_error(VersionCreate, version="1.0.0", kind="compose",
                     compose=yaml.safe_dump(model), allow_privileged=allow)
+
+
+VOLUME_SPECS = ["./conf.txt:/c:ro", "conf.txt:/c", "${HOST:-/}:/h", "${A:-./conf.txt}:/c",
+                "data:/d", "/:/h", "$${x}:/y", "${A:/x", ":", "::::"]
+ENV_FILE_SPECS = ["app.env", "./app.env", "missing.env", "/etc/x", "${E}.env",
+                  {"path": "app.env", "required": False}, {"path": 5}, {"required": "x"}]
+# values a service key may have: a flat mix of types (a scalar where a list is expected is
+# the common mistake), junk, and values close to what the checks look for
+scalar = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+near = st.sampled_from(VOLUME_SPECS + ENV_FILE_SPECS)
+service_value = st.one_of(
+    scalar, scalar, near, anything, st.lists(near | scalar, max_size=3),
+    st.dictionaries(st.sampled_from(["source", "target", "type", "path", "file", "required"]),
+                    scalar | near, max_size=3))
+api_service = st.fixed_dictionaries(
+    {"image": st.sampled_from(["a", "127.0.0.1:5000/x:1", "Not An Image", 5, None])},
+    optional={key: service_value for key in (
+        "volumes", "env_file", "configs", "privileged", "pid", "cap_add", "environment",
+        "networks", "extends", "ports")})
+api_model = st.fixed_dictionaries(
+    {"services": st.dictionaries(st.text(max_size=4) | st.integers(), api_service,
+                                 min_size=1, max_size=3)},
+    optional={key: scalar | anything | st.dictionaries(st.text(max_size=4), st.fixed_dictionaries(
+        {"file": st.sampled_from(["./conf.txt", "conf.txt", "/etc/x", "app.env"])}),
+        max_size=2) for key in ("volumes", "configs", "secrets", "networks")})
+bundled = st.dictionaries(
+    st.sampled_from(["app.env", "conf.txt", "other.env"]),
+    st.text(max_size=40) | st.binary(max_size=20) | st.sampled_from(
+        ["A=1\n", "A=1\nA=2\n", "A=\x00", 'A="open\nB=1\n', "K: v\nK\n"]),
+    max_size=3)
+_names = itertools.count()
+# fewer examples than JUNK: an input that passes every check costs a `compose config` run
+THROUGH_THE_API = settings(max_examples=60, deadline=None,
+                           suppress_health_check=[HealthCheck.too_slow])
+
+
+@THROUGH_THE_API
+@given(compose=yaml_junk | api_model.map(yaml.safe_dump), files=bundled, allow=st.booleans())
+@example(compose="services: {web: {image: a, volumes: 5}}", files={}, allow=False)
+@example(compose="services: {web: {image: a, volumes: true, env_file: 5}}",
+         files={"app.env": "A=1\n"}, allow=True)
+@example(compose="services: {web: {image: a, env_file: [{path: app.env}, 7]}}\nconfigs: [1]",
+         files={"app.env": "A=1\nA=2\n"}, allow=False)
+def test_generated_files_given_to_create_application_give_only_our_error(
+        compose: str, files: dict[str, Any], allow: bool) -> None:
+    """The public entry, as a user or a script calls it: whatever the file and the bundled
+    files, the answer is a version or one line of InvalidInput, and a refusal stores nothing."""
+    name = f"junk-{next(_names)}"
+    try:
+        edgefleet.create_application(name, "1.0.0", compose=compose, files=files,
+                                     allow_privileged=allow)
+    except InvalidInput as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 2000, str(exc)
+        assert name not in [a["name"] for a in edgefleet.list_applications()]
+    else:
+        edgefleet.delete_application(name)
 
 
 @JUNK

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 from edgefleet.models.inputs import (
     AppKind,
@@ -82,6 +83,30 @@ def test_edge_input() -> None:
         EdgeCreate(name="e1", docker_host="tcp://127.0.0.1:2376", tls_ca="/ca.pem")
     with pytest.raises(ValidationError, match="edge name"):
         EdgeCreate(name="Bad Name", docker_host="tcp://127.0.0.1:2376")
+
+
+def test_a_heartbeat_under_two_seconds_is_refused_by_edge_add_and_set() -> None:
+    """2 s is the shortest interval the served sweep honours (the lab's load test)."""
+    import edgefleet
+    from edgefleet.cli.main import app
+    from edgefleet.errors import InvalidInput
+    from tests.lab_helpers import unique
+
+    name = unique("beat")
+    with pytest.raises(InvalidInput, match=r"^heartbeat interval 1 is outside 2-86400 seconds: "):
+        edgefleet.add_edge(name, "tcp://127.0.0.1:1", check=False, heartbeat_interval=1)
+    assert name not in [e.name for e in edgefleet.list_edges()]
+    with pytest.raises(ValidationError, match="outside 2-86400"):
+        EdgeCreate(name="e1", docker_host="tcp://127.0.0.1:2376", heartbeat_interval=1)
+    edgefleet.add_edge(name, "tcp://127.0.0.1:1", check=False, heartbeat_interval=2)
+    result = CliRunner().invoke(app, ["edge", "set", name, "--heartbeat-interval", "1"])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert "heartbeat interval 1 is outside 2-86400 seconds" in line, line
+    assert edgefleet.show_edge(name).heartbeat_interval == 2
+    with pytest.raises(InvalidInput, match="telemetry interval 0 is outside 1-86400"):
+        edgefleet.set_edge(name, telemetry_interval=0)
+    edgefleet.remove_edge(name)
 
 
 @pytest.mark.parametrize("check", [

@@ -173,6 +173,11 @@ def test_compose_words_are_one_clean_line_with_the_service() -> None:
         "Error response from daemon: pull access denied for nope (service web)")
     logrus = 'time="x" level=fatal msg="services.db.ports \\"x\\" is invalid"\n'
     assert compose_cli.compose_words(logrus) == 'services.db.ports "x" is invalid (service db)'
+    panic = ("panic: interface conversion: interface {} is int, not string\n\ngoroutine 1 "
+             "[running]:\ngithub.com/x/override.envFileIndexer(...)\n\tuncity.go:224 +0x134\n")
+    assert compose_cli.compose_words(panic) == (
+        "compose crashed on this file (panic: interface conversion: interface {} is int, "
+        "not string)")
 
 
 def test_compose_refuses_a_file_in_its_own_words() -> None:

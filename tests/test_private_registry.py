@@ -13,18 +13,17 @@ import bcrypt
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, LogFilter, LogFilterFlowRunId
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.engine import engine_client
 from edgefleet.lab.daemons import free_port
 from edgefleet.registry_secrets import save_registry_login
-from tests.lab_helpers import remove_managed, unique
+from tests.lab_helpers import assert_no_secret_stored, remove_managed, unique
 
 pytestmark = pytest.mark.lab
 
 USER, PASSWORD = "robot", "s3cret-Pa55word-7f3a"
+WRONG_PASSWORD = "wr0ng-Pa55word-c41e"
 
 
 @pytest.fixture(scope="module")
@@ -92,19 +91,8 @@ def test_private_image_deploys_with_the_secret_and_the_password_stays_secret(
     status = edgefleet.deploy(app, "lab-2")
     assert status["state"] == "STARTED", status["last_error"]
 
-    # Our records, rendered files and Prefect's database. Scanned by another process: opening
-    # and closing a SQLite file here would drop this process's POSIX locks on it.
-    scan = subprocess.run(["grep", "-r", "-l", "-a", "--exclude-dir=lab", PASSWORD,
-                           str(edgefleet_home)], capture_output=True, text=True, timeout=120)
-    assert scan.returncode == 1, f"password found in: {scan.stdout}"
-    with temporary_settings({PREFECT_API_URL: prefect_api}), \
-            get_client(sync_client=True) as client:
-        run_id = status["flow_run_id"]
-        logs = client.read_logs(log_filter=LogFilter(
-            flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-        assert logs and all(PASSWORD not in log.message for log in logs)
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id={"any_": [run_id]}))
-        assert PASSWORD not in str(runs[0].parameters)
+    assert_no_secret_stored({"registry password": PASSWORD}, home=edgefleet_home,
+                            api_url=prefect_api, flow_runs=[status["flow_run_id"]])
     for dep in (refused["id"], status["id"]):
         edgefleet.delete_deployment(dep, force=True)
 
@@ -121,17 +109,19 @@ def push_private(lab: Any, address: str, source: str, target: str) -> None:
 
 
 def test_private_images_are_checked_with_their_login(lab: Any, private_registry: str,
-                                                     prefect_api: str, local_runs: None) -> None:
+                                                     prefect_api: str, local_runs: None,
+                                                     edgefleet_home: Path) -> None:
     """A moved tag in a private registry is found with the version's login; a reference whose
-    login is gone is reported on that reference only."""
+    login is gone, or whose login the registry refuses (a wrong password), is reported on that
+    reference only; no password reaches a record, log, run parameter, artifact or event."""
     from edgefleet import jobs
     from edgefleet.registry_secrets import _api
 
-    moving, other = unique("moving"), unique("other")
-    for tag in (moving, other):
+    moving, other, wrong = unique("moving"), unique("other"), unique("wrong")
+    for tag in (moving, other, wrong):
         push_private(lab, private_registry, "1.0.0", tag)
     deployed = {}
-    for tag in (moving, other):
+    for tag in (moving, other, wrong):
         secret = unique("login")
         save_registry_login(secret, username=USER, password=PASSWORD, registry=private_registry)
         app = unique("chk")
@@ -145,13 +135,28 @@ def test_private_images_are_checked_with_their_login(lab: Any, private_registry:
 
     with _api(), get_client(sync_client=True) as client:  # the second login goes away
         client.delete_block_document(Secret.load(deployed[other][1])._block_document_id)
+    # the third login now holds a password the registry refuses
+    save_registry_login(deployed[wrong][1], username=USER, password=WRONG_PASSWORD,
+                        registry=private_registry)
     push_private(lab, private_registry, "1.1.0", moving)  # the tag moves
 
     summary = jobs.run_here("check-image-updates")
-    assert [e for e in summary["errors"] if deployed[other][1] in e], summary["errors"]
-    assert len(summary["errors"]) == 1, summary["errors"]
+    errors = summary["errors"]
+    assert len(errors) == 2, errors
+    assert [e for e in errors if deployed[other][1] in e], errors  # its login is gone
+    refused = [e for e in errors if f"team/hello:{wrong}" in e]
+    assert refused and "401" in refused[0], errors  # the registry refused the login
+    assert not [e for e in errors if moving in e], errors
     found = {f["deployment_id"] for f in summary["updates_available"]}
-    assert deployed[moving][0] in found and deployed[other][0] not in found
+    assert deployed[moving][0] in found
+    assert deployed[other][0] not in found and deployed[wrong][0] not in found
     assert edgefleet.deployment_status(deployed[moving][0])["update_available"]
+    assert not edgefleet.deployment_status(deployed[wrong][0])["update_available"]
+
+    # the check read both passwords from their blocks and sent them: still nowhere stored
+    assert_no_secret_stored({"registry password": PASSWORD,
+                             "wrong registry password": WRONG_PASSWORD},
+                            home=edgefleet_home, api_url=prefect_api,
+                            flows=["check-image-updates"])
     for dep, _secret in deployed.values():
         edgefleet.delete_deployment(dep, force=True)

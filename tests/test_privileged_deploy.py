@@ -19,7 +19,7 @@ import edgefleet
 from edgefleet import jobs
 from edgefleet.cli.main import app as cli
 from edgefleet.engine import engine_client
-from tests.lab_helpers import containers_of, get_page, unique
+from tests.lab_helpers import assert_no_secret_stored, containers_of, get_page, unique
 
 pytestmark = pytest.mark.lab
 
@@ -151,8 +151,6 @@ services:
 def test_no_key_or_control_plane_secret_in_files_logs_artifacts_events_or_parameters(
         lab: Any, edges: dict[str, Any], prefect_api: str, local_runs: None,
         edgefleet_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import subprocess
-
     monkeypatch.setenv("EDGEFLEET_PROBE_TOKEN", TOKEN)
     name = unique("probe")
     edgefleet.create_application(name, "1.0.0", compose=PROBE.format(registry=lab.registry),
@@ -183,27 +181,8 @@ def test_no_key_or_control_plane_secret_in_files_logs_artifacts_events_or_parame
         (live,) = containers_of(edges[member["edge"]].connection, member["deployment_id"])
         assert f"API_KEY=key:{SENSITIVE}" in live.attrs["Config"]["Env"], member
 
-    # our records, rendered files and Prefect's database (the lab's own key files excepted);
-    # scanned by another process, so that no SQLite lock of this one is dropped
-    for what, secret in secrets.items():
-        scan = subprocess.run(["grep", "-r", "-l", "-a", "-F", "--exclude-dir=lab", secret,
-                               str(edgefleet_home)], capture_output=True, text=True,
-                              timeout=120)
-        assert scan.returncode == 1, f"{what} found in: {scan.stdout}"
-    from prefect.logging.handlers import APILogWorker
-
-    APILogWorker.drain_all(timeout=10)
-    with temporary_settings({PREFECT_API_URL: prefect_api}), \
-            get_client(sync_client=True) as client:
-        texts = [log.message for log in client.read_logs(log_filter=LogFilter(
-            flow_run_id=LogFilterFlowRunId(any_=[status["flow_run_id"]])))]
-        texts += [str(run.parameters) for run in client.read_flow_runs(limit=200)]
-        texts += [f"{a.data} {a.description}" for a in client.read_artifacts(limit=200)]
-        page = client.read_events(limit=50)  # the newest; the database scan covers the rest
-        texts += [event.model_dump_json() for event in page.events]
-    assert texts
-    for what, secret in secrets.items():
-        assert not [t for t in texts if secret in t], f"{what} in Prefect's logs/runs/events"
+    assert_no_secret_stored(secrets, home=edgefleet_home, api_url=prefect_api,
+                            flow_runs=[status["flow_run_id"]])
     from prefect.blocks.system import Secret
 
     from edgefleet.crud import get_group

@@ -33,6 +33,11 @@ def found(service: dict[str, object], **top: object) -> list[str]:
     ({"volumes": ["data:/data", "./conf:/conf:ro"]},
      "services.web.volumes[1]: bind mount of host path ./conf"),
     ({"volumes": ["${DIR}:/d"]}, "services.web.volumes[0]: bind mount of host path ${DIR}"),
+    # a ':' inside ${...} is no field separator; a default host path is a bind of that path
+    ({"volumes": ["${HOSTPATH:-/}:/host"]},
+     "services.web.volumes[0]: bind mount of host path / (the default of ${HOSTPATH:-/})"),
+    ({"volumes": ["${DATA:-./d}:/d:ro"]},
+     "services.web.volumes[0]: bind mount of host path ./d (the default of ${DATA:-./d})"),
     ({"volumes": [{"type": "bind", "source": "/etc", "target": "/e"}]},
      "services.web.volumes[0]: bind mount of host path /etc"),
     ({"networks": ["host"]}, "services.web.networks: host (the host's network)"),

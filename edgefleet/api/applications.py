@@ -14,13 +14,13 @@ from edgefleet import parameters as P
 from edgefleet.crud import get_application, get_version, versions_of
 from edgefleet.db import session_scope
 from edgefleet.errors import AlreadyExists, ComposeError, InvalidInput, NotFound
-from edgefleet.models.documents import load_yaml
+from edgefleet.models.documents import Limits, load_yaml, text_of
 from edgefleet.models.inputs import (
+    PARSED,
     AppKind,
     VersionCreate,
     check_name,
     check_semver,
-    parse_compose,
 )
 from edgefleet.models.parameters import Parameter, ParameterDeclaration
 from edgefleet.models.records import Application, ApplicationVersion, Deployment
@@ -43,21 +43,34 @@ def _version_spec(
     urls: list[str] | dict[str, str] | None = None,
     files: FilesArg = None,
 ) -> tuple[VersionCreate, list[Parameter]]:
-    given = [k for k, v in (("image", image), ("compose", compose), ("stack", stack)) if v]
+    given = [k for k, v in (("image", image), ("compose", compose), ("stack", stack))
+             if v is not None]
     if len(given) != 1:
         raise InvalidInput("give exactly one of --image REF, --compose FILE or --stack FILE")
     kind = {"image": AppKind.IMAGE, "compose": AppKind.COMPOSE, "stack": AppKind.SWARM}[given[0]]
     templates = url_templates.parse_urls(urls)
     bundled = bundled_files.checked(files, bundled_files.FileLimits.from_settings())
-    if compose:  # a missing file is named before anything else is said of the file
-        bundled_files.check_references(load_yaml(compose, what="compose file"), bundled,
-                                       what="compose file", host_paths_allowed=allow_privileged)
+    text: str | None = None
+    doc: Any = None
+    raw = compose if compose is not None else stack
+    if raw is not None:  # parsed once: the checks below and the model read ``doc``
+        what = "compose file" if kind is AppKind.COMPOSE else "stack file"
+        limits = Limits.from_settings()
+        text = text_of(raw, what=what, limits=limits)
+        doc = load_yaml(text, what=what, limits=limits)
+        if doc is None:
+            raise InvalidInput(f"{what} is empty: give a mapping with a 'services' key")
+        if kind is AppKind.COMPOSE:  # a missing file is named before anything else is said
+            bundled_files.check_references(doc, bundled, what=what,
+                                           host_paths_allowed=allow_privileged)
+            bundled_files.check_env_files(doc, bundled, limits=limits)
     spec = validated(
-        VersionCreate,
+        lambda **fields: VersionCreate.model_validate(
+            fields, context=None if doc is None else {PARSED: doc}),
         version=version,
         kind=kind,
         image=image,
-        compose=compose or stack,
+        compose=text,
         env=env or {},
         ports=ports or [],
         registry_secret=registry_secret,
@@ -69,11 +82,10 @@ def _version_spec(
         if spec.kind is AppKind.IMAGE:
             published = url_templates.image_published(application, spec.ports)
         else:
-            assert spec.compose is not None
-            published = url_templates.compose_published(parse_compose(spec.compose))
+            published = url_templates.compose_published(doc)
         url_templates.check_against(templates, published)
     _check_bundled(spec)
-    return spec, _parameters(spec, params)
+    return spec, _parameters(spec, params, doc)
 
 
 ParamsArg = Sequence[ParameterDeclaration | dict[str, Any]] | None
@@ -89,11 +101,11 @@ def _check_bundled(spec: VersionCreate) -> None:
                            "application cannot use them")
 
 
-def _parameters(spec: VersionCreate, params: ParamsArg) -> list[Parameter]:
-    """The version's parameters: discovered in its file, refined by ``params``; a compose or
-    stack file is then validated by compose itself (``config --quiet``) with their defaults
-    (a required one without default gets a placeholder), so that compose refuses an invalid
-    file here, in its own words, not at deploy."""
+def _parameters(spec: VersionCreate, params: ParamsArg, doc: Any) -> list[Parameter]:
+    """The version's parameters: discovered in its file (``doc``, as loaded), refined by
+    ``params``; a compose or stack file is then validated by compose itself (``config
+    --quiet``) with their defaults (a required one without default gets a placeholder), so
+    that compose refuses an invalid file here, in its own words, not at deploy."""
     declared: list[ParameterDeclaration] = []
     for item in params or []:
         decl = item if isinstance(item, ParameterDeclaration) else validated(
@@ -104,7 +116,7 @@ def _parameters(spec: VersionCreate, params: ParamsArg) -> list[Parameter]:
     discovered: list[Parameter] = []
     what = "stack file" if spec.kind is AppKind.SWARM else "compose file"
     if spec.compose is not None:
-        discovered = P.discover(load_yaml(spec.compose, what=what))
+        discovered = P.discover(doc)
     try:
         merged = P.merge(discovered, declared)
     except ValidationError as exc:  # a merged parameter that cannot be

@@ -50,6 +50,7 @@ def add_edge(
     """
     from edgefleet.models.inputs import EdgeCreate  # yaml, semver: only to add one
 
+    _check_intervals(telemetry_interval, heartbeat_interval)
     spec = validated(
         EdgeCreate,
         name=name,
@@ -83,6 +84,19 @@ def add_edge(
     return edge
 
 
+def _check_intervals(telemetry: int | None, heartbeat: int | None) -> None:
+    """The same one-line refusal from `edge add` and `edge set` (the model checks again)."""
+    from edgefleet.models.inputs import MIN_HEARTBEAT_SECONDS, check_interval  # yaml, semver
+
+    for label, value, minimum in (("telemetry interval", telemetry, 1),
+                                  ("heartbeat interval", heartbeat, MIN_HEARTBEAT_SECONDS)):
+        if value is not None:
+            try:
+                check_interval(value, label, minimum)
+            except ValueError as exc:
+                raise InvalidInput(str(exc)) from exc
+
+
 def set_edge(
     name: str, *, telemetry_interval: int | None = None, heartbeat_interval: int | None = None,
     address: str | None = None, clear_address: bool = False, labels: LabelsArg = None,
@@ -96,10 +110,7 @@ def set_edge(
         raise InvalidInput("give --address or --clear-address, not both")
     if address is not None:
         address = check_address(address)
-    for label, value in (("telemetry interval", telemetry_interval),
-                         ("heartbeat interval", heartbeat_interval)):
-        if value is not None and not 1 <= value <= 86400:
-            raise InvalidInput(f"{label} {value} is outside 1-86400 seconds")
+    _check_intervals(telemetry_interval, heartbeat_interval)
     add, remove = parse_labels(labels), parse_keys(unlabel)
     relabel({}, add=add, remove=remove)  # a key both set and removed: refused before the edge
     with session_scope() as session:

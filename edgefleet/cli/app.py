@@ -129,7 +129,10 @@ def _read(path: Path | None, what: str) -> str | None:
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
     check_size(len(data), what=what, limits=limits, at_least=True)
-    return text_of(data, what=what, limits=limits)
+    text = text_of(data, what=what, limits=limits)
+    if not text.strip():
+        raise InvalidInput(f"{what} {path} is empty")
+    return text
 
 
 @app_app.command("create", cls=ParamsInOrder)
