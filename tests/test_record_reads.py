@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,14 +68,21 @@ def _seed() -> list[str]:
     return ids
 
 
+def _as_the_api(url: str, fast: list[Any] | None, api: list[Any]) -> list[Any] | None:
+    """The fast read, checked equal to the API's; None (checked) where the API must read."""
+    if not url.startswith("sqlite"):
+        assert fast is None  # PostgreSQL records: the API reads
+        return None
+    assert fast == api
+    return fast
+
+
 def test_edges_read_without_the_orm_are_the_apis(empty_records: str) -> None:
     _seed()
-    api = [edge_public(e) for e in edgefleet.list_edges()]
-    fast = record_reads.edge_views()
-    if not empty_records.startswith("sqlite"):
-        assert fast is None  # PostgreSQL records: the API reads
+    fast = _as_the_api(empty_records, record_reads.edge_views(),
+                       [edge_public(e) for e in edgefleet.list_edges()])
+    if fast is None:
         return
-    assert fast == api
     assert [e["status"] for e in fast] == ["ONLINE", "OFFLINE", "OFFLINE"]
     assert "agent_command" in fast[2] and fast[0]["labels"] == {"site": "plant-7",
                                                                  "tier": "canary"}
@@ -86,12 +94,10 @@ def test_edges_read_without_the_orm_are_the_apis(empty_records: str) -> None:
 
 def test_deployments_read_without_the_orm_are_the_apis(empty_records: str) -> None:
     ids = _seed()
-    api = edgefleet.list_deployments()
-    fast = record_reads.deployment_views()
-    if not empty_records.startswith("sqlite"):
-        assert fast is None
+    fast = _as_the_api(empty_records, record_reads.deployment_views(),
+                       edgefleet.list_deployments())
+    if fast is None:
         return
-    assert fast == api
     first = fast[0]
     assert first["env"] == {"TOKEN": P.MASK, "PLAIN": "shown"}  # masked on both paths
     assert first["named_urls"] == {"admin": "http://plant-7.vpn:49300/admin"}
@@ -105,12 +111,10 @@ def test_deployments_read_without_the_orm_are_the_apis(empty_records: str) -> No
 
 def test_applications_read_without_the_orm_are_the_apis(empty_records: str) -> None:
     _seed()
-    api = edgefleet.list_applications()
-    fast = record_reads.application_views()
-    if not empty_records.startswith("sqlite"):
-        assert fast is None
+    fast = _as_the_api(empty_records, record_reads.application_views(),
+                       edgefleet.list_applications())
+    if fast is None:
         return
-    assert fast == api
     hello = fast[0]
     assert [v["version"] for v in hello["versions"]] == ["1.0.0-rc.1", "1.0.0", "1.9.0",
                                                           "1.10.0"]
