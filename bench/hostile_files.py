@@ -2,7 +2,7 @@
 
 Each file is written to disk and given to ``edgefleet app create --compose FILE`` (run in
 this process, in a throw-away home: ``bench/home.py``), the way a new user would; the env-file
-cases go through ``parse_env_file``, the function that reads env files. A refusal must come
+cases go through ``env_file_keys``, the function that checks env files. A refusal must come
 in one line, before anything is stored, within a second. Times are medians of a few runs in
 one process; each row's ratio is to accepting the normal compose file in the same run (this
 machine is shared: compare ratios, not absolute times across runs).
@@ -151,11 +151,11 @@ def _cli(path: Path, name: str, *extra: str) -> Callable[[], str]:
 
 def _env(data: bytes) -> Callable[[], str]:
     from edgefleet.errors import RefusedFile
-    from edgefleet.models.documents import parse_env_file
+    from edgefleet.models.documents import env_file_keys
 
     def run() -> str:
         try:
-            return f"accepted ({len(parse_env_file(data))} variables)"
+            return f"accepted ({len(env_file_keys(data))} variables)"
         except RefusedFile as exc:
             return f"error: {exc}"
 

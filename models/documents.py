@@ -31,7 +31,6 @@ from yaml.resolver import Resolver
 from edgefleet.errors import RefusedFile
 
 MIB = 1024 * 1024
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 MERGE_TAG = "tag:yaml.org,2002:merge"
 SHOWN = 160  # characters of a refusal message's detail, so it stays one readable line
 
@@ -126,40 +125,6 @@ def load_yaml(data: str | bytes, *, what: str, limits: Limits | None = None) -> 
         raise refuse(what, f"not valid YAML: {type(exc).__name__}: {exc}") from exc
     finally:
         loader.dispose()
-
-
-def parse_env_file(data: str | bytes, *, what: str = "env file",
-                   limits: Limits | None = None) -> dict[str, str]:
-    """``KEY=VALUE`` lines (``#`` comments, blank lines, optional ``export``, quotes), the
-    way compose reads an ``env_file``; a duplicate or invalid name is refused."""
-    limits = limits or Limits.from_settings()
-    text = text_of(data, what=what, limits=limits)
-    if "\x00" in text:
-        raise refuse(what, "contains a NUL character")
-    env: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.startswith("export "):
-            stripped = stripped[len("export "):].lstrip()
-        key, sep, value = stripped.partition("=")
-        key = key.strip()
-        if not sep:
-            raise refuse(what, f"line {number} is not KEY=VALUE: {shown(line)}")
-        if not ENV_KEY_RE.match(key):
-            raise refuse(what, f"line {number}: {shown(key)} is not a variable name "
-                               "(letters, digits, '_')")
-        if key in env:
-            raise refuse(what, f"line {number}: {key} is set twice")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        env[key] = value
-        if len(env) > limits.max_env_entries:
-            raise refuse(what, f"more than {limits.max_env_entries} variables "
-                               "(setting EDGEFLEET_MAX_ENV_ENTRIES)")
-    return env
 
 
 _ENV_LINE = re.compile(r"\s*(?:export\s+)?(?P<key>[^=:\s#][^=:\s]*)\s*(?P<sep>[=:]?)\s*"
