@@ -1,10 +1,11 @@
-"""Edges and deployments listed straight from a SQLite records file, without the ORM.
+"""Edges, deployments, applications and telemetry read straight from a SQLite records file,
+without the ORM, for the commands that only show them (list, show, status, telemetry).
 
-`edge list` and `deployments` run far more often than anything changes, and building
-SQLModel's tables alone costs about half a second per command. Here the standard library's
-sqlite3 reads the same rows in one snapshot (its converters turn the columns' declared types,
-DATETIME, JSON and BOOLEAN, into what the ORM gives) and ``edgefleet.record_views`` maps
-them exactly as the API does. For anything else (PostgreSQL records, no file yet, a schema
+They run far more often than anything changes, and building SQLModel's tables alone costs
+about half a second per command. Here the standard library's sqlite3 reads the same rows in
+one snapshot (its converters turn the columns' declared types, DATETIME, JSON and BOOLEAN,
+into what the ORM gives) and ``edgefleet.record_views`` / ``telemetry_views`` map them
+exactly as the API does. For anything else (PostgreSQL records, no file yet, a schema
 not at head) these return None and the caller asks the API, which migrates first.
 """
 
