@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from edgefleet import parameters as P
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound, StateConflict
 from edgefleet.group_plan import GroupEdge, GroupMember, GroupTarget, MatchedBy
-from edgefleet.metrics import availability
+from edgefleet.metrics import edge_availability
 from edgefleet.models.groups import (
     AutoUpdate,
     AutoUpdateStep,
@@ -357,10 +357,8 @@ def observe_group(session: Session, *, group: DeploymentGroup, now: datetime | N
 
 
 def _group_edge(edge: Edge, now: datetime, *, matches: bool) -> GroupEdge:
-    state = availability(edge.last_contact, edge.heartbeat_interval, now,
-                         edge.last_heartbeat_at)
-    return GroupEdge(name=edge.name, availability=state, labels=dict(edge.labels),
-                     matches=matches)
+    return GroupEdge(name=edge.name, availability=edge_availability(edge, now),
+                     labels=dict(edge.labels), matches=matches)
 
 
 def add_member(session: Session, *, group: DeploymentGroup, edge: Edge) -> Deployment:

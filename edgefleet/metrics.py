@@ -58,6 +58,12 @@ def availability(last_contact: datetime | None, heartbeat_interval: float, now: 
     return Availability.OFFLINE
 
 
+def edge_availability(edge: Any, now: datetime) -> Availability:
+    """``availability`` of an edge record (anything with its fields): its last contact, its
+    heartbeat interval and its last attempt."""
+    return availability(edge.last_contact, edge.heartbeat_interval, now, edge.last_heartbeat_at)
+
+
 def seconds_until_due(edges: Iterable[tuple[datetime | None, float, datetime | None, float]],
                       now: datetime) -> float | None:
     """Seconds until the first edge is due again (0 when one is due now), or None for no

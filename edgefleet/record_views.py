@@ -16,7 +16,7 @@ import semver
 
 from edgefleet import bundled_files, url_templates
 from edgefleet import parameters as P
-from edgefleet.metrics import availability
+from edgefleet.metrics import edge_availability
 from edgefleet.models.connections import agent_command_line, connection_of
 from edgefleet.models.policies import UpdatePolicy
 
@@ -28,8 +28,7 @@ def json_ready(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 def edge_status(edge: Any, now: datetime | None = None) -> str:
     """ONLINE or OFFLINE by the heartbeat rule now (so a stale record never says ONLINE)."""
-    return availability(edge.last_contact, edge.heartbeat_interval, now or datetime.now(UTC),
-                        edge.last_heartbeat_at).value
+    return edge_availability(edge, now or datetime.now(UTC)).value
 
 
 def edge_view(fields: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:

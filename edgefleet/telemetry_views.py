@@ -44,8 +44,7 @@ def telemetry_view(edge: Any, *, latest: Any | None, samples: int, unreachable: 
     and the hourly averages older than them; ``history``: the availability changes."""
     return {
         "edge": edge.name,
-        "status": metrics.availability(edge.last_contact, edge.heartbeat_interval, now,
-                                       edge.last_heartbeat_at).value,
+        "status": metrics.edge_availability(edge, now).value,
         "last_contact": edge.last_contact.isoformat() if edge.last_contact else None,
         "last_error": edge.last_error,
         "telemetry_interval": edge.telemetry_interval,

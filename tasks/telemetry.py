@@ -251,8 +251,7 @@ def mark_availability(now: datetime | None = None) -> list[AvailabilityChange]:
     changes = []
     with session_scope() as session:
         for edge in session.exec(select(Edge)).all():
-            new = metrics.availability(edge.last_contact, edge.heartbeat_interval, moment,
-                                      edge.last_heartbeat_at)
+            new = metrics.edge_availability(edge, moment)
             previous = edge.status
             if new.value == previous:
                 continue
@@ -375,8 +374,7 @@ def fleet_rows(edges: Iterable[Edge], samples: dict[int, EdgeSample],
     """One row per edge, the worst first (offline, then degraded), at most ``limit``."""
     rows: list[dict[str, Any]] = []
     for edge in edges:
-        status = metrics.availability(edge.last_contact, edge.heartbeat_interval, now,
-                                      edge.last_heartbeat_at).value
+        status = metrics.edge_availability(edge, now).value
         sample = samples.get(edge.id or 0)
         total, degraded = deployments.get(edge.id or 0, (0, 0))
         contact = (f"{int((now - edge.last_contact).total_seconds())} s ago"
@@ -422,9 +420,7 @@ def publish_fleet_status(now: datetime | None = None) -> int:
             counts[edge_id] = (total + number, bad + (number if degraded else 0))
     rows, hidden = fleet_rows(edges, samples, counts, moment, settings.fleet_artifact_rows)
     online = sum(1 for e in edges
-                 if metrics.availability(e.last_contact, e.heartbeat_interval, moment,
-                                      e.last_heartbeat_at)
-                 is Availability.ONLINE)
+                 if metrics.edge_availability(e, moment) is Availability.ONLINE)
     description = (f"edgefleet fleet status at {moment:%Y-%m-%d %H:%M:%S} UTC: {len(edges)} "
                    f"edge(s), {online} online, {len(edges) - online} offline")
     if hidden:
