@@ -41,6 +41,28 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: flo
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def settled_pulls(flow_run_id: str, api_url: str, timeout: float = 30) -> list[Any]:
+    """The ``pull ...`` task runs of a flow run once each has reached a final state.
+
+    Prefect records task run states from events, after the flow has returned: read at once,
+    the last retry may still show as AwaitingRetry with one run less.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    def final() -> list[Any]:
+        with temporary_settings({PREFECT_API_URL: api_url}), \
+                get_client(sync_client=True) as client:
+            pulls = [t for t in client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]}))  # type: ignore[arg-type]
+                if t.name.startswith("pull ")]
+        done = pulls and all(t.state is not None and t.state.is_final() for t in pulls)
+        return pulls if done else []
+
+    return list(wait_for(final, timeout, f"the pull task runs of flow run {flow_run_id}"))
+
+
 def get_page(url: str, timeout: float = 20) -> str:
     """The body at ``url``, retried briefly (a userland proxy may need a moment)."""
     deadline = time.monotonic() + timeout

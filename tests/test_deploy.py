@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
@@ -17,19 +16,9 @@ from edgefleet.api.logs import fetch_logs
 from edgefleet.errors import InvalidTransition
 from edgefleet.lab.daemons import free_port
 from edgefleet.settings import get_settings
-from tests.lab_helpers import containers_of, get_page, networks_of, unique
+from tests.lab_helpers import containers_of, get_page, networks_of, settled_pulls, unique
 
 pytestmark = pytest.mark.lab
-
-
-
-
-
-
-def task_runs(flow_run_id: str, api_url: str) -> list[Any]:
-    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
-        return list(client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]})))  # type: ignore[arg-type]
 
 
 def test_image_app_reaches_started_serves_its_page_and_is_labelled(
@@ -193,9 +182,8 @@ def test_failures_end_in_error_with_a_reason_and_nothing_left(
     assert networks_of(edges["lab-2"].connection, status["id"]) == []
     assert status["containers"] == []
     if case == "missing-image":
-        pulls = [t for t in task_runs(status["flow_run_id"], prefect_api)
-                 if t.name.startswith("pull ")]
-        assert pulls and pulls[0].run_count == 3  # two retries, visible as task runs
+        pulls = settled_pulls(status["flow_run_id"], prefect_api)
+        assert pulls[0].run_count == 3  # two retries, visible as task runs
     edgefleet.delete_deployment(status["id"], force=True)
 
 
@@ -208,9 +196,8 @@ def test_unreachable_edge_ends_in_error(lab: Any, prefect_api: str, local_runs: 
     status = edgefleet.deploy(app, edge)
     assert status["state"] == "ERROR"
     assert "did not answer" in status["last_error"]
-    pulls = [t for t in task_runs(status["flow_run_id"], prefect_api)
-             if t.name.startswith("pull ")]
-    assert pulls and pulls[0].run_count == 3
+    pulls = settled_pulls(status["flow_run_id"], prefect_api)
+    assert pulls[0].run_count == 3
     with pytest.raises(InvalidTransition):
         edgefleet.delete_deployment(status["id"])
     warning = edgefleet.delete_deployment(status["id"], force=True)

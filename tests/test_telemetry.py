@@ -217,8 +217,10 @@ def test_a_killed_engine_goes_offline_and_comes_back_online(
             assert offline[0]["payload"]["docker_host"] == victim.docker_host
 
             back_since = datetime.now(UTC)
-            again = lab_up(edges=2)
-            assert again.edge("lab-2").answering
+            lab_up(edges=2)
+            # lab up waited for it; a lab status moments later may meet a slow answer on a
+            # busy machine, so the status is asked for a while (the rule tested is the sweep's)
+            wait_for(lambda: lab_status().edge("lab-2").answering, 30, "lab-2 answering")
             wait_for(lambda: sweep(prefect_api) and status_of("lab-2") == "ONLINE", 30,
                      "lab-2 ONLINE again", every=0.2)
             online = wait_for(lambda: [e for e in events_of(prefect_api, "lab-2", back_since)

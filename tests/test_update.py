@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.errors import InvalidInput, InvalidTransition, NotFound
 from edgefleet.tasks.limits import update_limit_name
-from tests.lab_helpers import get_page, retag, unique
+from tests.lab_helpers import get_page, retag, settled_pulls, unique
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("quick_local_runs")]
 
@@ -162,11 +161,8 @@ def test_unreachable_registry_touches_nothing(lab: Any, edges: dict[str, Any],
     assert after["state"] == "STARTED" and after["version"] == "1.0.0"
     assert "nothing was changed" in after["last_error"]
     assert containers(after)[app]["container_id"] == containers(first)[app]["container_id"]
-    with temporary_settings({PREFECT_API_URL: prefect_api}), \
-            get_client(sync_client=True) as client:
-        pulls = [t for t in client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id={"any_": [after["flow_run_id"]]})) if t.name.startswith("pull ")]
-    assert pulls and pulls[0].run_count == 3  # retried twice, visible as task runs
+    pulls = settled_pulls(after["flow_run_id"], prefect_api)
+    assert pulls[0].run_count == 3  # retried twice, visible as task runs
     edgefleet.delete_deployment(first["id"], force=True)
 
 

@@ -40,12 +40,14 @@ def connection(edge: EdgeState) -> EngineConnection:
 
 
 def answers(edge: EdgeState, timeout: float = PING_TIMEOUT) -> bool:
-    """True when the engine answers a ``version`` call over mTLS."""
+    """True when the engine answers over mTLS: its ``version`` and then its ``info``, the
+    call ``lab status`` makes (a just-restarted dockerd can answer the first and not yet
+    the second in time)."""
     try:
         ping(connection(edge), timeout=timeout)
     except (EdgefleetError, docker.errors.DockerException, requests.exceptions.RequestException):
         return False
-    return True
+    return swarm_active(edge, timeout) is not None
 
 
 def swarm_active(edge: EdgeState, timeout: float = PING_TIMEOUT) -> bool | None:
