@@ -189,7 +189,7 @@ async def read_sample(engine: AsyncEngine, target: EdgeTarget, started: datetime
     observed: list[ObservedContainer] = []
     for summary in listed:
         try:
-            attrs = await engine.inspect_container(summary["Id"])
+            attrs = await engine.inspect_listed(summary, fresh=target.read_disk)
             running = (attrs.get("State") or {}).get("Status") == "running"
             stats = await engine.stats(summary["Id"]) if running else None
         except EngineRequestFailed as exc:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -45,6 +46,10 @@ CLOSE_WAIT = 1.0  # seconds given to a polite close before the connection is dro
 KEEP_ALIVE = 300.0  # seconds an idle kept connection stays open (sweeps come every 10-60 s)
 KEPT_REQUESTS = 64  # requests an engine keeps made (its paths: a few per container)
 FAILURES = (OSError, TimeoutError, EOFError, h11.ProtocolError)
+END_OF_MESSAGE = h11.EndOfMessage()  # an event holds no state: one serves every request
+KEPT_INSPECTS = 256  # stopped containers whose inspect an engine keeps
+# "Exited (137) 5 minutes ago" -> "Exited (137)": a container list's status, without its age
+SETTLED_STATUS = re.compile(r"^[A-Za-z]+(?: \(-?\d+\))?")
 
 
 class AsyncEngine:
@@ -67,6 +72,8 @@ class AsyncEngine:
         # each sweep asks a kept engine the same few paths: h11 checks a request's headers
         # when it is made, so one made once is sent again (bounded: container ids change)
         self._requests: dict[str, h11.Request] = {}
+        # the inspect of each stopped container, by what the container list says of it
+        self._stopped: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.requests = 0
         self.connections = 0  # opened, for the benchmark: one per edge while all goes well
         self.last_used = time.monotonic()
@@ -87,6 +94,31 @@ class AsyncEngine:
 
     async def inspect_container(self, container_id: str) -> dict[str, Any]:
         return dict(await self._get(f"/containers/{container_id}/json"))
+
+    async def inspect_listed(self, summary: dict[str, Any], fresh: bool = False
+                             ) -> dict[str, Any]:
+        """The inspect of a container from ``containers()``; a stopped one's is kept.
+
+        Nothing in a stopped container's inspect changes until it starts again, and then
+        the list shows it running (or exited with another code): while the list says the
+        same (state, exit code), the kept inspect is given again, a request less per
+        stopped container and sweep. ``fresh``: ask anyway (the sweeps that read disk use
+        do, so a container that ran and stopped again between two samples with the same
+        exit code shows its new restart count within that cadence).
+        """
+        state = str(summary.get("State") or "")
+        match = SETTLED_STATUS.match(str(summary.get("Status") or ""))
+        key = (str(summary["Id"]), state, match.group(0) if match else "")
+        kept = None if fresh else self._stopped.get(key)
+        if kept is not None:
+            return kept
+        attrs = await self.inspect_container(key[0])
+        if state in ("exited", "dead", "created") and (
+                (attrs.get("State") or {}).get("Status") == state):
+            if len(self._stopped) >= KEPT_INSPECTS:
+                self._stopped.clear()
+            self._stopped[key] = attrs
+        return attrs
 
     async def stats(self, container_id: str) -> dict[str, Any]:
         """One-shot stats (``stream=0&one-shot=1``): no wait for a second reading."""
@@ -143,8 +175,9 @@ class AsyncEngine:
         assert self._http is not None and self._writer is not None
         assert self._reader is not None
         http = self._http
-        self._writer.write(http.send(self._request(target)) or b"")
-        self._writer.write(http.send(h11.EndOfMessage()) or b"")
+        # one write: one TLS record and one send() per request, not two
+        self._writer.write((http.send(self._request(target)) or b"")
+                           + (http.send(END_OF_MESSAGE) or b""))
         status, body = 0, bytearray()
         while True:
             event = http.next_event()

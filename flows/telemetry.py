@@ -131,7 +131,7 @@ def _sweep(edges: list[str] | None, force: bool, retention: bool) -> dict[str, A
     readings: list[EdgeReading] = []
     records = []
     for read in as_completed(reads):  # each batch is recorded as soon as it is read
-        batch_readings = read.result()
+        batch_readings = read.result().readings
         readings.extend(batch_readings)
         records.append(record_readings.submit(untouched(batch_readings), now))
     for record in records:

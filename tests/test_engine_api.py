@@ -144,6 +144,45 @@ def test_disk_use_is_read_only_when_due(ticker: tuple[EngineConnection, str]) ->
 
 
 @pytest.mark.lab
+def test_a_stopped_container_is_inspected_again_only_when_its_listing_changed(
+        lab: LabStatus) -> None:
+    """The kept inspect of a stopped container saves a request per sweep; a start that
+    ended with another exit code, or a fresh read, asks again."""
+    conn = lab.edge("lab-2").connection
+    script = "if [ -e /ran ]; then exit 4; fi; touch /ran; exit 3"
+    with engine_client(conn, timeout=60) as client:
+        container = client.containers.run(
+            f"{lab.registry}/edgefleet/ticker:1.0.0", detach=True, network_mode="none",
+            labels={TEST_LABEL: uuid.uuid4().hex[:8]}, entrypoint=["/bin/sh", "-c", script])
+        container.wait(timeout=20)
+
+        async def listed(engine: Any) -> dict[str, Any]:
+            (summary,) = [c for c in await engine.containers(all=True)
+                          if c["Id"] == container.id]
+            return dict(summary)
+
+        async def check() -> None:
+            async with open_engine(conn, 30) as engine:
+                first = await engine.inspect_listed(await listed(engine))
+                assert first["State"]["ExitCode"] == 3
+                asked = engine.requests
+                assert await engine.inspect_listed(await listed(engine)) is first
+                assert engine.requests == asked + 1  # the list only
+                fresh = await engine.inspect_listed(await listed(engine), fresh=True)
+                assert engine.requests == asked + 3 and fresh is not first
+                container.start()
+                container.wait(timeout=20)
+                again = await engine.inspect_listed(await listed(engine))
+                assert engine.requests == asked + 5
+                assert again["State"]["ExitCode"] == 4
+
+        try:
+            asyncio.run(check())
+        finally:
+            container.remove(force=True)
+
+
+@pytest.mark.lab
 def test_disk_use_is_read_while_another_df_runs_on_the_engine(lab: LabStatus) -> None:
     # dockerd 20.10 refuses a df while one runs; edge records sharing an engine (or an
     # operator's `docker system df`) must still get their disk figures
