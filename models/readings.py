@@ -93,4 +93,3 @@ class BatchReadings:
 
     def __init__(self, readings: list[EdgeReading]) -> None:
         self.readings = readings
-
