@@ -23,7 +23,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import edgefleet
 from edgefleet.rollouts import artifact_key
-from tests.lab_helpers import unique, wait_online
+from tests.lab_helpers import unique, wait_for, wait_online
 
 pytestmark = pytest.mark.lab
 AT_REST = ("STARTED", "PARTIAL", "HALTED")
@@ -58,14 +58,12 @@ FINAL = ("Completed", "Failed", "Crashed", "Cancelled")
 def _final_runs(api_url: str, names: list[str], timeout: float = 120) -> dict[str, str]:
     """``_runs`` once each of these runs has ended: the group's record moves before its
     rollout run reports its own final state."""
-    deadline = time.monotonic() + timeout
-    found = _runs(api_url, names)
-    while time.monotonic() < deadline:
+    def ended() -> dict[str, str]:
         found = _runs(api_url, names)
-        if set(found) == set(names) and all(state in FINAL for state in found.values()):
-            break
-        time.sleep(1)
-    return found
+        done = set(found) == set(names) and all(state in FINAL for state in found.values())
+        return found if done else {}
+
+    return dict(wait_for(ended, timeout, f"the runs {names} to end", every=1))
 
 
 def _wait_run(api_url: str, name: str, timeout: float = 600) -> None:
