@@ -21,10 +21,12 @@ sweep. The sweeps of one measurement run in one process, as the served sweeps of
 ``edgefleet up`` do, so the edge connections opened by the first sweep are kept by the next
 (the steady figure is the last sweep's). The first sweep is forced; the next ones are
 served sweeps with every edge due a sample and its disk use not (``system df`` and ``info``
-are read on their own cadence, 10 minutes by default); a last forced sweep gives the figure
-of a sweep that reads disk use on every edge as well. Baseline, same process, same engine: a bare
-``docker version`` (open a client, one call, close), so results are ratios (machines here
-are noisy). Targets: <= 2 ms CPU per edge per sweep; a 10,000-edge sweep within 30 s.
+are read on their own cadence, 10 minutes by default); then a served sweep with every edge's
+disk use due at once (it reads a fifth of them: disk reads are spread over sweeps); a last
+forced sweep (an operator's ``--force``) gives the figure of a sweep that reads disk use on
+every edge. The targets are judged on the served sweeps. Baseline, same process, same
+engine: a bare ``docker version`` (open a client, one call, close), so results are ratios
+(machines here are noisy). Targets: <= 2 ms CPU per edge per sweep; a 10,000-edge sweep within 30 s.
 Nothing here is asserted. ``--client httpx`` (or ``both``) reads the simulated edges through
 ``httpx.AsyncClient`` instead of edgefleet's h11 client (``bench/httpx_engine.py``), to
 compare the two.
@@ -85,20 +87,23 @@ def ping_baseline(conn: EngineConnection, calls: int) -> float:
     return (time.process_time() - started) / calls * 1000
 
 
-def run_sweeps(sweeps: int, edges: int, served: bool = False) -> list[dict[str, float]]:
+def run_sweeps(sweeps: int, edges: int, served: bool = False, disk_due: bool = False
+               ) -> list[dict[str, float]]:
     """Sweeps of every edge; CPU, wall and new engine connections of each.
 
     Forced sweeps (``force``) read every edge's disk use and engine figures each time.
     ``served``: the first is forced, the others are the sweeps ``edgefleet up`` serves, with
     every edge due a sample and its disk use not (the default cadences read it once every
-    10 sweeps)."""
+    10 sweeps); ``disk_due``: every sweep is served (the connections are open already),
+    with every edge's disk use due as well (the sweep spreads those reads: it reads a fifth
+    of them)."""
     from edgefleet.flows.telemetry import collect_telemetry
 
     results = []
     for index in range(sweeps):
-        forced = not served or index == 0
+        forced = not served or (index == 0 and not disk_due)
         if not forced:
-            _make_all_due()
+            _make_all_due(disk=disk_due)
         opened = connections_opened()
         cpu, wall = time.process_time(), time.perf_counter()
         summary = collect_telemetry(force=forced)
@@ -111,18 +116,20 @@ def run_sweeps(sweeps: int, edges: int, served: bool = False) -> list[dict[str, 
     return results
 
 
-def _make_all_due() -> None:
-    """Every edge due a sample and a heartbeat now; when it last read disk use is kept (not
-    timed: a served sweep finds its edges due as time passes)."""
+def _make_all_due(disk: bool = False) -> None:
+    """Every edge due a sample and a heartbeat now; when it last read disk use is kept
+    unless ``disk`` (not timed: a served sweep finds its edges due as time passes)."""
     from sqlalchemy import update
 
     from edgefleet import db
     from edgefleet.models.records import Edge
 
     long_ago = datetime.now(UTC).replace(year=2000)
+    due: dict[str, Any] = {"last_sample_at": long_ago, "last_heartbeat_at": long_ago}
+    if disk:
+        due["last_disk_at"] = long_ago
     with db.session_scope() as session:
-        session.execute(update(Edge).values(last_sample_at=long_ago,
-                                            last_heartbeat_at=long_ago))
+        session.execute(update(Edge).values(**due))
 
 
 def connections_opened() -> int:
@@ -326,11 +333,16 @@ def bench_simulation(scales: list[int], sweeps: int, containers: int, running: i
                 engine_cpu = proc_cpu(int(engine.pid or 0)) - engine_cpu
                 steady = swept[-1]  # the last sweep: connections kept, CPU % from counters
                 cpu_ms = steady["cpu_s"] / scale * 1000
+                # one more served, every edge's disk use due at once (it reads a share)
+                (disk_due,) = with_prefect(functools.partial(run_sweeps, 1, scale, True,
+                                                             True))
                 # one more, forced: every edge's disk use and engine figures read as well
                 (disk,) = with_prefect(functools.partial(run_sweeps, 1, scale))
                 runs.append({
                     "edges": scale, "sweeps": len(swept),
                     "cpu_ms_per_edge": round(cpu_ms, 2),
+                    "cpu_ms_per_edge_disk_due": round(disk_due["cpu_s"] / scale * 1000, 2),
+                    "wall_s_disk_due": round(disk_due["wall_s"], 2),
                     "cpu_ms_per_edge_reading_disk": round(disk["cpu_s"] / scale * 1000, 2),
                     "wall_s_reading_disk": round(disk["wall_s"], 2),
                     "cpu_ms_per_edge_first_sweep": round(swept[0]["cpu_s"] / scale * 1000, 2),
@@ -389,9 +401,10 @@ def report(result: dict[str, Any]) -> None:
               f"per edge on kept connections, "
               f"{found['read_only_cpu_ms_per_edge_new_connections']} ms with a new one each")
         for run in found["runs"]:
-            if run["edges"] >= TARGET_EDGES:
-                cpu_ok = run["cpu_ms_per_edge"] <= TARGET_CPU_MS
-                wall_ok = run["wall_s"] <= TARGET_SECONDS
+            if run["edges"] >= TARGET_EDGES:  # judged by the dearer of the served sweeps
+                cpu_ok = max(run["cpu_ms_per_edge"],
+                             run["cpu_ms_per_edge_disk_due"]) <= TARGET_CPU_MS
+                wall_ok = max(run["wall_s"], run["wall_s_disk_due"]) <= TARGET_SECONDS
                 against = ("meets both targets" if cpu_ok and wall_ok else "misses the "
                            + " and the ".join(t for t, ok in (("CPU", cpu_ok), ("wall", wall_ok))
                                               if not ok) + " target")
@@ -400,7 +413,9 @@ def report(result: dict[str, Any]) -> None:
             print(f"  {run['edges']:>6} edges, served sweep (disk use not due): "
                   f"{run['cpu_ms_per_edge']} ms CPU per edge "
                   f"({run['cpu_ratio_to_ping']}x ping), wall {run['wall_s']} s per sweep = "
-                  f"{run['edges_per_minute']} edges/min ({against}); forced sweep (disk use "
+                  f"{run['edges_per_minute']} edges/min; served sweep with every edge's "
+                  f"disk use due (a fifth read): {run['cpu_ms_per_edge_disk_due']} ms, "
+                  f"{run['wall_s_disk_due']} s ({against}); forced sweep (disk use "
                   f"and engine figures read too): {run['cpu_ms_per_edge_reading_disk']} ms, "
                   f"{run['wall_s_reading_disk']} s; first sweep "
                   f"{run['cpu_ms_per_edge_first_sweep']} ms, {run['wall_s_first_sweep']} s; "

@@ -19,7 +19,9 @@ record, its address and its TLS files, so a steady sweep makes no handshake at a
 
 Every call has a client-side timeout. A connection that fails, times out or breaks is
 ``EdgeUnreachable``; an answer with an error status is ``EngineRequestFailed`` (the engine
-is there).
+is there). The timeouts of the requests in flight share one timer per event loop
+(:class:`Deadlines`): ``asyncio.timeout`` makes and cancels a timer per request, measured at
+about 7% of a sweep's CPU.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import asyncio
 import json
 import re
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -50,6 +53,50 @@ END_OF_MESSAGE = h11.EndOfMessage()  # an event holds no state: one serves every
 KEPT_INSPECTS = 256  # stopped containers whose inspect an engine keeps
 # "Exited (137) 5 minutes ago" -> "Exited (137)": a container list's status, without its age
 SETTLED_STATUS = re.compile(r"^[A-Za-z]+(?: \(-?\d+\))?")
+DEADLINE_TICK = 0.1  # seconds between two looks at the requests in flight (a timeout's grain)
+
+
+class Deadlines:
+    """The deadlines of one event loop's requests in flight, watched by one timer.
+
+    While any request is in flight, a timer every ``DEADLINE_TICK`` seconds expires the
+    requests past their deadline: each one's connection is aborted, so its pending read ends
+    at once and the request fails as timed out. No timer runs while nothing is in flight.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._due: dict[AsyncEngine, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def of_running_loop(cls) -> Deadlines:
+        loop = asyncio.get_running_loop()
+        deadlines = _DEADLINES.get(loop)
+        if deadlines is None:
+            deadlines = _DEADLINES[loop] = cls(loop)
+        return deadlines
+
+    def watch(self, engine: AsyncEngine, deadline: float) -> None:
+        self._due[engine] = deadline
+        if self._timer is None:
+            self._timer = self.loop.call_later(DEADLINE_TICK, self._expire_late)
+
+    def forget(self, engine: AsyncEngine) -> None:
+        self._due.pop(engine, None)
+
+    def _expire_late(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        for engine in [e for e, deadline in self._due.items() if deadline <= now]:
+            del self._due[engine]
+            engine.expire()
+        if self._due:
+            self._timer = self.loop.call_later(DEADLINE_TICK, self._expire_late)
+
+
+_DEADLINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Deadlines] = (
+    weakref.WeakKeyDictionary())
 
 
 class AsyncEngine:
@@ -74,6 +121,8 @@ class AsyncEngine:
         self._requests: dict[str, h11.Request] = {}
         # the inspect of each stopped container, by what the container list says of it
         self._stopped: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._deadline = 0.0  # of the request in flight (the event loop's clock)
+        self._expired = False  # that request passed its deadline: its connection was aborted
         self.requests = 0
         self.connections = 0  # opened, for the benchmark: one per edge while all goes well
         self.last_used = time.monotonic()
@@ -131,22 +180,27 @@ class AsyncEngine:
                    json_body: bool = True) -> Any:
         target = f"/v{API_VERSION}{path}" + (f"?{urlencode(params)}" if params else "")
         self.last_used = time.monotonic()
+        deadlines = Deadlines.of_running_loop()
+        self._deadline = deadlines.loop.time() + self.timeout
+        self._expired = False
+        deadlines.watch(self, self._deadline)
         try:
-            async with asyncio.timeout(self.timeout):
-                reused = self._idle()
-                try:
-                    status, body = await self._exchange(target)
-                except FAILURES:
-                    if not reused:
-                        raise
-                    # a kept connection the engine (or a middlebox) closed since: once afresh
-                    # (a timeout is not one: asyncio.timeout cancels, it raises at the end)
-                    await self.close()
-                    status, body = await self._exchange(target)
+            reused = self._idle()
+            try:
+                status, body = await self._exchange(target)
+            except FAILURES:
+                if not reused or self._expired:
+                    raise
+                # a kept connection the engine (or a middlebox) closed since: once afresh
+                await self.close()
+                status, body = await self._exchange(target)
         except FAILURES as exc:
             await self.close()
+            cause = TimeoutError(f"no answer within {self.timeout:g} s") if self._expired else exc
             raise EdgeUnreachable(f"edge {self.conn.name} ({self.conn.docker_host}) did not "
-                                  f"answer: {describe_failure(exc)}") from exc
+                                  f"answer: {describe_failure(cause)}") from cause
+        finally:
+            deadlines.forget(self)
         self.requests += 1
         if status == 400 and PLAIN_TO_TLS in body:
             raise EdgeUnreachable(f"edge {self.conn.name} ({self.conn.docker_host}) wants TLS: "
@@ -207,15 +261,26 @@ class AsyncEngine:
                 headers=[("Host", self._host_header), ("User-Agent", "edgefleet")])
         return request
 
+    def expire(self) -> None:
+        """The request in flight passed its deadline: abort its connection (its read ends)."""
+        self._expired = True
+        if self._writer is not None:
+            self._writer.transport.abort()
+
     async def _open(self) -> None:
         await self.close()
-        if self._url.scheme == "unix":
-            self._reader, self._writer = await asyncio.open_unix_connection(self._url.path)
-        else:
-            port = self._url.port or (2376 if self._tls else 2375)
-            self._reader, self._writer = await asyncio.open_connection(
-                self._url.hostname, port, ssl=self._tls,
-                server_hostname=self._url.hostname if self._tls else None)
+        # not yet a connection to abort: connecting has a timer of its own (rare once kept)
+        async with asyncio.timeout_at(self._deadline):
+            if self._url.scheme == "unix":
+                self._reader, self._writer = await asyncio.open_unix_connection(
+                    self._url.path)
+            else:
+                port = self._url.port or (2376 if self._tls else 2375)
+                self._reader, self._writer = await asyncio.open_connection(
+                    self._url.hostname, port, ssl=self._tls,
+                    server_hostname=self._url.hostname if self._tls else None)
+        if self._expired:  # the deadline passed just as the connection was made
+            raise TimeoutError
         self._http = h11.Connection(h11.CLIENT)
         self.connections += 1
 

@@ -82,6 +82,27 @@ def is_due(last: datetime | None, interval: float, now: datetime) -> bool:
     return last is None or now >= last + timedelta(seconds=interval) - DUE_TOLERANCE
 
 
+def disk_reads(sampled: Sequence[tuple[int, datetime | None, float]], disk_interval: float,
+               now: datetime) -> set[int]:
+    """Which of a sweep's sampled edges (id, last disk read, telemetry interval) read their
+    disk use now: spread over the sweeps, so that no sweep reads every edge's.
+
+    Edges added together come due together, and a sweep that reads ``system df`` on every
+    edge costs half as much again as one that does not. So a sweep reads the disk use of
+    the edges never read, and of the due ones at most twice its share (an edge sampled every
+    60 s with disk use every 600 s is a tenth of an edge), the longest waiting first: a
+    burst of due edges is spread over a few sweeps, and stays spread. A disk read waits at
+    most a few sweeps past its cadence.
+    """
+    if disk_interval <= 0:
+        return {edge for edge, _, _ in sampled}
+    never = {edge for edge, last, _ in sampled if last is None}
+    waiting = sorted((last, edge) for edge, last, _ in sampled
+                     if last is not None and is_due(last, disk_interval, now))
+    share = sum(min(1.0, interval / disk_interval) for _, _, interval in sampled)
+    return never | {edge for _, edge in waiting[:max(1, math.ceil(2 * share))]}
+
+
 def work_for(*, last_sample_at: datetime | None, telemetry_interval: float,
              last_heartbeat_at: datetime | None, heartbeat_interval: float, now: datetime,
              force: bool = False) -> Work:

@@ -78,7 +78,8 @@ class Settings(BaseSettings):
     telemetry_disk_seconds: int = Field(
         default=600, ge=0, description="disk use (`system df`, costly on the engine) is read "
         "this often per edge (and on a forced sweep, or when containers came or went); "
-        "samples in between repeat the last figures")
+        "samples in between repeat the last figures. Edges due together are spread over "
+        "a few sweeps (a sweep reads at most twice its share)")
     telemetry_raw_days: float = Field(default=7, gt=0,
                                       description="raw samples kept, then hourly averages")
     telemetry_delete_after_days: float = Field(

@@ -105,14 +105,15 @@ def plan_sweep(now: datetime, edges: list[str] | None = None, force: bool = Fals
         previous = _previous_samples(session, [e.last_sample_id for e, w in due
                                                if w is Work.SAMPLE and e.last_sample_id])
     assert all(edge.id is not None for edge, _ in due)
+    disk_due = metrics.disk_reads(
+        [(int(edge.id or 0), edge.last_disk_at, edge.telemetry_interval)
+         for edge, work in due if work is Work.SAMPLE], settings.telemetry_disk_seconds, now)
     targets = []
     for edge, work in due:
         cpu, disk, ids, engine = previous.get(edge.last_sample_id or 0, ({}, {}, [], {}))
         targets.append(EdgeTarget(
             edge_id=int(edge.id or 0), conn=connection_of(edge), work=work, previous_cpu=cpu,
-            previous_containers=ids,
-            read_disk=force or not disk
-            or metrics.is_due(edge.last_disk_at, settings.telemetry_disk_seconds, now),
+            previous_containers=ids, read_disk=force or not disk or edge.id in disk_due,
             previous_disk=disk, previous_engine=engine))
     return metrics.batches(targets, settings.telemetry_batch_size,
                            settings.telemetry_max_batches)

@@ -274,16 +274,21 @@ def test_a_silent_engine_times_out_and_does_not_hold_the_sweep() -> None:
 
 
 class KeepAlive(http.server.BaseHTTPRequestHandler):
-    """A ping that keeps the connection open (HTTP/1.1), counting the connections made."""
+    """A ping that keeps the connection open (HTTP/1.1), counting the connections made;
+    while ``silent`` is set, a request gets no answer."""
 
     protocol_version = "HTTP/1.1"
     connections: list[socket.socket] = []
+    silent = threading.Event()
 
     def setup(self) -> None:
         super().setup()
         KeepAlive.connections.append(self.request)
 
     def do_GET(self) -> None:  # the name http.server calls
+        if KeepAlive.silent.is_set():
+            time.sleep(10)  # past the client's timeout
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", "2")
@@ -313,5 +318,34 @@ def test_sweeps_of_one_process_keep_the_connection_and_replace_a_closed_one() ->
         assert reading.reachable, reading.error  # a new connection, not an unreachable edge
         assert len(KeepAlive.connections) == 2
     finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def test_a_kept_connection_that_goes_silent_times_out_and_is_not_asked_again() -> None:
+    """The timeout of a request on a kept connection: the read ends at the deadline (the
+    connection is aborted), the edge is unreachable as timed out, and no second connection
+    is tried for that request (a retry afresh is for a connection the engine closed)."""
+    KeepAlive.connections = []
+    KeepAlive.silent.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        target = EdgeTarget(edge_id=98, work=Work.HEARTBEAT, conn=EngineConnection(
+            name="hush", docker_host=f"tcp://127.0.0.1:{server.server_address[1]}"))
+        (reading,) = read_many([target], timeout=5, in_flight=1)
+        assert reading.reachable, reading.error
+        KeepAlive.silent.set()
+        started = time.monotonic()
+        (reading,) = read_many([target], timeout=1, in_flight=1)
+        took = time.monotonic() - started
+        assert not reading.reachable and reading.error
+        assert "hush" in reading.error and "timed out" in reading.error, reading.error
+        assert 0.9 <= took < 4, took
+        assert len(KeepAlive.connections) == 1
+    finally:
+        KeepAlive.silent.clear()
         server.shutdown()
         thread.join(5)

@@ -80,6 +80,30 @@ def test_batches_stay_bounded_whatever_the_fleet_size() -> None:
     assert [x for b in big for x in b] == list(range(10_000))
 
 
+def test_disk_reads_of_edges_due_together_are_spread_over_sweeps() -> None:
+    """1,000 edges read together come due together: each sweep reads at most twice its
+    share (a sample every 60 s, disk use every 600 s: 200 a sweep), longest waiting first,
+    until every one is read; an edge never read is read at once."""
+    fleet = [(edge, T0, 60.0) for edge in range(1000)]
+    assert metrics.disk_reads(fleet, 600, at(540)) == set()  # none due yet
+    read: set[int] = set()
+    for sweep in range(5):
+        now = at(600 + 60 * sweep)
+        chosen = metrics.disk_reads([(e, at(600 + 60 * sweep) if e in read else last, i)
+                                     for e, last, i in fleet], 600, now)
+        assert len(chosen) == 200 and not chosen & read, sweep
+        read |= chosen
+    assert read == set(range(1000))
+    # the longest waiting first, and never-read edges on top of the share
+    waited = [(1, at(-60), 60.0), (2, T0, 60.0), (3, None, 60.0)]
+    assert metrics.disk_reads(waited, 600, at(600)) == {1, 3}
+    assert metrics.disk_reads(waited[1:2], 600, at(600)) == {2}  # one edge: always its turn
+    # sampled as often as disk use is read: every due one; 0 s: every sweep reads all
+    assert metrics.disk_reads([(e, T0, 600.0) for e in range(50)], 600, at(600)) == set(
+        range(50))
+    assert metrics.disk_reads(fleet[:5], 0, T0) == set(range(5))
+
+
 def test_cpu_percent_from_two_one_shot_samples() -> None:
     # 0.5 s of container CPU in 4 s of host CPU time (2 CPUs × 2 s) → 25 % of 2 cores
     prev = (1_000_000_000, 100_000_000_000)
