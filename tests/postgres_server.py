@@ -21,6 +21,11 @@ RUN_AS = ["runuser", "-u", "postgres", "--"]
 LABEL = "eftest"  # every database a test creates starts with it
 
 
+def installed() -> bool:
+    """Debian's PostgreSQL binaries are there (a server can be started)."""
+    return bool(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+
+
 def _bin_dir() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
