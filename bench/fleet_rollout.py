@@ -136,6 +136,13 @@ def bench_lab(runs: int, edges: int, soak: float) -> dict[str, Any]:
     try:
         return {**run_lab(runs), "soak_s": soak}
     finally:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        # the runs' logs and events, before their server goes: at exit, Prefect would
+        # otherwise wait on a server that is gone
+        APILogWorker.drain_all(timeout=30)
+        EventsWorker.drain_all(timeout=30)
         say("lab: stopping it ...")
         if server.state_file().exists():
             server.down(progress=lambda _m: None)
