@@ -219,12 +219,6 @@ def bench_simulated(n: int, runs: int) -> dict[str, Any]:
             "cpu_ms_total": round(cpu * 1000, 1), "cpu_ms_per_edge": round(cpu * 1000 / n, 3)}
 
 
-def postgres_installed() -> bool:
-    from tests.postgres_server import installed
-
-    return installed()
-
-
 def bench_lab_on_postgres(runs: int, edges: int, soak: float) -> dict[str, Any]:
     """(a) with the records and the Prefect server on a throw-away PostgreSQL server."""
     from tests.postgres_server import PostgresServer
@@ -252,6 +246,8 @@ def main() -> None:
                         help="where the records and the Prefect server live for the lab part "
                         "(default: both when PostgreSQL is installed, else sqlite)")
     args = parser.parse_args()
+    from tests.postgres_server import installed as postgres_installed
+
     databases = args.database or ("both" if postgres_installed() else "sqlite")
     if databases == "sqlite" and args.database is None:
         say("PostgreSQL is not installed: the lab part runs on SQLite only "

@@ -66,7 +66,7 @@ class Deadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._due: dict[AsyncEngine, float] = {}
+        self._in_flight: set[AsyncEngine] = set()  # each with its own ``deadline``
         self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -77,21 +77,21 @@ class Deadlines:
             deadlines = _DEADLINES[loop] = cls(loop)
         return deadlines
 
-    def watch(self, engine: AsyncEngine, deadline: float) -> None:
-        self._due[engine] = deadline
+    def watch(self, engine: AsyncEngine) -> None:
+        self._in_flight.add(engine)
         if self._timer is None:
             self._timer = self.loop.call_later(DEADLINE_TICK, self._expire_late)
 
     def forget(self, engine: AsyncEngine) -> None:
-        self._due.pop(engine, None)
+        self._in_flight.discard(engine)
 
     def _expire_late(self) -> None:
         self._timer = None
         now = self.loop.time()
-        for engine in [e for e, deadline in self._due.items() if deadline <= now]:
-            del self._due[engine]
+        for engine in [e for e in self._in_flight if e.deadline <= now]:
+            self._in_flight.discard(engine)
             engine.expire()
-        if self._due:
+        if self._in_flight:
             self._timer = self.loop.call_later(DEADLINE_TICK, self._expire_late)
 
 
@@ -121,7 +121,7 @@ class AsyncEngine:
         self._requests: dict[str, h11.Request] = {}
         # the inspect of each stopped container, by what the container list says of it
         self._stopped: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self._deadline = 0.0  # of the request in flight (the event loop's clock)
+        self.deadline = 0.0  # of the request in flight (the event loop's clock)
         self._expired = False  # that request passed its deadline: its connection was aborted
         self.requests = 0
         self.connections = 0  # opened, for the benchmark: one per edge while all goes well
@@ -181,9 +181,9 @@ class AsyncEngine:
         target = f"/v{API_VERSION}{path}" + (f"?{urlencode(params)}" if params else "")
         self.last_used = time.monotonic()
         deadlines = Deadlines.of_running_loop()
-        self._deadline = deadlines.loop.time() + self.timeout
+        self.deadline = deadlines.loop.time() + self.timeout
         self._expired = False
-        deadlines.watch(self, self._deadline)
+        deadlines.watch(self)
         try:
             reused = self._idle()
             try:
@@ -270,7 +270,7 @@ class AsyncEngine:
     async def _open(self) -> None:
         await self.close()
         # not yet a connection to abort: connecting has a timer of its own (rare once kept)
-        async with asyncio.timeout_at(self._deadline):
+        async with asyncio.timeout_at(self.deadline):
             if self._url.scheme == "unix":
                 self._reader, self._writer = await asyncio.open_unix_connection(
                     self._url.path)

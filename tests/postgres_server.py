@@ -21,13 +21,18 @@ RUN_AS = ["runuser", "-u", "postgres", "--"]
 LABEL = "eftest"  # every database a test creates starts with it
 
 
+def _initdbs() -> list[str]:
+    """Debian's PostgreSQL ``initdb`` of each installed version, oldest first."""
+    return sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+
+
 def installed() -> bool:
     """Debian's PostgreSQL binaries are there (a server can be started)."""
-    return bool(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return bool(_initdbs())
 
 
 def _bin_dir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    found = _initdbs()
     if not found:
         raise RuntimeError("PostgreSQL is not installed: run ./scripts/test.sh (it installs "
                            "Debian's postgresql) or `apt-get install -y postgresql`")

@@ -299,33 +299,9 @@ class KeepAlive(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_sweeps_of_one_process_keep_the_connection_and_replace_a_closed_one() -> None:
-    KeepAlive.connections = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        target = EdgeTarget(edge_id=99, work=Work.HEARTBEAT, conn=EngineConnection(
-            name="kept", docker_host=f"tcp://127.0.0.1:{server.server_address[1]}"))
-        for _ in range(3):  # three sweeps: one connection
-            (reading,) = read_many([target], timeout=5, in_flight=1)
-            assert reading.reachable, reading.error
-        assert len(KeepAlive.connections) == 1
-        KeepAlive.connections[0].shutdown(socket.SHUT_RDWR)  # the engine restarted, say
-        time.sleep(0.2)
-        (reading,) = read_many([target], timeout=5, in_flight=1)
-        assert reading.reachable, reading.error  # a new connection, not an unreachable edge
-        assert len(KeepAlive.connections) == 2
-    finally:
-        server.shutdown()
-        thread.join(5)
-
-
-def test_a_kept_connection_that_goes_silent_times_out_and_is_not_asked_again() -> None:
-    """The timeout of a request on a kept connection: the read ends at the deadline (the
-    connection is aborted), the edge is unreachable as timed out, and no second connection
-    is tried for that request (a retry afresh is for a connection the engine closed)."""
+@pytest.fixture
+def keep_alive_port() -> Iterator[int]:
+    """A :class:`KeepAlive` server on a free port of 127.0.0.1 (its port), stopped after."""
     KeepAlive.connections = []
     KeepAlive.silent.clear()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
@@ -333,19 +309,42 @@ def test_a_kept_connection_that_goes_silent_times_out_and_is_not_asked_again() -
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        target = EdgeTarget(edge_id=98, work=Work.HEARTBEAT, conn=EngineConnection(
-            name="hush", docker_host=f"tcp://127.0.0.1:{server.server_address[1]}"))
-        (reading,) = read_many([target], timeout=5, in_flight=1)
-        assert reading.reachable, reading.error
-        KeepAlive.silent.set()
-        started = time.monotonic()
-        (reading,) = read_many([target], timeout=1, in_flight=1)
-        took = time.monotonic() - started
-        assert not reading.reachable and reading.error
-        assert "hush" in reading.error and "timed out" in reading.error, reading.error
-        assert 0.9 <= took < 4, took
-        assert len(KeepAlive.connections) == 1
+        yield int(server.server_address[1])
     finally:
         KeepAlive.silent.clear()
         server.shutdown()
         thread.join(5)
+
+
+def test_sweeps_of_one_process_keep_the_connection_and_replace_a_closed_one(
+        keep_alive_port: int) -> None:
+    target = EdgeTarget(edge_id=99, work=Work.HEARTBEAT, conn=EngineConnection(
+        name="kept", docker_host=f"tcp://127.0.0.1:{keep_alive_port}"))
+    for _ in range(3):  # three sweeps: one connection
+        (reading,) = read_many([target], timeout=5, in_flight=1)
+        assert reading.reachable, reading.error
+    assert len(KeepAlive.connections) == 1
+    KeepAlive.connections[0].shutdown(socket.SHUT_RDWR)  # the engine restarted, say
+    time.sleep(0.2)
+    (reading,) = read_many([target], timeout=5, in_flight=1)
+    assert reading.reachable, reading.error  # a new connection, not an unreachable edge
+    assert len(KeepAlive.connections) == 2
+
+
+def test_a_kept_connection_that_goes_silent_times_out_and_is_not_asked_again(
+        keep_alive_port: int) -> None:
+    """The timeout of a request on a kept connection: the read ends at the deadline (the
+    connection is aborted), the edge is unreachable as timed out, and no second connection
+    is tried for that request (a retry afresh is for a connection the engine closed)."""
+    target = EdgeTarget(edge_id=98, work=Work.HEARTBEAT, conn=EngineConnection(
+        name="hush", docker_host=f"tcp://127.0.0.1:{keep_alive_port}"))
+    (reading,) = read_many([target], timeout=5, in_flight=1)
+    assert reading.reachable, reading.error
+    KeepAlive.silent.set()
+    started = time.monotonic()
+    (reading,) = read_many([target], timeout=1, in_flight=1)
+    took = time.monotonic() - started
+    assert not reading.reachable and reading.error
+    assert "hush" in reading.error and "timed out" in reading.error, reading.error
+    assert 0.9 <= took < 4, took
+    assert len(KeepAlive.connections) == 1

@@ -89,7 +89,7 @@ def test_disk_reads_of_edges_due_together_are_spread_over_sweeps() -> None:
     read: set[int] = set()
     for sweep in range(5):
         now = at(600 + 60 * sweep)
-        chosen = metrics.disk_reads([(e, at(600 + 60 * sweep) if e in read else last, i)
+        chosen = metrics.disk_reads([(e, now if e in read else last, i)
                                      for e, last, i in fleet], 600, now)
         assert len(chosen) == 200 and not chosen & read, sweep
         read |= chosen
