@@ -24,6 +24,7 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
 from edgefleet.events import APPLICATION_PUBLISHED, EDGE_ONLINE
+from edgefleet.flow_run_launcher import COMMAND as LAUNCH_COMMAND
 from edgefleet.flows.auto_update import auto_update_groups
 from edgefleet.flows.check_updates import check_image_updates
 from edgefleet.flows.deploy import deploy_application
@@ -96,10 +97,13 @@ def served_flows() -> list[tuple[Any, dict[str, Any]]]:
 
 
 def build_deployments() -> list[RunnerDeployment]:
+    """Each run starts warm, forked from its worker's fork server (or cold, as Prefect
+    would, on a worker that has none: see ``edgefleet.flow_run_launcher``)."""
     built = []
     for flow, options in served_flows():
         deployment = flow.to_deployment(name=flow.name, tags=["edgefleet"],
-                                        entrypoint_type=EntrypointType.MODULE_PATH, **options)
+                                        entrypoint_type=EntrypointType.MODULE_PATH,
+                                        job_variables={"command": LAUNCH_COMMAND}, **options)
         assert isinstance(deployment, RunnerDeployment)
         built.append(deployment)
     return built

@@ -45,6 +45,9 @@ FLOWS = {
     "auto-update-groups": "edgefleet.flows.auto_update:auto_update_groups",
 }
 TRANSIENT = {DeploymentState.STARTING, DeploymentState.UPDATING, DeploymentState.STOPPING}
+# how often a waiting command looks at its run and record: a quarter second of a
+# deploy's latency at most, two cheap reads each time
+WAIT_POLL_SECONDS = 0.25
 
 
 def load_flow(name: str) -> Any:
@@ -143,7 +146,7 @@ def wait_for_record(deployment_id: str, flow_run_id: str, api_url: str,
                 last = (run.state_name, state)
             if run.state and run.state.is_final() and state not in TRANSIENT:
                 return
-            time.sleep(0.5)
+            time.sleep(WAIT_POLL_SECONDS)
     raise EdgefleetError(f"flow run {flow_run_id} did not finish within {timeout:.0f}s; "
                          "it goes on in the background (see `edgefleet status`)")
 
@@ -197,6 +200,6 @@ def wait_for_group(group: str, flow_run_id: str, api_url: str,
                 return
             if seen[0] in HOLDING and seen != since:
                 return
-            time.sleep(0.5)
+            time.sleep(WAIT_POLL_SECONDS)
     raise EdgefleetError(f"rollout run {flow_run_id} did not finish within {timeout:.0f}s; "
                          f"it goes on in the background (see `edgefleet group status {group}`)")

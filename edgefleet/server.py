@@ -341,7 +341,7 @@ def _up(progress: Any, workers: int) -> dict[str, Any]:
     for index in range(len(running), workers):
         name = worker.default_name()
         log = folder / f"worker-{index + 1}.log"
-        pid = _spawn(worker.command(name), log, worker.environment(api_url, env))
+        pid = _spawn(worker.start_command(name), log, worker.environment(api_url, env))
         started.append({"pid": pid, "name": name, "log": str(log)})
         progress(f"started worker {name} (pid {pid})")
     state = {"api_url": api_url, "ui_url": api_url.removesuffix("/api"),

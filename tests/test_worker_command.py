@@ -52,7 +52,7 @@ def test_a_worker_takes_the_pool_s_jobs_polling_each_second_with_run_heartbeats(
     assert args[args.index("--limit") + 1] == "3"
     env = workers.environment("http://cp.example:4200/api", base={"PREFECT_HOME": "/x"})
     assert env["PREFECT_API_URL"] == "http://cp.example:4200/api"
-    assert env["PREFECT_WORKER_QUERY_SECONDS"] == "1"
+    assert env["PREFECT_WORKER_QUERY_SECONDS"] == "0.5"
     assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == str(get_settings().run_heartbeat_seconds)
     assert env["PREFECT_HOME"] == "/x"  # a home given is kept
     assert env[server.WORKER_API_ENV] == "http://cp.example:4200/api"  # for its runs' events
