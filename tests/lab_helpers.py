@@ -200,8 +200,8 @@ def wait_online(names: list[str], timeout: float = 60) -> None:
 
 
 def run_process_group(api_url: str, flow_run_id: str, timeout: float = 60) -> int:
-    """The process group of a flow run's own process (a worker starts each run in a session
-    of its own, so killing the worker alone leaves the run going)."""
+    """The process group of a flow run's process (its worker's: killing it kills the worker,
+    its fork server and its runs)."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client

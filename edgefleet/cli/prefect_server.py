@@ -56,7 +56,8 @@ def register(app: typer.Typer) -> None:
         On another machine it needs only PREFECT_API_URL (the control plane's Prefect API,
         e.g. http://cp.example:4200/api) and EDGEFLEET_DATABASE_URL (the records, PostgreSQL);
         it keeps no state a later run needs. Here, with `edgefleet up` running, neither is
-        needed.
+        needed. Its runs start warm, forked from a process beside it that has Prefect and
+        the flows imported.
 
         e.g. PREFECT_API_URL=http://cp:4200/api EDGEFLEET_DATABASE_URL=postgresql://cp/ef
         edgefleet worker
