@@ -2,7 +2,7 @@
 already imported, instead of a new interpreter importing them (3 to 4 s of CPU per run).
 
 Each worker started by `edgefleet worker` (and so by `edgefleet up`) starts one *fork
-server* beside it (``python -m edgefleet.flow_run_launcher serve``, in the worker's process
+server* beside it (``python -m edgefleet.flow_run_launcher serve PID``, in the worker's process
 group, listening on an abstract unix socket named in ``EDGEFLEET_LAUNCHER_SOCKET``). The
 pool's deployments run ``python -m edgefleet.flow_run_launcher`` instead of Prefect's
 ``python -m prefect.engine``: this small client hands its arguments, environment, working
@@ -17,8 +17,9 @@ process group kills all three.
 
 The client falls back to ``python -m prefect.engine`` when no fork server is named or none
 answers, and the child does too (it ``exec``s it) when its environment differs from the one
-the fork server imported with in anything but the per-run ``PREFECT__*`` variables: a warm
-start never runs with other settings than a cold one would.
+the fork server imported with: other Prefect settings once resolved, or any other variable
+but Prefect's per-run ``PREFECT__*`` ones. A warm start never runs with other settings than
+a cold one would.
 """
 
 from __future__ import annotations
@@ -239,11 +240,11 @@ def _become_flow_run(request: dict[str, Any], streams: list[int], differ: list[s
 class ForkServer:
     """Accepts clients and forks a child per request; watches the clients and children."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, worker: int) -> None:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(_address(name))  # bound first: clients queue while it warms up
         self.listener.listen(64)
-        self.parent = os.getppid()
+        self.worker = worker  # its parent: the worker, once the starter has exec'd it
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, tuple[socket.socket, int]] = {}  # pid: (client, pidfd)
         self.warm_env: dict[str, str] = {}
@@ -263,7 +264,7 @@ class ForkServer:
                     self._kill(pid)
                 else:
                     self._reap(pid)
-            if os.getppid() != self.parent and self.listener.fileno() >= 0:
+            if os.getppid() != self.worker and self.listener.fileno() >= 0:
                 # the worker is gone: take no more runs, let the ones in flight end
                 self.selector.unregister(self.listener)
                 self.listener.close()
@@ -283,7 +284,14 @@ class ForkServer:
         differ = differences(request["env"], self.warm_env)
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: the client starts it cold
+            print(f"flow_run_launcher: cannot fork: {exc}", file=sys.stderr, flush=True)
+            for fd in streams:
+                os.close(fd)
+            conn.close()
+            return
         if pid == 0:
             self.selector.close()
             self.listener.close()
@@ -321,15 +329,22 @@ class ForkServer:
         conn.close()
 
 
+def serve_command(worker: int, modules: list[str]) -> list[str]:
+    """The fork server of the worker of PID ``worker`` (its parent: it ends when that one
+    is gone), importing ``modules``."""
+    return [sys.executable, "-m", "edgefleet.flow_run_launcher", "serve", str(worker),
+            *modules]
+
+
 def main(args: list[str]) -> None:
-    """``serve MODULE...`` (the fork server, named by ``EDGEFLEET_LAUNCHER_SOCKET``), else
-    the client: the arguments are ``prefect.engine``'s."""
+    """``serve WORKER_PID MODULE...`` (the fork server, named by
+    ``EDGEFLEET_LAUNCHER_SOCKET``), else the client: the arguments are ``prefect.engine``'s."""
     if args[:1] == ["serve"]:
         name = os.environ.get(SOCKET_ENV)
-        if not name:
+        if not name or len(args) < 2 or not args[1].isdigit():
             raise SystemExit(f"usage: {SOCKET_ENV}=NAME python -m edgefleet.flow_run_launcher "
-                             "serve [MODULE...]")
-        ForkServer(name).serve(args[1:])
+                             "serve WORKER_PID [MODULE...]")
+        ForkServer(name, int(args[1])).serve(args[2:])
     else:
         client(args)
 

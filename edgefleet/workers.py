@@ -76,11 +76,11 @@ def environment(api_url: str, base: dict[str, str] | None = None) -> dict[str, s
 def start_fork_server(env: dict[str, str]) -> dict[str, str]:
     """Start the fork server its flow runs start from (``edgefleet.flow_run_launcher``) as a
     child of this process, in its process group; ``env`` naming it for the worker."""
-    from edgefleet.flow_run_launcher import SOCKET_ENV, new_socket_name
+    from edgefleet.flow_run_launcher import SOCKET_ENV, new_socket_name, serve_command
 
     env = {**env, SOCKET_ENV: new_socket_name()}
-    subprocess.Popen([sys.executable, "-m", "edgefleet.flow_run_launcher", "serve",
-                      *WARM_MODULES], env=env, stdin=subprocess.DEVNULL)
+    subprocess.Popen(serve_command(os.getpid(), WARM_MODULES), env=env,
+                     stdin=subprocess.DEVNULL)
     return env
 
 

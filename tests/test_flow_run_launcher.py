@@ -9,6 +9,7 @@ connection), so a run with a valid id waits for it and one with a bad id fails a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -47,8 +48,8 @@ class Server:
 
 def start_server(env: dict[str, str]) -> subprocess.Popen[bytes]:
     """A fork server, once it listens (a client queues while it imports)."""
-    process = subprocess.Popen([sys.executable, "-m", "edgefleet.flow_run_launcher", "serve",
-                                *WARM_MODULES], env=env, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(launcher.serve_command(os.getpid(), WARM_MODULES), env=env,
+                               stdin=subprocess.DEVNULL)
     assert wait_for(lambda: env[launcher.SOCKET_ENV] in Path("/proc/net/unix").read_text())
     return process
 
@@ -239,3 +240,21 @@ def test_only_prefect_s_and_per_run_variables_may_differ() -> None:
     assert launcher.differences({**run, "EDGEFLEET_HOME": "/b", "X": "1"}, warm) == [
         "EDGEFLEET_HOME", "X"]
     assert launcher.differences({k: v for k, v in run.items() if k != "PATH"}, warm) == ["PATH"]
+
+
+def test_a_fork_server_whose_worker_is_gone_takes_no_more_runs_and_ends(silent_api: str) -> None:
+    env = {**os.environ, launcher.SOCKET_ENV: launcher.new_socket_name(),
+           "PREFECT_API_URL": silent_api}
+    # its parent (the worker, here a Python that only starts it) ends at once
+    starter = ("import os, subprocess as s, sys; print(s.Popen([sys.executable, '-m', "
+               "'edgefleet.flow_run_launcher', 'serve', str(os.getpid()), *sys.argv[1:]], "
+               "stdout=s.DEVNULL, stderr=s.DEVNULL).pid)")
+    done = subprocess.run([sys.executable, "-c", starter, *WARM_MODULES], env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    pid = int(done.stdout)
+    try:
+        assert wait_for(lambda: not alive(pid), timeout=120)  # once warm, it sees and ends
+        assert env[launcher.SOCKET_ENV] not in Path("/proc/net/unix").read_text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
