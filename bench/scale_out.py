@@ -66,11 +66,21 @@ def wait_states(ids: list[str], done: set[str], timeout: float = 1800) -> dict[s
         time.sleep(1)
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """The machine's (busy, all) CPU time so far, from /proc/stat (every core)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def jobs_batch(app: str, edges: list[str], jobs: int) -> tuple[float, dict[str, Any]]:
-    """``jobs`` // 2 deploys at once, then their stops at once; wall time and outcomes."""
+    """``jobs`` // 2 deploys at once, then their stops at once; wall time and outcomes, with
+    how busy the machine's CPUs were meanwhile (a second worker has nothing to add when they
+    are busy already)."""
     import edgefleet
 
     count = max(1, jobs // 2)
+    busy_before, all_before = cpu_ticks()
     started = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
         submitted = list(pool.map(lambda i: edgefleet.deploy(app, edges[i % len(edges)],
@@ -81,9 +91,11 @@ def jobs_batch(app: str, edges: list[str], jobs: int) -> tuple[float, dict[str, 
         list(pool.map(lambda i: edgefleet.stop_deployment(i, wait=False), ids))
     stopped = wait_states(ids, {"STOPPED"})
     took = time.perf_counter() - started
+    busy_after, all_after = cpu_ticks()
     for dep_id in ids:
         edgefleet.delete_deployment(dep_id, force=True)
-    return took, {"deployed": deployed, "stopped": stopped}
+    busy = (busy_after - busy_before) / max(1, all_after - all_before)
+    return took, {"deployed": deployed, "stopped": stopped, "cpu_busy": round(busy, 2)}
 
 
 def timed_deploy(app: str, edge: str) -> float:
@@ -228,7 +240,9 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     t, lat = result["throughput"], result["latency"]
     print(f"throughput: {args.jobs} deploy/stop jobs, 1 worker {t['one_worker_s']}s, "
-          f"2 workers {t['two_workers_s']}s: {t['ratio']}x (goal >= {TARGET_RATIO}x)")
+          f"2 workers {t['two_workers_s']}s: {t['ratio']}x (goal >= {TARGET_RATIO}x); "
+          f"CPUs busy {t['one_worker']['cpu_busy']:.0%} and {t['two_workers']['cpu_busy']:.0%} "
+          f"of {os.cpu_count()} cores")
     print(f"launch latency: served {lat['served_median_s']}s - in-process "
           f"{lat['in_process_median_s']}s = {lat['served_minus_in_process_s']}s "
           f"(goal <= {TARGET_LATENCY_S}s)")
