@@ -32,8 +32,10 @@ SERVE_LOG_LINES = 150  # of each worker's log, shown with a failed lab test
 # The figures tests measured (the issues' acceptance asks for them), for CI to keep.
 FIGURES_FILE = Path(__file__).resolve().parent.parent / "test-artifacts" / "figures.json"
 _figures: list[dict[str, Any]] = []
-# Variables that would point a test at real state outside its temp home.
-HOME_VARS = ("EDGEFLEET_HOME", "EDGEFLEET_LAB_DIR", "EDGEFLEET_DATABASE_URL")
+# Variables that would point a test at real state outside its temp home (the session's
+# Prefect database too: another home's server keeps its own).
+HOME_VARS = ("EDGEFLEET_HOME", "EDGEFLEET_LAB_DIR", "EDGEFLEET_DATABASE_URL",
+             "EDGEFLEET_PREFECT_DATABASE_URL")
 
 
 def _clear_caches() -> None:

@@ -22,6 +22,12 @@ CLI = [sys.executable, "-c", "from edgefleet.cli.main import app; app()"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def no_session_prefect_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what a test gives: not the lab session's own Prefect database."""
+    monkeypatch.delenv("EDGEFLEET_PREFECT_DATABASE_URL", raising=False)
+
+
 def _settings(tmp_path: Path, **values: str) -> Settings:
     return Settings(home=tmp_path, **values)  # type: ignore[arg-type]
 
