@@ -145,18 +145,10 @@ def lab(edgefleet_home: Path) -> Iterator[LabStatus]:
 
 
 @pytest.fixture(scope="session")
-def prefect_api(lab: LabStatus, edgefleet_home: Path, request: pytest.FixtureRequest
-                ) -> Iterator[str]:
+def prefect_api(lab: LabStatus, edgefleet_home: Path) -> Iterator[str]:
     """`edgefleet up` once per session (a real Prefect server, the work pool, one worker):
-    its API URL. Prefect's own database is on the session's PostgreSQL server when Debian's
-    is installed (`./scripts/test.sh` installs it), as a fleet's would be: on SQLite, the
-    served rollouts wait on its one writer."""
+    its API URL."""
     from edgefleet import server
-    from tests.postgres_server import installed
-
-    if installed():
-        pg = request.getfixturevalue("postgres")
-        os.environ["EDGEFLEET_PREFECT_DATABASE_URL"] = pg.url(pg.new_database())
     os.environ["EDGEFLEET_PREFECT_PORT"] = str(free_port(set()))
     # the reconciles (a lost event's safety net) act within a test's wait
     os.environ["EDGEFLEET_RECONCILE_SECONDS"] = str(RECONCILE_SECONDS)
@@ -171,7 +163,6 @@ def prefect_api(lab: LabStatus, edgefleet_home: Path, request: pytest.FixtureReq
         APILogWorker.drain_all(timeout=10)  # this process's run logs, before the API goes
         server.down(progress=lambda _m: None)
         os.environ.pop("EDGEFLEET_PREFECT_PORT", None)
-        os.environ.pop("EDGEFLEET_PREFECT_DATABASE_URL", None)
         os.environ.pop("EDGEFLEET_RECONCILE_SECONDS", None)
         os.environ.pop("EDGEFLEET_SOAK_SECONDS", None)
         _clear_caches()
