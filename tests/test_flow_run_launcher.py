@@ -181,7 +181,7 @@ def raw_request(name: str, payload: bytes, fds: list[int] | None = None) -> byte
 
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.settimeout(30)
-    conn.connect("\0" + name)
+    conn.connect(launcher._address(name))
     try:
         if fds:
             conn.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
